@@ -1,0 +1,241 @@
+"""Model, checkpoints, the official MOVE import, weight resolution and download."""
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unsegcli.config import ModelConfig, PreprocessConfig
+from unsegcli.errors import CheckpointError, UnsegError, WeightsNotFoundError
+from unsegcli.model.backbone import dino_pos_embed, timm_pos_embed
+from unsegcli.model.checkpoint import (checkpoint_dict, import_official_move, load_segmenter,
+                                       save_checkpoint)
+from unsegcli.model.segmenter import Segmenter
+
+from .conftest import random_image, tiny_model, write_images
+
+
+def test_default_architecture_is_moves():
+    model = Segmenter(ModelConfig())
+    # supplementary D: widths 192, 128, 128 (+128), three x2 upsamplings, 1x1 conv to one channel
+    convs = [m for m in model.head.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (384, 192, (3, 3)), (192, 128, (3, 3)), (128, 128, (3, 3)), (128, 128, (3, 3)), (128, 1, (1, 1))]
+    assert model.backbone.cfg.feature_block == 10  # penultimate of 12 blocks
+    assert model.backbone.norm.eps == 1e-6 and model.backbone.norm is not model.backbone.vit.norm
+    assert not any(p.requires_grad for p in model.backbone.vit.parameters())
+    x = torch.randn(1, 3, 24, 40)
+    assert model.eval()(x).shape == (1, 1, 24, 40)
+
+
+def test_features_come_from_the_chosen_block_with_the_new_norm():
+    model = tiny_model(depth=3)
+    vit = model.backbone.vit
+    x = torch.randn(2, 3, 64, 64)  # the native grid: no interpolation
+    with torch.no_grad():
+        t = vit.patch_embed(x)
+        t = torch.cat([vit.cls_token.expand(2, -1, -1), t], 1) + vit.pos_embed
+        for blk in vit.blocks[:2]:  # block_index -2 of 3 blocks = block 1
+            t = blk(t)
+        ref = model.backbone.norm(t)[:, 1:].transpose(1, 2).reshape(2, -1, 8, 8)
+        np.testing.assert_allclose(model.backbone(x).numpy(), ref.numpy(), atol=1e-5)
+
+
+def _keys_1d(values: np.ndarray, n_out: int, scale: float, a: float = -0.75) -> np.ndarray:
+    """Independent bicubic (Keys kernel, a = -0.75 as PyTorch) with border clamping: output j
+    samples the source at (j + 0.5) / scale - 0.5 (align_corners=False)."""
+    def w(x):
+        x = abs(x)
+        if x <= 1:
+            return (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1
+        return a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a if x < 2 else 0.0
+    out = np.zeros(n_out)
+    for j in range(n_out):
+        src = (j + 0.5) / scale - 0.5
+        f = math.floor(src)
+        out[j] = sum(w(src - k) * values[min(max(k, 0), len(values) - 1)] for k in range(f - 1, f + 3))
+    return out
+
+
+def test_dino_pos_embed_rule_known_answer():
+    # DINO samples with scale (n + 0.1) / sqrt(N), not the exact n / sqrt(N); a pos-embed that
+    # varies along x only must match a 1-D bicubic at exactly those positions.
+    N_side, dim, n_h, n_w = 8, 3, 10, 13
+    col = np.random.default_rng(0).normal(size=N_side)
+    grid = np.tile(col, (N_side, 1))
+    pe = torch.cat([torch.zeros(1, 1, dim),
+                    torch.tensor(grid, dtype=torch.float32).reshape(1, -1, 1).expand(1, -1, dim)], 1)
+    out = dino_pos_embed(pe, n_h, n_w)[0, 1:, 0].reshape(n_h, n_w).numpy()
+    expected = _keys_1d(col, n_w, (n_w + 0.1) / N_side)
+    for row in out:
+        np.testing.assert_allclose(row, expected, atol=1e-5)
+    exact = timm_pos_embed(pe, n_h, n_w)[0, 1:, 0].reshape(n_h, n_w).numpy()
+    assert np.abs(out - exact).max() > 1e-2  # the two rules really differ
+    assert torch.equal(dino_pos_embed(pe, N_side, N_side), pe)  # native size: untouched
+
+
+def test_timm_rule_is_selectable():
+    m = tiny_model(pos_embed="timm")
+    assert m(torch.randn(1, 3, 48, 80)).shape == (1, 1, 48, 80)
+
+
+def test_checkpoint_roundtrip_is_strict_and_weights_only(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, checkpoint_dict(model, PreprocessConfig(size=96, max_size=200), {"k": "v"}))
+    torch.load(path, weights_only=True)  # must not need pickle
+    loaded, prep, meta = load_segmenter(path)
+    assert prep == PreprocessConfig(size=96, max_size=200) and meta == {"k": "v"}
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["state_dict"]["head.model.4.weight"]
+    ckpt["state_dict"]["extra.weight"] = torch.zeros(1)
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"missing keys: head\.model\.4\.weight.*unexpected keys: extra\.weight"):
+        load_segmenter(tmp_path / "bad.pt")
+    torch.save({"model": {}}, tmp_path / "official.pt")
+    with pytest.raises(CheckpointError, match="import-move"):
+        load_segmenter(tmp_path / "official.pt")
+
+
+def _official_release(tmp_path, seed=0):
+    """Files laid out as the official release: checkpoint-N.pth (+ .args) and DINO's ViT-S/8 file."""
+    torch.manual_seed(seed)
+    ref = Segmenter(ModelConfig())  # DINO ViT-S/8 + conv_minc128
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.05)
+        for m in ref.head.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    official = {}
+    for k, v in ref.state_dict().items():
+        if k.startswith("backbone.norm."):
+            official["segmenter.feature_extractor." + k[len("backbone."):]] = v.clone()
+        elif k.startswith("head."):
+            official["segmenter.segmenter_head." + k[len("head."):]] = v.clone()
+    args = argparse.Namespace(feature_extractor="dino_vits8", segmenter_head="conv_minc128",
+                              extractor_block_layer=-2, shift_range=0.125)
+    torch.save({"args": args, "epoch": 80, "model": official, "optimizer": {}, "discriminator": {},
+                "optimizer_d": {}}, tmp_path / "checkpoint-80.pth")
+    torch.save({"args": args}, tmp_path / "checkpoint-80.args")
+    dino = {k[len("backbone.vit."):]: v.clone() for k, v in ref.state_dict().items() if k.startswith("backbone.vit.")}
+    torch.save(dino, tmp_path / "dino_deitsmall8_pretrain.pth")
+    return ref.eval(), official
+
+
+def test_import_official_release_predicts_like_the_same_tensors(tmp_path, cli):
+    ref, _ = _official_release(tmp_path)
+    out = tmp_path / "move.pt"
+    res = cli("weights", "import-move", tmp_path / "checkpoint-80.pth", "--backbone",
+              tmp_path / "dino_deitsmall8_pretrain.pth", "--out", out, "--size", "64")
+    assert res.exit_code == 0, res.output
+    assert "weights_only=False" in res.stderr  # the one-time unpickling is announced
+    loaded, prep, meta = load_segmenter(out)
+    assert meta["epoch"] == 80 and loaded.cfg.backbone.pos_embed == "dino" and prep.size == 64
+    x = torch.randn(1, 3, 48, 72)
+    with torch.no_grad():
+        np.testing.assert_array_equal(loaded(x).numpy(), ref(x).numpy())
+    # and end to end through the CLI on a folder
+    write_images(tmp_path / "imgs", [(30, 50), (50, 30)])
+    res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", out, "-j", "0")
+    assert res.exit_code == 0, res.output
+    from unsegcli.inference import predict_masks
+    from PIL import Image
+
+    exp = predict_masks(ref, [random_image(30, 50, seed=0)], PreprocessConfig(size=64))[0]
+    got = np.asarray(Image.open(tmp_path / "m" / "img_00.png"))
+    assert np.abs(got.astype(int) - np.floor(exp * 255).astype(int)).max() <= 1
+
+
+def test_import_accepts_timm_safetensors_backbone(tmp_path):
+    from safetensors.torch import save_file
+
+    ref, _ = _official_release(tmp_path, seed=1)
+    sd = torch.load(tmp_path / "dino_deitsmall8_pretrain.pth", weights_only=True)
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "model.safetensors")
+    model, _ = import_official_move(tmp_path / "checkpoint-80.pth", tmp_path / "model.safetensors")
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+
+
+def test_import_lists_missing_and_unexpected_keys(tmp_path):
+    _, official = _official_release(tmp_path)
+    args = argparse.Namespace(feature_extractor="dino_vits8", segmenter_head="conv_minc128", extractor_block_layer=-2)
+    broken = dict(official)
+    del broken["segmenter.segmenter_head.model.4.weight"]
+    torch.save({"args": args, "model": broken}, tmp_path / "c1.pth")
+    with pytest.raises(CheckpointError, match=r"segmenter\.segmenter_head\.model\.4\.weight"):
+        import_official_move(tmp_path / "c1.pth", tmp_path / "dino_deitsmall8_pretrain.pth")
+    torch.save({"args": args, "model": {**official, "discriminator.x": torch.zeros(1)}}, tmp_path / "c2.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected keys.*discriminator\.x"):
+        import_official_move(tmp_path / "c2.pth", tmp_path / "dino_deitsmall8_pretrain.pth")
+    dino = torch.load(tmp_path / "dino_deitsmall8_pretrain.pth", weights_only=True)
+    del dino["blocks.3.attn.qkv.weight"]
+    torch.save(dino, tmp_path / "dino_bad.pth")
+    with pytest.raises(CheckpointError, match=r"backbone weights.*missing keys: blocks\.3\.attn\.qkv\.weight"):
+        import_official_move(tmp_path / "c1.pth".replace("c1", "checkpoint-80"), tmp_path / "dino_bad.pth")
+
+
+def test_weights_resolution_order(tmp_path, monkeypatch, tiny_ckpt):
+    from unsegcli.model import registry
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.delenv("UNSEG_WEIGHTS", raising=False)
+    with pytest.raises(WeightsNotFoundError) as e:
+        registry.resolve_weights(None)
+    assert "unseg-demo-synth.pt" in e.value.message and "make demo-model" in e.value.hint
+    (tmp_path / "unseg-demo-synth.pt").write_bytes(b"x")
+    assert registry.resolve_weights(None) == tmp_path / "unseg-demo-synth.pt"
+    monkeypatch.setenv("UNSEG_WEIGHTS", str(tiny_ckpt))
+    assert registry.resolve_weights(None) == tiny_ckpt
+    assert registry.resolve_weights("demo-synth") == tmp_path / "unseg-demo-synth.pt"
+    with pytest.raises(WeightsNotFoundError, match="move-dino-vits8.pt") as e:
+        registry.resolve_weights("move-dino-vits8")
+    assert "import-move" in e.value.hint
+
+
+def test_missing_default_weights_message_in_cli(tmp_path, monkeypatch, cli):
+    from unsegcli.model import registry
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "nothing")
+    monkeypatch.delenv("UNSEG_WEIGHTS", raising=False)
+    write_images(tmp_path / "imgs", [(30, 40)])
+    res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "m")
+    assert res.exit_code == 1
+    assert "unseg-demo-synth.pt" in res.stderr and "make demo-model" in res.stderr
+    assert len(res.stderr.strip().splitlines()) <= 3  # one clear message, no traceback
+
+
+def test_fetch_checks_checksum_and_fails_clearly_offline(tmp_path, monkeypatch):
+    import hashlib
+
+    from unsegcli.model.download import download
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"weights" * 1000)
+    good = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert download(src.as_uri(), tmp_path / "a.bin", sha256=good).read_bytes() == src.read_bytes()
+    with pytest.raises(UnsegError, match="checksum mismatch"):
+        download(src.as_uri(), tmp_path / "b.bin", sha256="0" * 64)
+    assert not (tmp_path / "b.bin").exists() and not list(tmp_path.glob(".b.bin*"))
+    with pytest.raises(UnsegError, match="cannot download") as e:
+        download("http://127.0.0.1:9/none.pth", tmp_path / "c.bin", timeout=2)
+    assert "offline" in e.value.hint
+
+
+def test_weights_list_and_info(cli, tiny_ckpt):
+    import json
+
+    res = cli("weights", "list", "--json")
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["dino-vits8"]["url"].endswith("dino_deitsmall8_pretrain.pth")
+    assert rows["mae-vitl16-gan"]["url"].endswith("mae_visualize_vit_large_ganloss.pth")
+    info = json.loads(cli("weights", "info", tiny_ckpt).stdout)
+    assert info["model_config"]["backbone"]["patch_size"] == 8 and info["preprocess"]["size"] == 64

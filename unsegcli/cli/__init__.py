@@ -1,0 +1,1 @@
+"""The thin Typer layer: parses arguments, calls library functions, chooses exit codes."""

@@ -1,0 +1,109 @@
+"""`unseg predict`: images -> 8-bit soft (or binary) mask PNGs at the original image size."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .app import app
+from .console import console, notice, progress_bar, report_failure
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  unseg predict images/ --out masks/
+
+  unseg predict photo.jpg scans/ --out masks/ --binary --threshold 0.5
+
+  find photos -name '*.jpg' | unseg predict - --out masks/ --device cuda --batch-size 32 --precision bf16
+
+  unseg predict images/ --out masks/ --weights weights/move-dino-vits8.pt --max-size 1024
+"""
+
+
+def output_path(out_dir: str, rel: str) -> str:
+    return os.path.join(out_dir, os.path.splitext(rel)[0] + ".png")
+
+
+@app.command(epilog=EXAMPLES)
+def predict(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive) or '-' for paths on stdin."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; masks keep the inputs' relative paths, as .png."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w",
+                                          help="Checkpoint path or known name; default $UNSEG_WEIGHTS, then weights/unseg-demo-synth.pt."),
+    binary: bool = typer.Option(False, "--binary", help="Write 0/255 masks at --threshold instead of soft masks."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Binarisation threshold for --binary."),
+    size: Optional[int] = typer.Option(None, "--size", min=8, help="Shorter side fed to the model [default: the checkpoint's, 448 for MOVE]."),
+    max_size: Optional[int] = typer.Option(None, "--max-size", min=8, help="Cap on the longer side after resizing."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (auto: CUDA when available)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 autocast (GPU only; CPU runs fp32)."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", min=1, help="Images per forward pass, bucketed by shape."),
+    workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", "-j", min=0,
+                                help="Decoding processes (0 = decode in the main process)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Recompute masks that already exist (default: skip them, so re-runs resume)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Run the MOVE segmenter on images and write mask PNGs."""
+    import dataclasses
+    import time
+
+    from ..errors import UsageError
+    from ..inference import AUTOCAST_DTYPES, Predictor, resolve_device, run_prediction
+    from ..io.images import list_inputs
+    from ..io.masks import binary_to_uint8, soft_to_uint8, write_mask
+    from ..model.checkpoint import load_segmenter
+    from ..model.registry import resolve_weights
+    from .writer import BackgroundWriter
+
+    if precision not in AUTOCAST_DTYPES:
+        raise UsageError(f"--precision must be one of {', '.join(AUTOCAST_DTYPES)}, not '{precision}'")
+    items = list_inputs(inputs)
+    if not items:
+        raise UsageError("no images found in the inputs", "accepted extensions: jpg jpeg png bmp webp tif tiff")
+    weights_path = resolve_weights(weights)
+    dev = resolve_device(device)
+    if device == "auto" and dev.type == "cpu" and not quiet:
+        notice("no CUDA device found; running on CPU")
+    if dev.type == "cpu" and precision != "fp32" and not quiet:
+        notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
+    model, prep, _meta = load_segmenter(weights_path)
+    changes = {k: v for k, v in (("size", size), ("max_size", max_size)) if v is not None}
+    prep = dataclasses.replace(prep, **changes)
+    predictor = Predictor(model, prep, dev, precision)
+
+    outputs = [output_path(str(out), it.rel) for it in items]
+    todo = [i for i, o in enumerate(outputs) if overwrite or not os.path.exists(o)]
+    skipped = len(items) - len(todo)
+    failed: list[str] = []
+    written = 0
+    start = time.perf_counter()
+
+    def encode(mask):
+        return binary_to_uint8(mask, threshold) if binary else soft_to_uint8(mask)
+
+    with BackgroundWriter() as writer, progress_bar(len(todo), "predict", quiet) as advance:
+        def on_mask(j: int, mask) -> None:
+            nonlocal written
+            writer.submit(write_mask, outputs[todo[j]], encode(mask))
+            written += 1
+
+        def on_error(j: int, message: str) -> None:
+            failed.append(message)
+            report_failure(message)
+
+        run_prediction(predictor, [items[i].path for i in todo], on_mask, on_error,
+                       batch_size=batch_size, workers=workers if len(todo) > 1 else 0, on_progress=advance)
+    written -= len(writer.errors)
+    for message in writer.errors:
+        failed.append(message)
+        report_failure(message)
+    seconds = time.perf_counter() - start
+    if not quiet:
+        rate = written / seconds if seconds > 0 else 0.0
+        console.print(f"images {len(items)} · written {written} · skipped {skipped} (existing) · "
+                      f"failed {len(failed)} · {rate:.2f} images/s · device {dev}"
+                      + (f" {predictor.precision}" if dev.type == "cuda" else ""))
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,110 @@
+"""Typed configuration: the one home of defaults.
+
+Every constant is cited: MOVE = Bielski & Favaro, NeurIPS 2022 (paper, supplementary D) and the
+official code (github adambielski/move-seg); see shared/design/reference-facts.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # official infer.py / DINO normalisation
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A timm VisionTransformer. Defaults: DINO ViT-S/8 (384-d, 12 blocks, 6 heads, patch 8)."""
+
+    timm_name: str = "vit_small_patch8_224.dino"
+    patch_size: int = 8
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    img_size: int = 224  # size the position embeddings were trained at (28x28 grid for S/8)
+    # Block whose output feeds the head; -2 = penultimate (official arg extractor_block_layer -2).
+    block_index: int = -2
+    # Position-embedding resampling for non-224 inputs: "dino" reproduces DINO's
+    # interpolate_pos_encoding (bicubic, scale (n + 0.1) / sqrt(N)); "timm" resamples to the exact grid.
+    pos_embed: str = "dino"
+
+    @property
+    def feature_block(self) -> int:
+        return self.block_index if self.block_index >= 0 else self.depth + self.block_index
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """MOVE's conv upsampling head ("conv_minc128", supplementary D).
+
+    Widths follow the official rule max(min_channels, int(embed_dim * 0.5 ** (i + 1))) for
+    log2(patch) upsampling blocks plus one block without upsampling.
+    """
+
+    widths: tuple[int, ...] = (192, 128, 128, 128)
+    upsampling_blocks: int = 3
+
+    @staticmethod
+    def for_backbone(embed_dim: int, patch_size: int, min_channels: int = 128,
+                     width_mult: float = 0.5) -> "HeadConfig":
+        n_up = patch_size.bit_length() - 1
+        if 1 << n_up != patch_size:
+            raise ValueError(f"patch size {patch_size} is not a power of two")
+        widths = tuple(max(min_channels, int(embed_dim * width_mult ** (i + 1))) for i in range(n_up + 1))
+        return HeadConfig(widths=widths, upsampling_blocks=n_up)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return cls(backbone=_from_dict(BackboneConfig, data["backbone"]),
+                   head=_from_dict(HeadConfig, data["head"]))
+
+    @classmethod
+    def tiny(cls, embed_dim: int = 32, depth: int = 2, num_heads: int = 2, patch_size: int = 8,
+             min_channels: int = 8, pos_embed: str = "dino", img_size: int = 64) -> "ModelConfig":
+        """A small random model of the same architecture, for tests and the demo checkpoint."""
+        backbone = BackboneConfig(timm_name="", patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+                                  num_heads=num_heads, img_size=img_size, pos_embed=pos_embed)
+        return cls(backbone=backbone,
+                   head=HeadConfig.for_backbone(embed_dim, patch_size, min_channels=min_channels))
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Official inference preprocessing (infer.py): shorter side to `size` with PIL bicubic,
+    optional cap on the longer side, ImageNet mean/std, reflect padding to the patch multiple."""
+
+    size: int = 448
+    max_size: int | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+        return _from_dict(cls, data)
+
+
+# Mask PNG encoding: value = floor(sigmoid * 255) (official infer.py: (mask * 255).astype(uint8)).
+MASK_SCALE = 255
+DEFAULT_THRESHOLD = 0.5
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

@@ -1,0 +1,1 @@
+"""Readers and writers at the edges: files in, arrays out (and back)."""

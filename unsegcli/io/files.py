@@ -1,0 +1,53 @@
+"""The one atomic-write helper: temp name in the same folder, then os.replace.
+
+A killed run therefore leaves either the old file, the complete new file, or a stray
+``.<name>.tmp-*`` that a re-run ignores and overwrites — never a half-written output.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write to a file atomically, or to stdout when ``path`` is '-'."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write_bytes(path, data)
+
+
+def dumps_json(obj: Any) -> bytes:
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+
+def dumps_jsonl(records: Iterable[dict]) -> bytes:
+    return b"".join(dumps_json(r) for r in records)
+
+
+def read_input_bytes(path: str) -> bytes:
+    """Read a file, or stdin when ``path`` is '-'."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()

@@ -1,0 +1,57 @@
+"""8-bit mask PNGs: encoding soft masks, atomic writing, and reading masks of any PNG flavour."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .files import atomic_write_bytes
+
+
+def soft_to_uint8(mask: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> uint8 by floor(m * 255), as the official infer.py writes masks."""
+    return (np.clip(mask, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def binary_to_uint8(mask: np.ndarray, threshold: float) -> np.ndarray:
+    return np.where(mask > threshold, 255, 0).astype(np.uint8)
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:  # pragma: no cover - OpenCV only fails on impossible shapes
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_mask(path: str, arr_u8: np.ndarray) -> None:
+    atomic_write_bytes(path, encode_png(arr_u8))
+
+
+def read_mask(path: str) -> np.ndarray:
+    """Read a mask as HxW uint8: grayscale kept, RGB/palette converted to L, 16-bit scaled to 8."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.float64)
+                return np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if img.mode == "1":
+                return np.asarray(img, dtype=np.uint8) * 255
+            if img.mode != "L":
+                img = img.convert("L")
+            return np.asarray(img, dtype=np.uint8).copy()
+    except UnidentifiedImageError:
+        import os
+
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        raise InputError(f"{path}: {'empty file' if size == 0 else 'not a readable image'}") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: corrupt or truncated mask ({e})") from None

@@ -1,0 +1,1 @@
+"""Pure nn.Modules (backbone, head, segmenter) and their weights (checkpoint, registry)."""

@@ -1,0 +1,92 @@
+"""Frozen ViT features as MOVE uses them: tokens through the penultimate block, then a NEW
+trainable LayerNorm (384, eps 1e-6; official segmenter.py ViTFeatureExtractor), CLS dropped,
+reshaped to (B, C, H/p, W/p)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import BackboneConfig
+
+
+def build_vit(cfg: BackboneConfig) -> nn.Module:
+    """A timm VisionTransformer with the config's shape. Its state-dict keys are those of the
+    original DINO release (cls_token, pos_embed, patch_embed.proj, blocks.N.*, norm)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
+                             depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+                             qkv_bias=True, num_classes=0)
+
+
+def dino_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """DINO's interpolate_pos_encoding: bicubic with scale factor (n + 0.1) / sqrt(N).
+
+    The +0.1 (dino issue #8) makes the sampling grid differ slightly from an exact resize, so
+    parity with the official pipeline needs this rule, not timm's. Returns (1, 1 + h*w, C).
+    """
+    n = pos_embed.shape[1] - 1
+    side = int(math.sqrt(n))
+    if grid_h * grid_w == n and grid_h == grid_w:
+        return pos_embed
+    cls_pe, patch_pe = pos_embed[:, :1], pos_embed[:, 1:]
+    dim = pos_embed.shape[-1]
+    patch_pe = F.interpolate(
+        patch_pe.reshape(1, side, side, dim).permute(0, 3, 1, 2).float(),
+        scale_factor=((grid_h + 0.1) / math.sqrt(n), (grid_w + 0.1) / math.sqrt(n)),
+        mode="bicubic",
+    )
+    assert patch_pe.shape[-2:] == (grid_h, grid_w), patch_pe.shape
+    patch_pe = patch_pe.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim).to(pos_embed.dtype)
+    return torch.cat([cls_pe, patch_pe], dim=1)
+
+
+def timm_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """timm's dynamic-size rule: resample to the exact grid."""
+    from timm.layers import resample_abs_pos_embed
+
+    return resample_abs_pos_embed(pos_embed, (grid_h, grid_w), num_prefix_tokens=1)
+
+
+class FeatureExtractor(nn.Module):
+    """ViT tokens -> (B, C, H/p, W/p) features. The ViT is frozen and always in eval mode; only
+    ``norm`` trains (unless ``train_vit`` is set, for self-training with ``--train-backbone``)."""
+
+    def __init__(self, cfg: BackboneConfig, vit: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.vit = vit if vit is not None else build_vit(cfg)
+        self.vit.requires_grad_(False)
+        self.train_vit = False
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
+        self.patch_size = cfg.patch_size
+        self._pos_rule = dino_pos_embed if cfg.pos_embed == "dino" else timm_pos_embed
+        if cfg.pos_embed not in ("dino", "timm"):
+            raise ValueError(f"pos_embed must be 'dino' or 'timm', not {cfg.pos_embed!r}")
+
+    def set_train_vit(self, flag: bool) -> None:
+        self.train_vit = flag
+        self.vit.requires_grad_(flag)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vit.train(mode and self.train_vit)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"input {h}x{w} is not a multiple of the patch size {p}; pad it first")
+        gh, gw = h // p, w // p
+        vit = self.vit
+        tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
+        tokens = tokens + self._pos_rule(vit.pos_embed, gh, gw)
+        for blk in vit.blocks[: self.cfg.feature_block + 1]:
+            tokens = blk(tokens)
+        tokens = self.norm(tokens)[:, 1:]
+        return tokens.transpose(1, 2).reshape(b, -1, gh, gw)

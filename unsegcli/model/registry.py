@@ -1,0 +1,97 @@
+"""Known weights: where each comes from, which file it is, and how a name becomes a path.
+
+Resolution order for the segmenter (``resolve_segmenter_weights``): an explicit path, a known
+name, ``$UNSEG_WEIGHTS``, then the default file in ``weights/``. Nothing is downloaded implicitly;
+``unseg weights fetch NAME`` is the only network access.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import WeightsNotFoundError
+
+# weights/ beside the package (a source checkout or an editable install); $UNSEG_WEIGHTS_DIR overrides.
+WEIGHTS_DIR = Path(os.environ.get("UNSEG_WEIGHTS_DIR", Path(__file__).resolve().parents[2] / "weights"))
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    name: str
+    filename: str
+    kind: str  # segmenter | backbone | inpainter
+    description: str
+    url: str | None = None  # direct download (fetchable)
+    sha256: str | None = None  # None where the publisher gives none
+    source: str | None = None  # page to get it from by hand
+    how: str | None = None  # command that produces the file, for converted weights
+
+
+KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
+    KnownWeights(
+        "demo-synth", "unseg-demo-synth.pt", "segmenter",
+        "embedded demo: small ViT/8 + MOVE head trained on `unseg synth` shapes (not the paper's model)",
+        how="make demo-model"),
+    KnownWeights(
+        "move-dino-vits8", "move-dino-vits8.pt", "segmenter",
+        "official MOVE release (DINO ViT-S/8, conv_minc128) converted to unseg's format",
+        source="https://github.com/adambielski/move-seg/releases/tag/move_model",
+        how="unseg weights import-move checkpoint-N.pth --backbone dino_deitsmall8_pretrain.pth "
+            "--out weights/move-dino-vits8.pt"),
+    KnownWeights(
+        "dino-vits8", "dino_deitsmall8_pretrain.pth", "backbone",
+        "DINO ViT-S/8 backbone (original facebookresearch/dino layout; timm: vit_small_patch8_224.dino)",
+        url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth"),
+    KnownWeights(
+        "mae-vitl16-gan", "mae_visualize_vit_large_ganloss.pth", "inpainter",
+        "MAE ViT-L/16 trained with a GAN loss: MOVE's frozen inpainter (checkpoint key 'model')",
+        url="https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large_ganloss.pth"),
+]}
+
+DEFAULT_SEGMENTER = "demo-synth"
+
+
+def path_of(name: str) -> Path:
+    return WEIGHTS_DIR / KNOWN[name].filename
+
+
+def _missing(name: str) -> WeightsNotFoundError:
+    w = KNOWN[name]
+    if w.url:
+        hint = f"run `unseg weights fetch {name}` (online), or download {w.url} to {path_of(name)}"
+    elif w.how:
+        hint = f"create it with `{w.how}`" + (f" (source: {w.source})" if w.source else "")
+    else:
+        hint = f"get it from {w.source}"
+    return WeightsNotFoundError(f"weights '{name}' not found: expected {path_of(name)}", hint)
+
+
+def resolve_weights(spec: str | None, env_var: str | None = "UNSEG_WEIGHTS",
+                    default: str | None = DEFAULT_SEGMENTER) -> Path:
+    """PATH or NAME -> existing file; None falls back to $env_var, then the default name."""
+    if spec is None and env_var:
+        spec = os.environ.get(env_var) or None
+    if spec is None:
+        if default is None:
+            raise WeightsNotFoundError("no weights given")
+        spec = default
+    if spec in KNOWN:
+        p = path_of(spec)
+        if not p.exists():
+            raise _missing(spec)
+        return p
+    p = Path(spec).expanduser()
+    if not p.exists():
+        raise WeightsNotFoundError(f"weights file not found: {p}",
+                                   f"pass a path or one of: {', '.join(KNOWN)} (see `unseg weights list`)")
+    return p
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

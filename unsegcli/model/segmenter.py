@@ -1,0 +1,50 @@
+"""Backbone + head: normalised images -> mask logits at the input resolution."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from .backbone import FeatureExtractor
+from .head import ConvHead
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad right and bottom to a multiple (official infer.py). Reflection needs the pad to
+    be smaller than the side, so sides shorter than that (tiny images) are padded by replication."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class Segmenter(nn.Module):
+    def __init__(self, cfg: ModelConfig, vit: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = FeatureExtractor(cfg.backbone, vit)
+        self.head = ConvHead(cfg.backbone.embed_dim, cfg.head)
+
+    @property
+    def patch_size(self) -> int:
+        return self.cfg.backbone.patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 3, H, W) normalised, H and W multiples of the patch size. Returns (B, 1, H, W) logits."""
+        return self.head(self.backbone(x))
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Any-size normalised input -> (B, 1, H, W) probabilities: pad, run, crop back."""
+        h, w = x.shape[-2:]
+        logits = self(pad_to_multiple(x, self.patch_size))
+        return torch.sigmoid(logits[..., :h, :w].float())
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """What training changes: the new norm and the head (plus the ViT when it trains)."""
+        sd = self.state_dict()
+        if self.backbone.train_vit:
+            return sd
+        return {k: v for k, v in sd.items() if not k.startswith("backbone.vit.")}
