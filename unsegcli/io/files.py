@@ -51,3 +51,32 @@ def read_input_bytes(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
     return Path(path).read_bytes()
+
+
+class open_output:
+    """Context manager yielding a binary stream: stdout for '-', else a temp file in the target's
+    folder that replaces the target only when the block finishes without an exception."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._tmp: str | None = None
+        self._f = None
+
+    def __enter__(self):
+        if self.path == "-":
+            return sys.stdout.buffer
+        target = Path(self.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        self._f = os.fdopen(fd, "wb")
+        return self._f
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._f is None:
+            sys.stdout.buffer.flush()
+            return
+        self._f.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            os.unlink(self._tmp)

@@ -29,9 +29,31 @@ def write_mask(path: str, arr_u8: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(arr_u8))
 
 
+def _read_gray8(path: str) -> np.ndarray | None:
+    """OpenCV fast path for the common case (8-bit single-channel PNG); None for anything else,
+    which goes through Pillow for its exact mode conversions."""
+    import cv2
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    if data.size < 8 or data[:8].tobytes() != b"\x89PNG\r\n\x1a\n":
+        return None
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.ndim != 2 or arr.dtype != np.uint8:
+        return None
+    # palette PNGs decode to colour in OpenCV, so a 2-D uint8 result is a true grayscale image
+    return arr
+
+
 def read_mask(path: str) -> np.ndarray:
     """Read a mask as HxW uint8: grayscale kept, RGB/palette converted to L, 16-bit scaled to 8."""
     from PIL import Image, UnidentifiedImageError
+
+    fast = _read_gray8(path)
+    if fast is not None:
+        return fast
 
     try:
         with Image.open(path) as img:

@@ -1,0 +1,1 @@
+"""Metrics exactly as the published protocols compute them."""

@@ -1,0 +1,1 @@
+"""Masks -> components, boxes and pseudo-label records (pure functions on arrays)."""
