@@ -71,8 +71,11 @@ def _pick(cands: list[tuple[list[float], float]], pick: str) -> list[float]:
     return max(cands, key=order)[0]
 
 
-def from_file(path: str, gt: list[GTImage], pick: str) -> dict[str, np.ndarray]:
-    """`unseg boxes` coco or jsonl output (matched by file stem), or detector results (by image id)."""
+def from_file(path: str, gt: list[GTImage], pick: str = "auto") -> dict[str, np.ndarray]:
+    """`unseg boxes` coco or jsonl output (matched by file stem), or detector results (by image id).
+
+    ``pick`` "auto": the highest-scoring box of detector results (LOST / MOVE evaluate CAD that
+    way), the largest box of `unseg boxes` files (the paper's single-object rule)."""
     text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
     stripped = text.lstrip()
     by_stem = {g.stem: g for g in gt}
@@ -87,6 +90,7 @@ def from_file(path: str, gt: list[GTImage], pick: str) -> dict[str, np.ndarray]:
         sizes[str(g.image_id)] = wh or (g.width, g.height)
 
     if stripped.startswith("["):  # detector results: [{image_id, bbox xywh, score, ...}]
+        pick = "score" if pick == "auto" else pick
         for r in json.loads(text):
             x, y, w, h = r["bbox"]
             add(by_id.get(_norm_id(r["image_id"])), (x, y, x + w, y + h), r.get("score", 1.0), None)
@@ -108,6 +112,7 @@ def from_file(path: str, gt: list[GTImage], pick: str) -> dict[str, np.ndarray]:
                 raise UsageError(f"{path}:{n}: not JSON lines, a COCO file or detector results") from None
             for b, s in zip(r["boxes"], r.get("scores", [1.0] * len(r["boxes"]))):
                 add(by_stem.get(_stem(r["file_name"])), b, s, (r["width"], r["height"]))
+    pick = "largest" if pick == "auto" else pick
     return {k: _scale(_pick(c, pick), sizes[k], _gt_wh(by_id, k)) for k, c in cands.items()}
 
 
