@@ -1,0 +1,119 @@
+"""Procedurally generated images with known masks: textured backgrounds and 1-3 shaded shapes.
+
+Deterministic for a seed (image i uses the generator seeded with [seed, i]), so every command of
+the pipeline has a fixture with exact answers: masks (saliency GT), VOC XML boxes (CorLoc).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..io.files import atomic_write_bytes
+from ..io.masks import encode_png
+
+
+@dataclass(frozen=True)
+class SynthSample:
+    image: np.ndarray  # HxWx3 uint8
+    mask: np.ndarray  # HxW uint8, 0/255 union of the shapes
+    boxes: list[tuple[int, int, int, int]]  # per visible shape, 0-based XYXY exclusive
+
+
+def _texture(rng, h, w, base, contrast) -> np.ndarray:
+    """Smooth colour noise at a random scale plus stripes: a background with structure."""
+    scale = int(rng.integers(4, 16))
+    small = rng.normal(0, 1, (max(h // scale, 2), max(w // scale, 2), 3)).astype(np.float32)
+    tex = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ang, freq = rng.uniform(0, np.pi), rng.uniform(0.05, 0.4)
+    stripes = np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * freq)[..., None]
+    img = base[None, None, :] + contrast * (0.6 * tex + 0.4 * stripes)
+    return img
+
+
+def _shape_mask(rng, h, w, target_area: float) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    kind = rng.integers(0, 3)
+    side = np.sqrt(target_area * h * w)
+    cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
+    if kind == 0:  # ellipse
+        ax = side * rng.uniform(0.45, 0.8)
+        ay = target_area * h * w / (np.pi * ax)
+        cv2.ellipse(m, (int(cx), int(cy)), (max(int(ax), 2), max(int(ay), 2)), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    elif kind == 1:  # rotated rectangle
+        aspect = rng.uniform(0.5, 2.0)
+        rw, rh = side * np.sqrt(aspect), side / np.sqrt(aspect)
+        pts = cv2.boxPoints(((cx, cy), (rw, rh), float(rng.uniform(0, 90)))).astype(np.int32)
+        cv2.fillPoly(m, [pts], 1)
+    else:  # star-ish polygon
+        n = int(rng.integers(5, 9))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radii = side * 0.65 * rng.uniform(0.6, 1.2, n)
+        pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1).astype(np.int32)
+        cv2.fillPoly(m, [pts], 1)
+    return m.astype(bool)
+
+
+def generate(seed: int, index: int, size: int) -> SynthSample:
+    rng = np.random.default_rng([seed, index])
+    h = size
+    w = int(round(size * rng.choice([1.0, 4 / 3, 3 / 4])))
+    bg_base = rng.uniform(40, 200, 3)
+    img = _texture(rng, h, w, bg_base, rng.uniform(10, 35))
+    mask = np.zeros((h, w), bool)
+    shapes = []
+    for _ in range(int(rng.integers(1, 4))):
+        m = _shape_mask(rng, h, w, rng.uniform(0.05, 0.4) / 2)
+        if m.sum() < 16:
+            continue
+        colour = bg_base + rng.choice([-1, 1], 3) * rng.uniform(50, 110, 3)
+        fg = _texture(rng, h, w, colour, rng.uniform(5, 20))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        shade = 1.0 + 0.25 * ((xx - w / 2) / w - (yy - h / 2) / h)  # directional light
+        img = np.where(m[..., None], fg * shade[..., None], img)
+        for s in shapes:  # later shapes occlude earlier ones
+            s &= ~m
+        shapes.append(m)
+        mask |= m
+    image = np.clip(img, 0, 255).astype(np.uint8)
+    boxes = []
+    for s in shapes:
+        ys, xs = np.nonzero(s)
+        if len(xs):
+            boxes.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    return SynthSample(image, mask.astype(np.uint8) * 255, boxes)
+
+
+def _voc_xml(stem: str, w: int, h: int, boxes) -> str:
+    # VOC boxes are 1-based inclusive pixel indices: xmin = x0 + 1, xmax = x1 (see io/datasets.py)
+    objs = "".join(f"<object><name>shape</name><pose>Unspecified</pose><truncated>0</truncated>"
+                   f"<difficult>0</difficult><bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin>"
+                   f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>" for x0, y0, x1, y1 in boxes)
+    return (f"<annotation><folder>VOC2007</folder><filename>{stem}.jpg</filename><size><width>{w}</width>"
+            f"<height>{h}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>\n")
+
+
+def write_dataset(out: str | Path, n: int, size: int, seed: int, voc: bool = False, on_progress=None) -> None:
+    """OUT/images/<stem>.png, OUT/masks/<stem>.png (0/255: also the saliency GT) and, with voc,
+    OUT/VOCdevkit/VOC2007/{JPEGImages, Annotations, ImageSets/Main/trainval.txt}."""
+    out = Path(out)
+    stems = [f"synth_{seed}_{i:06d}" for i in range(n)]
+    voc_dir = out / "VOCdevkit" / "VOC2007"
+    for i, stem in enumerate(stems):
+        s = generate(seed, i, size)
+        atomic_write_bytes(out / "images" / f"{stem}.png", encode_png(s.image[:, :, ::-1]))
+        atomic_write_bytes(out / "masks" / f"{stem}.png", encode_png(s.mask))
+        if voc:
+            ok, jpg = cv2.imencode(".jpg", s.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            atomic_write_bytes(voc_dir / "JPEGImages" / f"{stem}.jpg", jpg.tobytes())
+            h, w = s.mask.shape
+            atomic_write_bytes(voc_dir / "Annotations" / f"{stem}.xml", _voc_xml(stem, w, h, s.boxes).encode())
+        if on_progress:
+            on_progress(1)
+    if voc:
+        atomic_write_bytes(voc_dir / "ImageSets" / "Main" / "trainval.txt", ("\n".join(stems) + "\n").encode())
+    os.makedirs(out, exist_ok=True)
