@@ -80,11 +80,11 @@ class Predictor:
     """A segmenter on a device with a precision; turns prepared batches into soft masks."""
 
     def __init__(self, model: Segmenter, preprocess_cfg: PreprocessConfig, device: torch.device | str = "cpu",
-                 precision: str = "fp32", fused_attention: bool = True):
+                 precision: str = "fp32", fused_attention: bool = True, compile: bool = False):
         if precision not in AUTOCAST_DTYPES:
             raise UsageError(f"unknown precision '{precision}'", "use fp32, bf16 or fp16")
         self.device = torch.device(device)
-        self.precision = precision if self.device.type == "cuda" else "fp32"
+        self.precision = precision
         self.model = model.eval().to(self.device)
         self.cfg = preprocess_cfg
         for blk in self.model.backbone.vit.blocks:
@@ -92,6 +92,8 @@ class Predictor:
                 blk.attn.fused_attn = fused_attention
         if self.device.type == "cuda":
             self.model.head.to(memory_format=torch.channels_last)
+        # torch.compile specialises per input shape; buckets keep the number of shapes small
+        self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
 
     @property
     def patch_size(self) -> int:
@@ -107,7 +109,7 @@ class Predictor:
         x = torch.stack([p.tensor for p in batch]).to(self.device, non_blocking=True)
         dtype = AUTOCAST_DTYPES[self.precision]
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            logits = self.model(x)
+            logits = self.forward(x)
         probs = torch.sigmoid(logits.float())
         out = []
         for i, p in enumerate(batch):

@@ -70,7 +70,7 @@ def _register() -> None:
     global _registered
     if not _registered:
         _registered = True
-        from . import boxes, evaluate, predict, train, weights  # noqa: F401
+        from . import boxes, evaluate, merge, predict, train, weights  # noqa: F401
 
 
 def main() -> None:

@@ -20,6 +20,10 @@ EXAMPLES = """
   find photos -name '*.jpg' | unseg predict - --out masks/ --device cuda --batch-size 32 --precision bf16
 
   unseg predict images/ --out masks/ --weights weights/move-dino-vits8.pt --max-size 1024
+
+  unseg predict /data/imgs --out masks/ --shard 3/16          # one Slurm array task of 16
+
+  torchrun --nproc-per-node 8 -m unsegcli predict /data/coco/train2017 --out masks/ --precision bf16
 """
 
 
@@ -43,12 +47,16 @@ def predict(
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", "-j", min=0,
                                 help="Decoding processes (0 = decode in the main process)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute masks that already exist (default: skip them, so re-runs resume)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model (GPU; pays off on large runs)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Process only shard i of N (i/N, 0-based) of the sorted inputs; "
+                                        "under torchrun the ranks shard automatically."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Run the MOVE segmenter on images and write mask PNGs."""
     import dataclasses
     import time
 
+    from ..distributed import current_shard, finish, local_device, sum_across
     from ..errors import UsageError
     from ..inference import AUTOCAST_DTYPES, Predictor, resolve_device, run_prediction
     from ..io.images import list_inputs
@@ -59,19 +67,24 @@ def predict(
 
     if precision not in AUTOCAST_DTYPES:
         raise UsageError(f"--precision must be one of {', '.join(AUTOCAST_DTYPES)}, not '{precision}'")
-    items = list_inputs(inputs)
-    if not items:
+    sh = current_shard(shard)
+    quiet = quiet or not sh.reports  # under torchrun, one progress bar and summary: rank 0's
+    all_items = list_inputs(inputs)
+    if not all_items:
         raise UsageError("no images found in the inputs", "accepted extensions: jpg jpeg png bmp webp tif tiff")
+    items = sh.take(all_items)
     weights_path = resolve_weights(weights)
-    dev = resolve_device(device)
+    dev = resolve_device(local_device(device, sh))
     if device == "auto" and dev.type == "cpu" and not quiet:
         notice("no CUDA device found; running on CPU")
-    if dev.type == "cpu" and precision != "fp32" and not quiet:
-        notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
+    if dev.type == "cpu" and precision != "fp32":
+        if not quiet:
+            notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
+        precision = "fp32"
     model, prep, _meta = load_segmenter(weights_path)
     changes = {k: v for k, v in (("size", size), ("max_size", max_size)) if v is not None}
     prep = dataclasses.replace(prep, **changes)
-    predictor = Predictor(model, prep, dev, precision)
+    predictor = Predictor(model, prep, dev, precision, compile=compile)
 
     outputs = [output_path(str(out), it.rel) for it in items]
     todo = [i for i, o in enumerate(outputs) if overwrite or not os.path.exists(o)]
@@ -100,10 +113,13 @@ def predict(
         failed.append(message)
         report_failure(message)
     seconds = time.perf_counter() - start
+    n_items, written, skipped, n_failed = sum_across(sh, [len(items), written, skipped, len(failed)])
     if not quiet:
         rate = written / seconds if seconds > 0 else 0.0
-        console.print(f"images {len(items)} · written {written} · skipped {skipped} (existing) · "
-                      f"failed {len(failed)} · {rate:.2f} images/s · device {dev}"
-                      + (f" {predictor.precision}" if dev.type == "cuda" else ""))
-    if failed:
+        console.print(f"images {n_items} · written {written} · skipped {skipped} (existing) · "
+                      f"failed {n_failed} · {rate:.2f} images/s · device {dev}"
+                      + (f" {predictor.precision}" if dev.type == "cuda" else "")
+                      + (f" · {sh.world} processes" if sh.world > 1 else ""))
+    finish(sh)
+    if n_failed:
         raise typer.Exit(1)
