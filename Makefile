@@ -22,8 +22,12 @@ test: install
 demo: install
 	bash scripts/demo.sh $(DEMO)
 
+# Reproduce the embedded demo checkpoint weights/unseg-demo-synth.pt (CPU, about 20 minutes).
+demo-model: install
+	bash scripts/demo_model.sh
+
 bench: install
 	$(PY) benchmarks/predict_throughput.py
 
 clean:
-	rm -rf $(DEMO) .pytest_cache build *.egg-info
+	rm -rf $(DEMO) demo_model_work .pytest_cache build *.egg-info

@@ -1,23 +1,21 @@
 #!/usr/bin/env bash
-# `make demo`: generate sample images and run the chain on the default (embedded) weights.
+# `make demo`: the whole chain on the embedded defaults, offline, on CPU:
+# synth (with a VOC tree) -> predict (demo checkpoint) -> boxes --multi -> corloc -> eval saliency.
 set -euo pipefail
 OUT=${1:-demo_out}
 UNSEG=${UNSEG:-.venv/bin/unseg}
-PY=${PY:-.venv/bin/python}
-mkdir -p "$OUT/images"
-"$PY" - "$OUT/images" <<'PYEOF'
-import sys
-import numpy as np
-from PIL import Image, ImageDraw
-rng = np.random.default_rng(0)
-for i in range(4):
-    bg = rng.integers(60, 120, (240, 320, 3), dtype=np.uint8)
-    img = Image.fromarray(bg)
-    d = ImageDraw.Draw(img)
-    x, y = rng.integers(40, 200), rng.integers(40, 120)
-    d.ellipse([x, y, x + 90, y + 80], fill=tuple(int(v) for v in rng.integers(150, 255, 3)))
-    img.save(f"{sys.argv[1]}/sample_{i}.jpg")
-PYEOF
-echo "sample images in $OUT/images" >&2
-"$UNSEG" predict "$OUT/images" --out "$OUT/masks"
-echo "masks in $OUT/masks" >&2
+rm -rf "$OUT"
+"$UNSEG" synth "$OUT/data" --n 60 --size 96 --seed 7 --voc --quiet
+"$UNSEG" predict "$OUT/data/VOCdevkit/VOC2007/JPEGImages" --out "$OUT/masks"
+"$UNSEG" boxes "$OUT/masks" --images "$OUT/data/VOCdevkit/VOC2007/JPEGImages" --multi --out "$OUT/pseudo_multi.json"
+"$UNSEG" corloc voc07 --root "$OUT/data/VOCdevkit" --pred "$OUT/masks" --json "$OUT/corloc.json"
+"$UNSEG" eval saliency --gt "$OUT/data/masks" --pred "$OUT/masks" --json "$OUT/saliency.json"
+cat >&2 <<MSG
+
+demo finished:
+  images + GT masks      $OUT/data/images, $OUT/data/masks  (VOC tree: $OUT/data/VOCdevkit/VOC2007)
+  predicted masks        $OUT/masks
+  COCO pseudo-labels     $OUT/pseudo_multi.json
+  CorLoc (VOC07 layout)  $OUT/corloc.json
+  saliency metrics       $OUT/saliency.json
+MSG

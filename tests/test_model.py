@@ -239,3 +239,29 @@ def test_weights_list_and_info(cli, tiny_ckpt):
     assert rows["mae-vitl16-gan"]["url"].endswith("mae_visualize_vit_large_ganloss.pth")
     info = json.loads(cli("weights", "info", tiny_ckpt).stdout)
     assert info["model_config"]["backbone"]["patch_size"] == 8 and info["preprocess"]["size"] == 64
+
+
+def test_embedded_demo_checkpoint_matches_its_card():
+    from unsegcli.inference import predict_masks
+    from unsegcli.model import registry
+    from unsegcli.train.synth import generate
+
+    path = registry.path_of("demo-synth")
+    assert registry.sha256_of(path) == registry.KNOWN["demo-synth"].sha256
+    assert path.stat().st_size < 20e6
+    model, prep, meta = load_segmenter(path)
+    samples = [generate(5, i, 96) for i in range(24)]  # a seed it was not trained on
+    masks = predict_masks(model, [s.image for s in samples], prep, batch_size=8)
+    ious = [((m > 0.5) & (s.mask > 0)).sum() / max(((m > 0.5) | (s.mask > 0)).sum(), 1) for m, s in zip(masks, samples)]
+    assert np.mean(ious) >= 0.75
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from unsegcli.io.files import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "a.bin", b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o666 & ~umask

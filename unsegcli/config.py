@@ -104,7 +104,4 @@ class PreprocessConfig:
         return _from_dict(cls, data)
 
 
-# Mask PNG encoding: value = floor(sigmoid * 255) (official infer.py: (mask * 255).astype(uint8)).
-MASK_SCALE = 255
-DEFAULT_THRESHOLD = 0.5
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

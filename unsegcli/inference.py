@@ -9,8 +9,7 @@ bucketing changes speed, never results. Most datasets have few aspect ratios (VO
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -183,21 +182,6 @@ class _DecodeDataset(torch.utils.data.Dataset):
             return Prepared(i, None, error=e.message)
         except Exception as e:  # noqa: BLE001 - one bad image must never stop a run of thousands
             return Prepared(i, None, error=f"{self.paths[i]}: {type(e).__name__}: {e}")
-
-
-@dataclass
-class RunStats:
-    images: int = 0
-    written: int = 0
-    skipped: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def images_per_second(self) -> float:
-        done = self.written
-        return done / self.seconds if self.seconds > 0 else 0.0
 
 
 def run_prediction(predictor: Predictor, paths: Sequence[str], on_mask: Callable[[int, np.ndarray], None],

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .console import console, progress_bar, report_failure
+from .console import Failures, console, progress_bar
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -61,16 +61,11 @@ def boxes(
     tasks = sh.take(tasks)  # global positions (image ids) are kept, so shards agree with one process
     opts = BoxOptions(threshold, connectivity, min_area, multi, with_rle=format == "coco",
                       with_union=format == "selfmask")
-    failed: list[str] = []
-
-    def on_error(message: str) -> None:
-        failed.append(message)
-        report_failure(message)
-
+    failed = Failures()
     counts = {}
     with progress_bar(len(tasks), "boxes", quiet) as advance:
         def ticking():
-            for r in run_labelling(tasks, opts, workers, on_error):
+            for r in run_labelling(tasks, opts, workers, failed):
                 advance()
                 yield r
         if sh.torchrun:  # every rank labels its share; rank 0 writes them all in input order

@@ -31,3 +31,32 @@ def report_failure(message: str) -> None:
 
 def notice(message: str) -> None:
     console.print(f"[yellow]note[/yellow] {message}", soft_wrap=True)
+
+
+class Failures:
+    """Per-input failures: each reported on stderr when it happens, counted for the exit code."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        self.messages.append(message)
+        report_failure(message)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+def show_result(title: str, columns: dict[str, str], json_out: str | None, payload: dict) -> None:
+    """One-row rich table on stderr; the payload as JSON to FILE or '-' (stdout) when asked."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name, justify="right")
+    table.add_row(*columns.values())
+    console.print(table)
+    if json_out:
+        from ..io.files import dumps_json, write_output
+
+        write_output(json_out, dumps_json(payload))

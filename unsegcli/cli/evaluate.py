@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from .app import app
-from .console import console, report_failure
+from .console import Failures, console, show_result
 
 eval_app = typer.Typer(no_args_is_help=True, help="Saliency (Acc/IoU/maxFβ) and class-agnostic detection (AP).")
 app.add_typer(eval_app, name="eval")
@@ -34,12 +34,6 @@ CORLOC_EXAMPLES = """
 """
 
 
-def _write_json(target: str, obj: dict) -> None:
-    from ..io.files import dumps_json, write_output
-
-    write_output(target, dumps_json(obj))
-
-
 @app.command(epilog=CORLOC_EXAMPLES)
 def corloc(
     dataset: str = typer.Argument(..., help="voc07 | voc12 | coco20k | voc (any VOC-style folder) | coco (any instances JSON)."),
@@ -60,8 +54,6 @@ def corloc(
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", "-j", min=0, help="Processes reading masks."),
 ) -> None:
     """CorLoc (single-object discovery) by the LOST / TokenCut protocol."""
-    from rich.table import Table
-
     from ..errors import UsageError
     from ..evaluation.corloc import corloc as compute
     from ..evaluation.predictions import from_file, from_masks
@@ -86,27 +78,19 @@ def corloc(
                 raise UsageError("--ann (or --root holding annotations/instances_train2014.json) is required")
             ann = str(Path(root).expanduser() / "annotations" / "instances_train2014.json")
         gt = read_coco(ann, image_list)
-    failed: list[str] = []
-
-    def on_error(message: str) -> None:
-        failed.append(message)
-        report_failure(message)
-
+    failed = Failures()
     if os.path.isdir(pred):
-        boxes = from_masks(pred, gt, threshold, connectivity, workers, on_error)
+        boxes = from_masks(pred, gt, threshold, connectivity, workers, failed)
     elif pred == "-" or os.path.isfile(pred):
         boxes = from_file(pred, gt, pick)
     else:
         raise UsageError(f"--pred not found: {pred}")
     res = compute(gt, boxes, dataset, no_hard)
-    table = Table(title=f"CorLoc · {dataset}" + (" · no hard" if no_hard else ""))
-    for col in ("CorLoc %", "hits", "images", "missing predictions") + (("skipped (all hard)",) if no_hard else ()):
-        table.add_column(col, justify="right")
-    table.add_row(f"{res.corloc:.2f}", str(res.hits), str(res.images), str(res.missing),
-                  *((str(res.skipped_hard),) if no_hard else ()))
-    console.print(table)
-    if json_out:
-        _write_json(json_out, res.to_dict())
+    columns = {"CorLoc %": f"{res.corloc:.2f}", "hits": str(res.hits), "images": str(res.images),
+               "missing predictions": str(res.missing)}
+    if no_hard:
+        columns["skipped (all hard)"] = str(res.skipped_hard)
+    show_result(f"CorLoc · {dataset}" + (" · no hard" if no_hard else ""), columns, json_out, res.to_dict())
     if per_image:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -130,8 +114,6 @@ def saliency(
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", "-j", min=0, help="Processes reading masks."),
 ) -> None:
     """Saliency Acc / IoU / maxFβ exactly as MOVE's segmentation_eval.py --fbeta."""
-    from rich.table import Table
-
     from ..errors import UsageError
     from ..evaluation.saliency import evaluate_saliency
 
@@ -140,26 +122,16 @@ def saliency(
     for d in (gt, pred):
         if not os.path.isdir(d):
             raise UsageError(f"not a folder: {d}")
-    failed: list[str] = []
-
-    def on_error(message: str) -> None:
-        failed.append(message)
-        report_failure(message)
-
-    res = evaluate_saliency(gt, pred, threshold, missing, workers, on_error)
+    failed = Failures()
+    res = evaluate_saliency(gt, pred, threshold, missing, workers, failed)
     if res.images == 0 and not failed:
         raise UsageError(f"no GT PNGs with predictions under {gt}")
     if res.missing:
         console.print(f"[yellow]note[/yellow] {res.missing} GT masks have no prediction: "
                       + ("skipped" if missing == "skip" else "scored as empty masks"))
-    table = Table(title="saliency")
-    for col in ("images", "Acc", "IoU", "maxFβ", "maxFβ per-image", "missing"):
-        table.add_column(col, justify="right")
-    table.add_row(str(res.images), f"{res.accuracy:.4f}", f"{res.iou:.4f}", f"{res.max_fbeta:.4f}",
-                  f"{res.max_fbeta_per_image:.4f}", str(res.missing))
-    console.print(table)
-    if json_out:
-        _write_json(json_out, res.to_dict())
+    show_result("saliency", {"images": str(res.images), "Acc": f"{res.accuracy:.4f}", "IoU": f"{res.iou:.4f}",
+                             "maxFβ": f"{res.max_fbeta:.4f}", "maxFβ per-image": f"{res.max_fbeta_per_image:.4f}",
+                             "missing": str(res.missing)}, json_out, res.to_dict())
     if failed:
         raise typer.Exit(1)
 
@@ -172,8 +144,6 @@ def detection(
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the result as JSON to FILE, or '-' for stdout."),
 ) -> None:
     """Class-agnostic AP, AP50, AP75, AR1/10/100 with pycocotools (MOVE Table 4)."""
-    from rich.table import Table
-
     from ..errors import UsageError
     from ..evaluation.detection import evaluate_detection
 
@@ -181,11 +151,5 @@ def detection(
         if not os.path.isfile(f):
             raise UsageError(f"file not found: {f}")
     res = evaluate_detection(gt, pred)
-    table = Table(title="class-agnostic detection")
-    keys = ("AP", "AP50", "AP75", "AR1", "AR10", "AR100")
-    for col in keys + ("detections",):
-        table.add_column(col, justify="right")
-    table.add_row(*(f"{100 * res[k]:.2f}" for k in keys), str(res["detections"]))
-    console.print(table)
-    if json_out:
-        _write_json(json_out, res)
+    columns = {k: f"{100 * res[k]:.2f}" for k in ("AP", "AP50", "AP75", "AR1", "AR10", "AR100")}
+    show_result("class-agnostic detection", {**columns, "detections": str(res["detections"])}, json_out, res)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .console import console, notice, progress_bar, report_failure
+from .console import Failures, console, notice, progress_bar
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -89,7 +89,7 @@ def predict(
     outputs = [output_path(str(out), it.rel) for it in items]
     todo = [i for i, o in enumerate(outputs) if overwrite or not os.path.exists(o)]
     skipped = len(items) - len(todo)
-    failed: list[str] = []
+    failed = Failures()
     written = 0
     start = time.perf_counter()
 
@@ -102,16 +102,11 @@ def predict(
             writer.submit(write_mask, outputs[todo[j]], encode(mask))
             written += 1
 
-        def on_error(j: int, message: str) -> None:
-            failed.append(message)
-            report_failure(message)
-
-        run_prediction(predictor, [items[i].path for i in todo], on_mask, on_error,
+        run_prediction(predictor, [items[i].path for i in todo], on_mask, lambda j, message: failed(message),
                        batch_size=batch_size, workers=workers if len(todo) > 1 else 0, on_progress=advance)
     written -= len(writer.errors)
     for message in writer.errors:
-        failed.append(message)
-        report_failure(message)
+        failed(message)
     seconds = time.perf_counter() - start
     n_items, written, skipped, n_failed = sum_across(sh, [len(items), written, skipped, len(failed)])
     if not quiet:

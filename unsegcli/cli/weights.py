@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -35,14 +36,19 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON on stdo
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="known weights", show_lines=True)
-    for col in ("name", "kind", "present", "file", "source / how", "sha256"):
+    table = Table(title="known weights")
+    for col in ("name", "kind", "present", "file"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["kind"], "[green]yes[/green]" if r["present"] else "[red]no[/red]", r["file"],
-                      r["url"] or (r["source"] or "") + ("\n" if r["source"] and r["how"] else "") + (r["how"] or ""),
-                      r["sha256"] or "not published")
+        table.add_row(r["name"], r["kind"], "[green]yes[/green]" if r["present"] else "[red]no[/red]",
+                      os.path.relpath(r["file"]))
     console.print(table)
+    for r in rows:
+        how = r["url"] or r["source"] or ""
+        if r["how"]:
+            how += ("\n    then: " if how else "") + r["how"]
+        console.print(f"[bold]{r['name']}[/bold]: {r['description']}\n    {how}\n    sha256: "
+                      f"{r['sha256'] or 'not published by the source'}", soft_wrap=True)
 
 
 @weights_app.command(epilog="[bold]Examples[/bold]\n\n  unseg weights fetch dino-vits8\n\n  unseg weights fetch mae-vitl16-gan --out /data/weights/mae.pth")
@@ -105,3 +111,20 @@ def info(path: str = typer.Argument(..., help="Checkpoint path or known name."))
     typer.echo(json.dumps({"file": str(p), "sha256": sha256_of(p), "parameters": n,
                            "model_config": ckpt["model_config"], "preprocess": ckpt["preprocess"],
                            "meta": ckpt.get("meta", {})}, indent=2))
+
+
+@weights_app.command(epilog="[bold]Examples[/bold]\n\n  unseg weights export runs/move1/last.pt --out weights/my-move.pt --note 'DUTS-TR, 80 epochs'")
+def export(
+    checkpoint: str = typer.Argument(..., help="A training checkpoint (e.g. runs/x/last.pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Inference-only checkpoint to write."),
+    note: Optional[str] = typer.Option(None, "--note", help="Free text stored in the checkpoint's meta."),
+) -> None:
+    """Drop optimiser and discriminator state: a small checkpoint for `unseg predict`."""
+    from ..model.checkpoint import read_checkpoint, save_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    ckpt.pop("train_state", None)
+    if note:
+        ckpt["meta"] = {**ckpt.get("meta", {}), "note": note}
+    save_checkpoint(out, ckpt)
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

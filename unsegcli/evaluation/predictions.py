@@ -94,7 +94,7 @@ def from_file(path: str, gt: list[GTImage], pick: str = "auto") -> dict[str, np.
         for r in json.loads(text):
             x, y, w, h = r["bbox"]
             add(by_id.get(_norm_id(r["image_id"])), (x, y, x + w, y + h), r.get("score", 1.0), None)
-    elif stripped.startswith("{") and '"images"' in stripped[:2000] or _is_coco(stripped):
+    elif _is_coco(stripped):
         data = json.loads(text)
         imgs = {i["id"]: i for i in data["images"]}
         for a in data["annotations"]:

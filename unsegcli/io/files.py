@@ -12,11 +12,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def mkstemp_beside(path: Path) -> tuple[int, str]:
+    """A temp file in the target's folder with the permissions open() would give (mkstemp's are 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    return fd, tmp
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = mkstemp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -46,13 +56,6 @@ def dumps_jsonl(records: Iterable[dict]) -> bytes:
     return b"".join(dumps_json(r) for r in records)
 
 
-def read_input_bytes(path: str) -> bytes:
-    """Read a file, or stdin when ``path`` is '-'."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    return Path(path).read_bytes()
-
-
 class open_output:
     """Context manager yielding a binary stream: stdout for '-', else a temp file in the target's
     folder that replaces the target only when the block finishes without an exception."""
@@ -67,7 +70,7 @@ class open_output:
             return sys.stdout.buffer
         target = Path(self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+        fd, self._tmp = mkstemp_beside(target)
         self._f = os.fdopen(fd, "wb")
         return self._f
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from ..errors import UnsegError
+from ..io.files import mkstemp_beside
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 20.0,
@@ -24,7 +24,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeo
                          f"this machine seems offline; download the file elsewhere and copy it to {dest}") from None
     total = int(resp.headers.get("Content-Length") or 0) or None
     h = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
+    fd, tmp = mkstemp_beside(dest)
     try:
         from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 

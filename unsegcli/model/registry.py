@@ -33,7 +33,7 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
     KnownWeights(
         "demo-synth", "unseg-demo-synth.pt", "segmenter",
         "embedded demo: small ViT/8 + MOVE head trained on `unseg synth` shapes (not the paper's model)",
-        how="make demo-model"),
+        sha256="0e297826ca42b5488941a325cba0cf2401936db2ca6756f1675245b573b99f69", how="make demo-model"),
     KnownWeights(
         "move-dino-vits8", "move-dino-vits8.pt", "segmenter",
         "official MOVE release (DINO ViT-S/8, conv_minc128) converted to unseg's format",
