@@ -89,8 +89,7 @@ class Predictor:
         for blk in self.model.backbone.vit.blocks:
             if hasattr(blk.attn, "fused_attn"):
                 blk.attn.fused_attn = fused_attention
-        if self.device.type == "cuda":
-            self.model.head.to(memory_format=torch.channels_last)
+        self.model.use_channels_last()
         # torch.compile specialises per input shape; buckets keep the number of shapes small
         self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
 
