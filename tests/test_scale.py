@@ -110,3 +110,24 @@ def test_bf16_masks_agree_with_fp32_within_two_levels():
     mad = np.mean([np.abs(np.floor(a * 255) - np.floor(b * 255)).mean() for a, b in zip(fp32, bf16)])
     assert mad < 2.0
     assert any(not np.array_equal(a, b) for a, b in zip(fp32, bf16))  # bf16 really ran
+
+
+def test_cli_train_self_training_resume_and_torchrun(tmp_path, cli):
+    from unsegcli.model.checkpoint import read_checkpoint
+
+    assert cli("synth", tmp_path / "d", "--n", "8", "--size", "64", "-q").exit_code == 0
+    args = ["train", tmp_path / "d" / "images", "--from-masks", tmp_path / "d" / "masks", "--arch", "tiny",
+            "--random-init", "--train-backbone", "--crop", "64", "--batch-size", "2", "-j", "0", "--infer-size", "64",
+            "-q", "--log-every", "1"]
+    res = cli(*args, "--out", tmp_path / "r1", "--steps", "2")
+    assert res.exit_code == 0, res.output
+    res = cli(*args, "--out", tmp_path / "r1", "--steps", "3", "--resume")
+    assert res.exit_code == 0 and "resumed from" in res.stderr and "at step 2" in res.stderr
+    assert read_checkpoint(tmp_path / "r1" / "last.pt")["train_state"]["step"] == 3
+    # two gloo processes, each with its own data slice, gradients averaged: the ranks stay identical
+    res = _torchrun(args + ["--out", tmp_path / "r2", "--steps", "2", "--device", "cpu"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = read_checkpoint(tmp_path / "r2" / "last.pt")
+    assert ckpt["train_state"]["step"] == 2
+    lines = (tmp_path / "r2" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # rank 0 alone writes metrics

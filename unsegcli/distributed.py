@@ -71,7 +71,7 @@ def current_shard(spec: str | None = None) -> Shard:
 
 def local_device(spec: str, shard: Shard) -> str:
     """Under torchrun each rank binds its own GPU (LOCAL_RANK)."""
-    if shard.torchrun and spec in ("auto", "cuda"):
+    if shard.torchrun and spec in ("auto", "cuda", "cuda:0"):
         import torch
 
         if torch.cuda.is_available():

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig, PreprocessConfig
+from ..distributed import current_shard, local_device
 from ..errors import UsageError, WeightsNotFoundError
 from ..model.checkpoint import checkpoint_dict, load_strict, read_backbone_state, read_checkpoint, save_checkpoint
 from ..model.segmenter import Segmenter
@@ -109,17 +110,6 @@ def build_discriminator(cfg: TrainConfig, pre: Pretrained):
     return ProjectedDiscriminator(Projector(path, random_init=path is None), resolution)
 
 
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return dist.get_rank(), world
-    return 0, 1
-
-
 def _average_gradients(params, world: int) -> None:
     if world > 1:
         import torch.distributed as dist
@@ -157,10 +147,9 @@ class Trainer:
         if (cfg.steps is None) == (cfg.epochs is None):
             raise UsageError("give exactly one of --steps or --epochs")
         self.cfg, self.pre = cfg, pre
-        self.rank, self.world = _distributed()
-        self.device = torch.device(cfg.device)
-        if self.device.type == "cuda" and self.world > 1:
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        shard = current_shard()
+        self.rank, self.world = shard.rank, shard.world
+        self.device = torch.device(local_device(cfg.device, shard))
         torch.manual_seed(cfg.seed)
         self.out = Path(cfg.out)
         self.seg = build_segmenter(cfg, pre).to(self.device)
