@@ -190,10 +190,11 @@ def run_prediction(predictor: Predictor, paths: Sequence[str], on_mask: Callable
     if not paths:
         return
     ds = _DecodeDataset(paths, predictor.cfg, predictor.patch_size)
+    # enough decoded images in flight to fill two batches, no more (each is ~3 MB at 448 px)
+    prefetch = max(2, -(-2 * batch_size // workers)) if workers else None
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=None, shuffle=False, num_workers=workers,
-        pin_memory=predictor.device.type == "cuda", prefetch_factor=4 * max(batch_size, 1) if workers else None,
-        collate_fn=lambda x: x, persistent_workers=False)
+        ds, batch_size=None, shuffle=False, num_workers=workers, pin_memory=predictor.device.type == "cuda",
+        prefetch_factor=prefetch, collate_fn=lambda x: x)
     for batch in bucketed(loader, batch_size):
         if batch[0].tensor is None:
             on_error(batch[0].index, batch[0].error)

@@ -70,7 +70,8 @@ def _register() -> None:
     global _registered
     if not _registered:
         _registered = True
-        from . import boxes, evaluate, merge, predict, train, weights  # noqa: F401
+        # workflow order, which is the order `unseg --help` lists them in
+        from . import predict, boxes, evaluate, train, merge, weights  # noqa: F401, I001
 
 
 def main() -> None:

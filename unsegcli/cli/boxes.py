@@ -43,7 +43,7 @@ def boxes(
                                         "file for `unseg merge`; under torchrun rank 0 gathers and writes one file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
-    """Turn masks into COCO / SelfMask / LOST-CAD / JSON-lines pseudo-labels."""
+    """Masks -> boxes -> COCO / SelfMask / LOST-CAD / JSONL pseudo-labels."""
     from ..distributed import current_shard, finish, gather_to_main, sum_across
     from ..errors import UsageError
     from ..io.files import open_output

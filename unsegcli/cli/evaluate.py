@@ -113,7 +113,7 @@ def saliency(
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the result as JSON to FILE, or '-' for stdout."),
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", "-j", min=0, help="Processes reading masks."),
 ) -> None:
-    """Saliency Acc / IoU / maxFβ exactly as MOVE's segmentation_eval.py --fbeta."""
+    """Saliency Acc / IoU / maxFβ as MOVE's segmentation_eval.py."""
     from ..errors import UsageError
     from ..evaluation.saliency import evaluate_saliency
 
@@ -143,7 +143,7 @@ def detection(
     pred: str = typer.Option(..., "--pred", help="Detector results (JSON list) or an `unseg boxes` COCO file."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the result as JSON to FILE, or '-' for stdout."),
 ) -> None:
-    """Class-agnostic AP, AP50, AP75, AR1/10/100 with pycocotools (MOVE Table 4)."""
+    """Class-agnostic AP / AR with pycocotools (MOVE Table 4)."""
     from ..errors import UsageError
     from ..evaluation.detection import evaluate_detection
 

@@ -16,7 +16,7 @@ def merge(
     files: List[str] = typer.Argument(..., help="COCO files (or JSON-lines files) from `unseg boxes --shard`."),
     out: str = typer.Option(..., "--out", "-o", help="Output file, or '-' for stdout."),
 ) -> None:
-    """Merge pseudo-label files: images de-duplicated by file_name, ids renumbered from 1."""
+    """Merge pseudo-label part files (de-duplicated, ids renumbered)."""
     from ..io.files import dumps_json, dumps_jsonl, write_output
     from ..merge import merge_files
 

@@ -66,7 +66,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt (models, optimisers, step, RNG)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train MOVE on unlabelled images, or self-train on pseudo-masks (--from-masks)."""
+    """Train MOVE on unlabelled images, or self-train on pseudo-masks."""
     from ..config import PreprocessConfig
     from ..errors import UsageError
     from ..inference import resolve_device
@@ -118,7 +118,8 @@ def synth(
     voc: bool = typer.Option(False, "--voc", help="Also write VOCdevkit/VOC2007 (JPEGImages, Annotations, ImageSets)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Generate images with known masks: OUT/images, OUT/masks (0/255, the saliency GT), optional VOC tree."""
+    """Generate images with known masks (and a VOC tree) for testing."""
+    # OUT/images, OUT/masks (0/255: also the saliency GT), and with --voc OUT/VOCdevkit/VOC2007.
     from ..train.synth import write_dataset
 
     with progress_bar(n, "synth", quiet) as advance:
