@@ -126,6 +126,7 @@ def _trainer(tmp_path, objective="move", steps=3, inpainter="blur", **kw):
 def test_segmenter_step_changes_only_the_segmenter_and_vice_versa(tmp_path):
     tr = _trainer(tmp_path)
     x = next(iter(tr._batches()))
+    assert tr.batches_per_step == 2  # MOVE alternates a discriminator batch and a segmenter batch
     seg0 = {k: v.clone() for k, v in tr.seg.state_dict().items()}
     disc0 = {k: v.clone() for k, v in tr.disc.state_dict().items()}
     # adversarial gradient reaches the mask only through x̂_δ: other composites are detached for D
@@ -134,7 +135,7 @@ def test_segmenter_step_changes_only_the_segmenter_and_vice_versa(tmp_path):
     assert g_composed.abs().sum() > 0
     for key in ("composed_noshift", "copy_paste"):
         assert out[key].requires_grad  # depends on the mask, but D sees it detached in move_step
-    tr.move_step(x)
+    tr.move_step(x, x)
     changed_seg = [k for k, v in tr.seg.state_dict().items() if not torch.equal(v, seg0[k])]
     changed_disc = [k for k, v in tr.disc.state_dict().items() if not torch.equal(v, disc0[k])]
     assert changed_seg and all(not k.startswith("backbone.vit.") for k in changed_seg)  # frozen ViT
@@ -168,16 +169,20 @@ def test_ten_step_runs_write_checkpoints_that_predict_loads_and_resume(tmp_path,
     assert tr2.step == 12
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    a = _trainer(tmp_path / "a", "self", steps=4, inpainter="blur")
+@pytest.mark.parametrize("objective", ["self", "move"])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, objective):
+    a = _trainer(tmp_path / "a", objective, steps=4, inpainter="blur")
     a.run()
-    b = _trainer(tmp_path / "b", "self", steps=2, inpainter="blur")
+    b = _trainer(tmp_path / "b", objective, steps=2, inpainter="blur")
     b.run()
-    c = _trainer(tmp_path / "b", "self", steps=4, inpainter="blur")
+    c = _trainer(tmp_path / "b", objective, steps=4, inpainter="blur")
     c.resume(tmp_path / "b" / "run" / "last.pt")
     c.run()
     for k, v in a.seg.state_dict().items():
         torch.testing.assert_close(v, c.seg.state_dict()[k], atol=1e-6, rtol=1e-5)
+    if objective == "move":
+        for k, v in a.disc.state_dict().items():
+            torch.testing.assert_close(v, c.disc.state_dict()[k], atol=1e-6, rtol=1e-5)
 
 
 def test_cli_train_requires_weights_offline_with_one_clear_message(tmp_path, cli):

@@ -167,8 +167,12 @@ class Trainer:
                                            weight_decay=cfg.weight_decay_d)
         self.data = CropDataset(images, cfg.crop, cfg.seed, masks)
         per_rank = math.ceil(len(images) / self.world)
-        self.steps_per_epoch = max(per_rank // cfg.batch_size, 1)
-        self.total = cfg.steps if cfg.steps is not None else cfg.epochs * self.steps_per_epoch
+        self.batches_per_epoch = max(per_rank // cfg.batch_size, 1)
+        # MOVE alternates batches: one trains the discriminator, the next the segmenter (official
+        # engine.py), so a segmenter step consumes two batches; self-training uses one.
+        self.batches_per_step = 2 if cfg.objective == "move" else 1
+        self.total = cfg.steps if cfg.steps is not None else \
+            max(cfg.epochs * self.batches_per_epoch // self.batches_per_step, 1)
         self.step = 0
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision) \
@@ -210,13 +214,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------ steps
     def _batches(self):
-        """Deterministic epochs: a permutation from (seed, epoch), each rank its own slice."""
-        epoch = self.step // self.steps_per_epoch
-        skip = self.step % self.steps_per_epoch
+        """Deterministic epochs: a permutation from (seed, epoch), each rank its own slice; a resumed
+        run starts at the batch the interrupted one would have read next."""
+        done = self.step * self.batches_per_step
+        epoch, skip = divmod(done, self.batches_per_epoch)
         while True:
             self.data.epoch = epoch
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.data))[self.rank::self.world]
-            order = order[skip * self.cfg.batch_size: self.steps_per_epoch * self.cfg.batch_size]
+            order = order[skip * self.cfg.batch_size: self.batches_per_epoch * self.cfg.batch_size]
             sampler = [order[i: i + self.cfg.batch_size].tolist() for i in range(0, len(order), self.cfg.batch_size)]
             sampler = [b for b in sampler if len(b) == self.cfg.batch_size] or sampler
             loader = torch.utils.data.DataLoader(self.data, batch_sampler=sampler, num_workers=self.cfg.workers,
@@ -271,10 +276,13 @@ class Trainer:
         self.opt.step()
         return loss, adv, terms
 
-    def move_step(self, x: torch.Tensor) -> dict[str, float]:
+    def move_step(self, d_batch: torch.Tensor, s_batch: torch.Tensor) -> dict[str, float]:
+        """One discriminator batch (composites under no_grad), then one segmenter batch."""
+        with torch.no_grad(), self._autocast():
+            d_out = self.move_forward(d_batch)
+        d_loss = self.d_step(d_out)
         with self._autocast():
-            out = self.move_forward(x)
-        d_loss = self.d_step(out)
+            out = self.move_forward(s_batch)
         s_loss, adv, terms = self.s_step(out)
         self._last = out
         return {"loss_d": d_loss.item(), "loss_s": s_loss.item(), "loss_adv": adv.item(),
@@ -305,14 +313,16 @@ class Trainer:
         self.seg.train()
         metrics = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
         start = time.perf_counter()
+        batches = self._batches()
         try:
-            for batch in self._batches():
-                if self.step >= self.total:
-                    break
+            # never fetch past the last step: a new DataLoader iterator draws from the global RNG,
+            # which the checkpoint saves, so an extra fetch would make a resumed run diverge
+            while self.step < self.total:
                 if self.cfg.objective == "move":
-                    m = self.move_step(batch.to(self.device, non_blocking=True))
+                    m = self.move_step(next(batches).to(self.device, non_blocking=True),
+                                       next(batches).to(self.device, non_blocking=True))
                 else:
-                    x, t = batch
+                    x, t = next(batches)
                     m = self.self_step(x.to(self.device, non_blocking=True), t.to(self.device, non_blocking=True))
                 self.step += 1
                 m["step"] = self.step
