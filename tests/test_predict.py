@@ -152,7 +152,9 @@ def test_decompression_bomb_is_reported_clearly(tmp_path, monkeypatch, cli, tiny
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 2000)
     res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", tiny_ckpt, "-j", "0")
     assert res.exit_code == 1
-    assert "decompression-bomb" in res.stderr and "img_01" in res.stderr
+    assert "decompression-bomb" in res.stderr and "img_01" in res.stderr and "--max-pixels" in res.stderr
+    res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", tiny_ckpt, "-j", "0", "--max-pixels", "50000")
+    assert res.exit_code == 0 and (tmp_path / "m" / "img_01.png").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")

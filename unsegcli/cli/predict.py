@@ -47,6 +47,8 @@ def predict(
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", "-j", min=0,
                                 help="Decoding processes (0 = decode in the main process)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute masks that already exist (default: skip them, so re-runs resume)."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Largest image (pixels) to decode "
+                                             "[default: Pillow's decompression-bomb limit, 89,478,485]."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (GPU; pays off on large runs)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Process only shard i of N (i/N, 0-based) of the sorted inputs; "
                                         "under torchrun the ranks shard automatically."),
@@ -67,6 +69,10 @@ def predict(
 
     if precision not in AUTOCAST_DTYPES:
         raise UsageError(f"--precision must be one of {', '.join(AUTOCAST_DTYPES)}, not '{precision}'")
+    if max_pixels is not None:  # decode workers are forked after this, so they inherit it
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = max_pixels
     sh = current_shard(shard)
     quiet = quiet or not sh.reports  # under torchrun, one progress bar and summary: rank 0's
     all_items = list_inputs(inputs)

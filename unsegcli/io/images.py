@@ -96,7 +96,8 @@ def decode_image(path: str) -> np.ndarray:
                 img.load()
                 arr = to_rgb_array(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"{path}: image too large for Pillow's decompression-bomb limit ({e})") from None
+        raise InputError(f"{path}: image too large for Pillow's decompression-bomb limit ({e}); "
+                         "raise the limit with --max-pixels if the file is trusted") from None
     except UnidentifiedImageError:
         size = os.path.getsize(path) if os.path.exists(path) else -1
         reason = "empty file" if size == 0 else "not a readable image"
