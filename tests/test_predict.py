@@ -183,6 +183,14 @@ def test_nested_folders_keep_relative_paths(tmp_path, cli, tiny_ckpt):
     assert (tmp_path / "m" / "a" / "b" / "img_00.png").exists() and (tmp_path / "m" / "c" / "img_00.png").exists()
 
 
+def test_output_folder_inside_the_input_folder_is_not_read_back(tmp_path, cli, tiny_ckpt):
+    write_images(tmp_path / "imgs", [(40, 60), (30, 30)])
+    for _ in range(2):
+        res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "imgs" / "masks", "-w", tiny_ckpt, "-j", "0")
+        assert res.exit_code == 0 and "images 2 " in res.stderr
+    assert not (tmp_path / "imgs" / "masks" / "masks").exists()
+
+
 def test_usage_errors_exit_2(tmp_path, cli, tiny_ckpt):
     assert cli("predict", tmp_path / "missing", "-o", tmp_path / "m", "-w", tiny_ckpt).exit_code == 2
     assert cli("predict", "-o", tmp_path / "m").exit_code == 2

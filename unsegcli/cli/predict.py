@@ -75,7 +75,10 @@ def predict(
         Image.MAX_IMAGE_PIXELS = max_pixels
     sh = current_shard(shard)
     quiet = quiet or not sh.reports  # under torchrun, one progress bar and summary: rank 0's
-    all_items = list_inputs(inputs)
+    out_dir = os.path.realpath(out)
+    # an output folder inside an input folder must not feed its own masks back in on a re-run
+    all_items = [it for it in list_inputs(inputs)
+                 if not os.path.realpath(it.path).startswith(out_dir + os.sep)]
     if not all_items:
         raise UsageError("no images found in the inputs", "accepted extensions: jpg jpeg png bmp webp tif tiff")
     items = sh.take(all_items)
