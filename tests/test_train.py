@@ -212,3 +212,18 @@ def test_synth_is_deterministic_and_masks_match_boxes(tmp_path, cli):
     gt = read_voc(tmp_path / "s" / "VOCdevkit", "trainval", "2007")
     s0 = generate(0, 0, 64)
     assert len(gt) == 3 and gt[0].boxes.tolist() == [list(b) for b in s0.boxes]
+
+
+def test_timm_names_fail_clearly_offline(monkeypatch):
+    import timm
+
+    from unsegcli.errors import CheckpointError
+    from unsegcli.model.checkpoint import read_backbone_state
+
+    def offline(*a, **k):
+        raise OSError("could not reach the hub")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(CheckpointError, match="timm weights 'vit_small_patch8_224.dino'") as e:
+        read_backbone_state("timm:vit_small_patch8_224.dino")
+    assert "weight file" in e.value.hint

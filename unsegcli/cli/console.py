@@ -13,16 +13,20 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)  # never break p
 
 @contextlib.contextmanager
 def progress_bar(total: int, description: str, quiet: bool = False) -> Iterator:
-    """Yields ``advance(n)``; draws nothing when quiet."""
+    """Yields ``advance(n=1, info=None)``; ``info`` is shown after the bar (e.g. losses).
+    Draws nothing when quiet."""
     if quiet:
-        yield lambda n=1: None
+        yield lambda n=1, info=None: None
         return
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-                    transient=False)
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                    console=console, transient=False)
     with prog:
-        task = prog.add_task(description, total=total)
-        yield lambda n=1: prog.advance(task, n)
+        task = prog.add_task(description, total=total, info="")
+
+        def advance(n: int = 1, info: str | None = None) -> None:
+            prog.update(task, advance=n, **({"info": info} if info is not None else {}))
+        yield advance
 
 
 def report_failure(message: str) -> None:

@@ -47,11 +47,12 @@ def train(
     lr: float = typer.Option(2e-4, "--lr", help="AdamW learning rate of the segmenter (and the discriminator)."),
     arch: str = typer.Option("vits8", "--arch", help="Segmenter shape when not from --init: vits8 (DINO ViT-S/8 + "
                              "conv_minc128) | demo | tiny."),
-    backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="DINO weights (dino_deitsmall8_pretrain.pth, "
-                                                   "a timm state dict or model.safetensors)."),
+    backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="DINO weights: dino_deitsmall8_pretrain.pth, "
+                                                   "a timm state dict, model.safetensors, or timm:NAME (online)."),
     inpainter: str = typer.Option("mae", "--inpainter", help="mae (MOVE) | blur (non-learned, no weights needed)."),
     inpainter_weights: Optional[str] = typer.Option(None, "--inpainter-weights", help="mae_visualize_vit_large_ganloss.pth."),
-    disc_weights: Optional[str] = typer.Option(None, "--disc-weights", help="timm tf_efficientnet_lite0 weights for the projected discriminator."),
+    disc_weights: Optional[str] = typer.Option(None, "--disc-weights", help="tf_efficientnet_lite0 weights for the projected "
+                                               "discriminator: a file, or timm:tf_efficientnet_lite0 (online)."),
     init: Optional[str] = typer.Option(None, "--init", help="Start the segmenter from an unseg checkpoint."),
     random_init: bool = typer.Option(False, "--random-init", help="Allow random frozen networks (tests and pipeline demos only)."),
     train_backbone: bool = typer.Option(False, "--train-backbone", help="Also train the ViT (self-training without a pretrained backbone)."),
@@ -104,7 +105,12 @@ def train(
         console.print(f"resumed from {last} at step {trainer.step}")
     console.print(f"training {cfg.objective} · {len(paths)} images · {trainer.total} steps · device {dev}")
     with progress_bar(trainer.total - trainer.step, "train", quiet) as advance:
-        path = trainer.run(lambda step, total, m: advance())
+        def show(step, total, metrics):
+            losses = " ".join(f"{k[5:] if k.startswith('loss_') else k} {v:.3f}" for k, v in metrics.items()
+                              if k.startswith("loss") and k.count("_") <= 1)
+            advance(1, losses)
+
+        path = trainer.run(show)
     console.print(f"wrote {path} (predict with: unseg predict IMAGES --out MASKS --weights {path})")
 
 

@@ -133,8 +133,24 @@ def _unpickle(path: Path) -> Any:
         raise CheckpointError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
 
 
-def read_backbone_state(path: Path) -> dict[str, torch.Tensor]:
-    """DINO's original file, a timm state dict (.pth/.bin) or timm's model.safetensors -> ViT keys."""
+def timm_pretrained_state(name: str) -> dict[str, torch.Tensor]:
+    """Weights of a timm model by name, through timm's own pretrained config (needs the network
+    the first time; later runs use timm's cache)."""
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0).state_dict()
+    except Exception as e:  # noqa: BLE001 - offline, unknown name, hub errors: one clear message
+        raise CheckpointError(f"cannot load timm weights '{name}' ({type(e).__name__}: {str(e)[:200]})",
+                              "offline? pass the weight file instead of timm:NAME") from None
+
+
+def read_backbone_state(path: Path | str) -> dict[str, torch.Tensor]:
+    """DINO's original file, a timm state dict (.pth/.bin), timm's model.safetensors, or
+    ``timm:NAME`` -> state dict with timm / DINO key names."""
+    if str(path).startswith("timm:"):
+        return timm_pretrained_state(str(path)[5:])
+    path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

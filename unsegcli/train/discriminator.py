@@ -52,7 +52,7 @@ class Projector(nn.Module):
         if pretrained_file:
             from ..model.checkpoint import load_strict, read_backbone_state
 
-            sd = read_backbone_state(__import__("pathlib").Path(pretrained_file))
+            sd = read_backbone_state(pretrained_file)
             own = net.state_dict()
             sd = {k: v for k, v in sd.items() if k in own and not k.startswith("classifier.")}
             sd.update({k: v for k, v in own.items() if k.startswith("classifier.")})

@@ -66,7 +66,7 @@ class Pretrained:
 def _require(path: str | None, what: str, hint: str, random_init: bool) -> str | None:
     if path is None and not random_init:
         raise WeightsNotFoundError(f"{what} weights are required", hint)
-    if path is not None and not os.path.exists(path):
+    if path is not None and not path.startswith("timm:") and not os.path.exists(path):
         raise WeightsNotFoundError(f"{what} weights not found: {path}", hint)
     return path
 
@@ -82,7 +82,7 @@ def build_segmenter(cfg: TrainConfig, pre: Pretrained) -> Segmenter:
                     "(`unseg weights fetch dino-vits8`), --init CKPT, or --random-init for a pipeline test",
                     pre.random_init)
     if path:
-        load_strict(model.backbone.vit, read_backbone_state(Path(path)), f"backbone weights {path}")
+        load_strict(model.backbone.vit, read_backbone_state(path), f"backbone weights {path}")
     return model
 
 
