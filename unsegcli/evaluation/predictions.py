@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -76,7 +77,7 @@ def from_file(path: str, gt: list[GTImage], pick: str = "auto") -> dict[str, np.
 
     ``pick`` "auto": the highest-scoring box of detector results (LOST / MOVE evaluate CAD that
     way), the largest box of `unseg boxes` files (the paper's single-object rule)."""
-    text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
+    text = Path(path).read_text() if path != "-" else sys.stdin.read()
     stripped = text.lstrip()
     by_stem = {g.stem: g for g in gt}
     by_id = {_norm_id(g.image_id): g for g in gt}
