@@ -186,3 +186,5 @@ def test_usage_errors(tmp_path, cli):
     assert cli("boxes", tmp_path / "masks", "--out", "-", "--format", "voc").exit_code == 2
     assert cli("boxes", tmp_path / "masks", "--out", "-", "--connectivity", "6").exit_code == 2
     assert cli("boxes", tmp_path / "nothing", "--out", "-").exit_code == 2
+    res = cli("boxes", tmp_path / "masks", "--images", tmp_path / "masks" / "a.png", "--out", "-")
+    assert res.exit_code == 2 and "--images must be a folder" in res.stderr

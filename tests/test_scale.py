@@ -121,6 +121,8 @@ def test_cli_train_self_training_resume_and_torchrun(tmp_path, cli):
             "-q", "--log-every", "1"]
     res = cli(*args, "--out", tmp_path / "r1", "--steps", "2")
     assert res.exit_code == 0, res.output
+    res = cli(*args, "--out", tmp_path / "r1", "--steps", "3")  # a fresh run must not clobber it
+    assert res.exit_code == 2 and "--resume" in res.stderr
     res = cli(*args, "--out", tmp_path / "r1", "--steps", "3", "--resume")
     assert res.exit_code == 0 and "resumed from" in res.stderr and "at step 2" in res.stderr
     assert read_checkpoint(tmp_path / "r1" / "last.pt")["train_state"]["step"] == 3

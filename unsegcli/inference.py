@@ -69,6 +69,8 @@ def resolve_device(spec: str) -> torch.device:
         raise UsageError(f"unknown device '{spec}'", "use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device '{spec}' requested but CUDA is not available", "use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"device '{spec}' does not exist: {torch.cuda.device_count()} CUDA devices")
     return dev
 
 

@@ -88,10 +88,10 @@ def _work(args: tuple[MaskTask, BoxOptions]) -> fmt.ImageLabels | str:
 
 def plan_tasks(masks: list[str], images_root: str | None) -> list[MaskTask | str]:
     """Sorted mask inputs -> tasks; a mask without its image becomes an error string."""
-    items = list_inputs(masks, (".png",))
-    index = index_images(images_root) if images_root else None
     if images_root and not os.path.isdir(images_root):
         raise UsageError(f"--images must be a folder: {images_root}")
+    items = list_inputs(masks, (".png",))
+    index = index_images(images_root) if images_root else None
     tasks: list[MaskTask | str] = []
     for i, it in enumerate(items):
         if index is None:

@@ -96,11 +96,13 @@ def train(
                       device=str(dev), precision=precision, train_backbone=train_backbone, inpainter=inpainter,
                       model=arch_config(arch).to_dict(), preprocess=PreprocessConfig(size=infer_size).to_dict())
     pre = Pretrained(backbone_weights, inpainter_weights, disc_weights, init, random_init)
+    last = os.path.join(out, "last.pt")
+    if resume and not os.path.exists(last):
+        raise UsageError(f"--resume: no {last}")
+    if not resume and os.path.exists(last):
+        raise UsageError(f"{out} already holds a run ({last})", "add --resume to continue it, or choose another --out")
     trainer = Trainer(cfg, paths, pre, masks)
     if resume:
-        last = os.path.join(out, "last.pt")
-        if not os.path.exists(last):
-            raise UsageError(f"--resume: no {last}")
         trainer.resume(last)
         console.print(f"resumed from {last} at step {trainer.step}")
     console.print(f"training {cfg.objective} · {len(paths)} images · {trainer.total} steps · device {dev}")
