@@ -1,11 +1,11 @@
-# unseg: `make install`, `make test`, `make demo`. Everything runs inside .venv.
+# unseg: `make install`, `make lint`, `make test`, `make demo`. Everything runs inside .venv.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UNSEG := $(VENV)/bin/unseg
 DEMO ?= demo_out
 
-.PHONY: install test demo demo-model bench clean
+.PHONY: install lint format test demo demo-model bench clean
 
 install: $(VENV)/.installed
 
@@ -15,14 +15,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# ruff (lint + format check) on everything, mypy on the package: what CI runs before the tests
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy unsegcli
+
+# rewrite files in place: import order, fixable lint, formatting
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=10
 
 # The whole chain on the embedded defaults (CPU, offline). See README "Quick start".
 demo: install
 	bash scripts/demo.sh $(DEMO)
 
-# Reproduce the embedded demo checkpoint weights/unseg-demo-synth.pt (CPU, about 20 minutes).
+# Reproduce the embedded demo checkpoint unsegcli/weights_data/unseg-demo-synth.pt (CPU, about 20 minutes).
 demo-model: install
 	bash scripts/demo_model.sh
 
@@ -30,4 +41,4 @@ bench: install
 	$(PY) benchmarks/predict_throughput.py
 
 clean:
-	rm -rf $(DEMO) demo_model_work .pytest_cache build *.egg-info
+	rm -rf $(DEMO) demo_model_work .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,4 +1,5 @@
 """Shared helpers for the benchmark scripts: machine description and generated data."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@ generated 500x375 masks with 1-5 components each.
 
     python benchmarks/boxes_throughput.py --n 2000 --workers 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
 
 def generated_masks(folder: Path, n: int, seed: int = 0) -> None:
@@ -40,12 +41,30 @@ def main() -> None:
         tmp = Path(tmp)
         generated_masks(tmp / "masks", args.n)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "unsegcli", "boxes", str(tmp / "masks"), "--multi", "--format", "coco",
-                        "--out", str(tmp / "p.json"), "--workers", str(args.workers), "--quiet"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "unsegcli",
+                "boxes",
+                str(tmp / "masks"),
+                "--multi",
+                "--format",
+                "coco",
+                "--out",
+                str(tmp / "p.json"),
+                "--workers",
+                str(args.workers),
+                "--quiet",
+            ],
+            check=True,
+        )
         sec = time.perf_counter() - start
         print(f"machine: {machine()}")
-        print(f"unseg boxes --multi --format coco, {args.n} masks 500x375, {args.workers} workers, "
-              f"process start included: {args.n / sec:.0f} masks/s ({sec:.2f} s)")
+        print(
+            f"unseg boxes --multi --format coco, {args.n} masks 500x375, {args.workers} workers, "
+            f"process start included: {args.n / sec:.0f} masks/s ({sec:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Saliency: 5,000 GT/prediction pairs at 400x300.
 
     python benchmarks/eval_speed.py
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import machine
 
 
 def voc_tree(base: Path, n: int, rng) -> list[str]:
@@ -27,15 +28,27 @@ def voc_tree(base: Path, n: int, rng) -> list[str]:
     ids = [f"{i:06d}" for i in range(n)]
     lines = []
     for i in ids:
-        objs = "".join(f"<object><name>x</name><truncated>0</truncated><difficult>0</difficult><bndbox>"
-                       f"<xmin>{x}</xmin><ymin>{y}</ymin><xmax>{x + 100}</xmax><ymax>{y + 80}</ymax></bndbox></object>"
-                       for x, y in rng.integers(1, 300, (rng.integers(1, 4), 2)))
+        objs = "".join(
+            f"<object><name>x</name><truncated>0</truncated><difficult>0</difficult><bndbox>"
+            f"<xmin>{x}</xmin><ymin>{y}</ymin><xmax>{x + 100}</xmax><ymax>{y + 80}</ymax></bndbox></object>"
+            for x, y in rng.integers(1, 300, (rng.integers(1, 4), 2))
+        )
         (base / "Annotations" / f"{i}.xml").write_text(
-            f"<annotation><filename>{i}.jpg</filename><size><width>500</width><height>375</height></size>{objs}</annotation>")
+            f"<annotation><filename>{i}.jpg</filename><size><width>500</width><height>375</height></size>{objs}</annotation>"
+        )
         x, y = rng.integers(0, 300, 2)
-        lines.append(json.dumps({"file_name": f"{i}.jpg", "width": 500, "height": 375,
-                                 "boxes": [[float(x), float(y), float(x + 100), float(y + 80)]], "areas": [8000],
-                                 "scores": [0.9]}))
+        lines.append(
+            json.dumps(
+                {
+                    "file_name": f"{i}.jpg",
+                    "width": 500,
+                    "height": 375,
+                    "boxes": [[float(x), float(y), float(x + 100), float(y + 80)]],
+                    "areas": [8000],
+                    "scores": [0.9],
+                }
+            )
+        )
     (base / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids) + "\n")
     return lines
 
@@ -65,10 +78,25 @@ def main() -> None:
         (tmp / "boxes.jsonl").write_text("\n".join(lines) + "\n")
         saliency_pairs(tmp / "sal", 5000, rng)
         unseg = [sys.executable, "-m", "unsegcli"]
-        t_corloc = timed(unseg + ["corloc", "voc07", "--root", str(tmp / "VOC2007"), "--pred", str(tmp / "boxes.jsonl"),
-                                  "--json", "-"])
-        t_sal = timed(unseg + ["eval", "saliency", "--gt", str(tmp / "sal" / "gt"), "--pred", str(tmp / "sal" / "pred"),
-                               "--json", "-", "--workers", "2"])
+        t_corloc = timed(
+            unseg
+            + ["corloc", "voc07", "--root", str(tmp / "VOC2007"), "--pred", str(tmp / "boxes.jsonl"), "--json", "-"]
+        )
+        t_sal = timed(
+            unseg
+            + [
+                "eval",
+                "saliency",
+                "--gt",
+                str(tmp / "sal" / "gt"),
+                "--pred",
+                str(tmp / "sal" / "pred"),
+                "--json",
+                "-",
+                "--workers",
+                "2",
+            ]
+        )
         print(f"machine: {machine()}")
         print(f"unseg corloc voc07, 5,011 images from a JSONL boxes file (process start included): {t_corloc:.2f} s")
         print(f"unseg eval saliency, 5,000 pairs at 400x300, 2 workers (process start included): {t_sal:.2f} s")

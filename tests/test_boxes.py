@@ -1,7 +1,10 @@
 """`unseg boxes`: components, the 1% rule, formats read back by pycocotools, bad input."""
+
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -9,9 +12,14 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from unsegcli.postprocess.components import binarize, extract_boxes
+from unsegcli.errors import InputError, UsageError
+from unsegcli.io.files import atomic_write_bytes
+from unsegcli.labels.components import binarize, extract_boxes
+from unsegcli.labels.formats import FORMATS, ImageLabels, LabelFormat, LabelWriter
+from unsegcli.labels.runner import BoxOptions, label_files, plan_tasks
+from unsegcli.parallel import Failed, parallel_map
 
-from .conftest import random_image
+from .helpers import random_image
 
 
 def test_diagonal_pixels_tell_4_from_8_connectivity():
@@ -19,8 +27,8 @@ def test_diagonal_pixels_tell_4_from_8_connectivity():
     m[2, 2] = m[3, 3] = m[4, 4] = 255  # touching only at corners
     eight, _ = extract_boxes(m, connectivity=8, min_area=0, multi=True)
     four, _ = extract_boxes(m, connectivity=4, min_area=0, multi=True)
-    assert [b.box for b in eight] == [(2.0, 2.0, 5.0, 5.0)] and eight[0].area == 3
-    assert sorted(b.box for b in four) == [(2.0, 2.0, 3.0, 3.0), (3.0, 3.0, 4.0, 4.0), (4.0, 4.0, 5.0, 5.0)]
+    assert [b.xyxy for b in eight] == [(2.0, 2.0, 5.0, 5.0)] and eight[0].area == 3
+    assert sorted(b.xyxy for b in four) == [(2.0, 2.0, 3.0, 3.0), (3.0, 3.0, 4.0, 4.0), (4.0, 4.0, 5.0, 5.0)]
 
 
 def test_one_percent_rule_at_the_boundary():
@@ -29,7 +37,7 @@ def test_one_percent_rule_at_the_boundary():
     m[50:59, 50:61] = 255  # 9 x 11 = 99: dropped
     m[80:81, 0:100] = 255  # 1 x 100 thin line: box area 100, kept even though it is thin
     boxes, _ = extract_boxes(m, multi=True)
-    assert sorted(b.box for b in boxes) == [(0.0, 0.0, 10.0, 10.0), (0.0, 80.0, 100.0, 81.0)]
+    assert sorted(b.xyxy for b in boxes) == [(0.0, 0.0, 10.0, 10.0), (0.0, 80.0, 100.0, 81.0)]
 
 
 def test_single_mode_keeps_the_biggest_box_and_ties_are_deterministic():
@@ -38,13 +46,13 @@ def test_single_mode_keeps_the_biggest_box_and_ties_are_deterministic():
     m[5:15, 5:15] = 255  # 10x10, area 100: same box and pixel area -> the upper-left wins
     m[0:2, 40:50] = 255  # small
     boxes, _ = extract_boxes(m)
-    assert [b.box for b in boxes] == [(5.0, 5.0, 15.0, 15.0)]
+    assert [b.xyxy for b in boxes] == [(5.0, 5.0, 15.0, 15.0)]
     hollow = np.zeros((50, 50), np.uint8)
     hollow[0:10, 0:10] = 255
     hollow[2:8, 2:8] = 0  # same box as a full square, fewer pixels
     hollow[20:30, 20:30] = 255
     boxes, _ = extract_boxes(hollow, multi=True)
-    assert [b.box for b in boxes] == [(20.0, 20.0, 30.0, 30.0), (0.0, 0.0, 10.0, 10.0)]
+    assert [b.xyxy for b in boxes] == [(20.0, 20.0, 30.0, 30.0), (0.0, 0.0, 10.0, 10.0)]
 
 
 def test_scores_threshold_and_empty_or_full_masks():
@@ -52,11 +60,11 @@ def test_scores_threshold_and_empty_or_full_masks():
     m[0:10, 0:10] = 200
     m[0:10, 0:5] = 100  # 100/255 < 0.5: background at the default threshold
     boxes, _ = extract_boxes(m)
-    assert boxes[0].box == (5.0, 0.0, 10.0, 10.0) and boxes[0].score == pytest.approx(200 / 255)
+    assert boxes[0].xyxy == (5.0, 0.0, 10.0, 10.0) and boxes[0].score == pytest.approx(200 / 255)
     assert binarize(np.array([[127, 128]], np.uint8)).tolist() == [[False, True]]  # 127.5 is the cut
     assert extract_boxes(np.zeros((5, 5), np.uint8), multi=True)[0] == []
     full, _ = extract_boxes(np.full((7, 3), 255, np.uint8))
-    assert full[0].box == (0.0, 0.0, 3.0, 7.0) and full[0].area == 21
+    assert full[0].xyxy == (0.0, 0.0, 3.0, 7.0) and full[0].area == 21
 
 
 def _write_masks(folder, masks: dict[str, np.ndarray]):
@@ -94,7 +102,10 @@ def test_coco_output_round_trips_through_pycocotools(tmp_path, cli):
     assert "images 3 · boxes 3 · without any box 1 · failed 0" in res.stderr
     coco = COCO(str(out))
     assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco.dataset["images"]] == [
-        (1, "a.jpg", 60, 40), (2, "empty.png", 10, 10), (3, "sub/b.JPG", 20, 30)]
+        (1, "a.jpg", 60, 40),
+        (2, "empty.png", 10, 10),
+        (3, "sub/b.JPG", 20, 30),
+    ]
     assert list(coco.dataset["images"][0]) == ["id", "file_name", "width", "height"]
     assert coco.dataset["categories"] == [{"id": 1, "name": "fg", "supercategory": "fg"}]
     anns = coco.dataset["annotations"]
@@ -104,7 +115,7 @@ def test_coco_output_round_trips_through_pycocotools(tmp_path, cli):
         src = masks["a.png"] if ann["image_id"] == 1 else masks["sub/b.png"]
         x, y, w, h = (int(v) for v in ann["bbox"])
         expected = np.zeros(src.shape, np.uint8)
-        expected[y:y + h, x:x + w] = src[y:y + h, x:x + w] > 127
+        expected[y : y + h, x : x + w] = src[y : y + h, x : x + w] > 127
         np.testing.assert_array_equal(coco.annToMask(ann), expected)
         assert ann["area"] == expected.sum() and ann["iscrowd"] == 0 and isinstance(ann["segmentation"]["counts"], str)
         assert mask_utils.toBbox(ann["segmentation"]).tolist() == ann["bbox"]
@@ -159,11 +170,17 @@ def test_bad_masks_are_reported_and_the_rest_written(tmp_path, cli):
     (masks / "zero.png").write_bytes(b"")
     Image.fromarray(np.full((1, 1), 255, np.uint8)).save(masks / "dot.png")
     Image.fromarray(np.full((40, 60, 3), 255, np.uint8)).save(masks / "rgb.png")
-    Image.fromarray((np.full((8, 8), 65535, np.uint16))).save(masks / "deep.png")
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(masks / "deep.png")
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(masks / "mismatch.png")
     imgs = tmp_path / "imgs"
-    for name, (h, w) in {"corrupt": (4, 4), "zero": (4, 4), "dot": (1, 1), "rgb": (40, 60), "deep": (8, 8),
-                         "mismatch": (6, 5)}.items():
+    for name, (h, w) in {
+        "corrupt": (4, 4),
+        "zero": (4, 4),
+        "dot": (1, 1),
+        "rgb": (40, 60),
+        "deep": (8, 8),
+        "mismatch": (6, 5),
+    }.items():
         Image.fromarray(random_image(h, w)).save(imgs / f"{name}.png")
     Image.fromarray(np.zeros((3, 3), np.uint8)).save(masks / "orphan.png")  # no image for it
     out = tmp_path / "p.json"
@@ -176,8 +193,11 @@ def test_bad_masks_are_reported_and_the_rest_written(tmp_path, cli):
     names = [i["file_name"] for i in data["images"]]
     assert names == ["a.jpg", "deep.png", "dot.png", "empty.png", "rgb.png", "sub/b.JPG"]
     by_name = {i["file_name"]: i["id"] for i in data["images"]}
-    full = [a["bbox"] for a in data["annotations"] if a["image_id"] in (by_name["rgb.png"], by_name["deep.png"],
-                                                                         by_name["dot.png"])]
+    full = [
+        a["bbox"]
+        for a in data["annotations"]
+        if a["image_id"] in (by_name["rgb.png"], by_name["deep.png"], by_name["dot.png"])
+    ]
     assert full == [[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 60.0, 40.0]]
 
 
@@ -188,3 +208,54 @@ def test_usage_errors(tmp_path, cli):
     assert cli("boxes", tmp_path / "nothing", "--out", "-").exit_code == 2
     res = cli("boxes", tmp_path / "masks", "--images", tmp_path / "masks" / "a.png", "--out", "-")
     assert res.exit_code == 2 and "--images must be a folder" in res.stderr
+
+
+def test_every_format_name_has_one_writer_that_declares_its_needs():
+    assert set(FORMATS) == set(get_args(LabelFormat))
+    needs = {name: (cls.needs_rle, cls.needs_union, cls.writes_folder) for name, cls in FORMATS.items()}
+    assert needs == {
+        "coco": (True, False, False),
+        "selfmask": (False, True, False),
+        "lost-cad": (False, False, False),
+        "jsonl": (False, False, False),
+    }
+
+
+def _half(x: int) -> float:
+    if x == 3:
+        raise InputError(f"item {x}: odd one out")
+    if x == 5:
+        raise ZeroDivisionError("boom")
+    return x / 2
+
+
+def _name(x: int) -> str:
+    return f"job {x}"
+
+
+def test_parallel_map_keeps_order_and_reports_failures_in_place():
+    expected = [0.0, 0.5, 1.0, Failed("item 3: odd one out"), 2.0, Failed("job 5: ZeroDivisionError: boom"), 3.0]
+    for workers in (0, 2):  # serial and a fork pool give the same sequence
+        assert list(parallel_map(_half, range(7), workers, describe=_name, chunksize=2)) == expected
+
+
+class _NamesWriter(LabelWriter):
+    """A folder format for the test: one text file per image holding its box count."""
+
+    writes_folder = True
+
+    def add(self, img: ImageLabels) -> None:
+        assert isinstance(self.out, Path)
+        atomic_write_bytes(self.out / f"{img.index:03d}.txt", f"{img.file_name} {len(img.boxes)}\n".encode())
+
+
+def test_a_folder_format_gets_the_out_path(tmp_path, monkeypatch):
+    _fixture(tmp_path)
+    monkeypatch.setitem(FORMATS, "names", _NamesWriter)
+    plan = plan_tasks([str(tmp_path / "masks")], None)
+    counts = label_files(plan, str(tmp_path / "out"), "names", BoxOptions(multi=True))
+    assert (counts.images, counts.boxes, counts.empty, counts.failed) == (3, 3, 1, 0)
+    written = {p.name: p.read_text() for p in (tmp_path / "out").iterdir()}
+    assert written == {"000.txt": "a.png 2\n", "001.txt": "empty.png 0\n", "002.txt": "sub/b.png 1\n"}
+    with pytest.raises(UsageError, match="writes a folder"):
+        label_files(plan, "-", "names", BoxOptions())

@@ -1,8 +1,8 @@
 """CorLoc, saliency and detection against hand-computed answers and the official loops."""
+
 from __future__ import annotations
 
 import csv
-import io
 import json
 
 import numpy as np
@@ -10,18 +10,24 @@ import pytest
 import torch
 from PIL import Image
 
+from unsegcli.errors import InputError
 from unsegcli.evaluation.corloc import iou_lost
-from unsegcli.evaluation.saliency import image_stats, aggregate
+from unsegcli.evaluation.inputs import match_predictions
+from unsegcli.evaluation.saliency import aggregate, image_stats
 from unsegcli.io.datasets import read_coco, read_voc
+from unsegcli.io.labels import CocoFile, DetectorResults, JsonlRows, read_label_file
 
 
 def voc_xml(filename, w, h, objects):
     objs = "".join(
         f"<object><name>{n}</name><truncated>{t}</truncated><difficult>{d}</difficult>"
         f"<bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-        for n, b, t, d in objects)
-    return (f"<annotation><folder>VOC2007</folder><filename>{filename}</filename><size><width>{w}</width>"
-            f"<height>{h}</height><depth>3</depth></size>{objs}</annotation>")
+        for n, b, t, d in objects
+    )
+    return (
+        f"<annotation><folder>VOC2007</folder><filename>{filename}</filename><size><width>{w}</width>"
+        f"<height>{h}</height><depth>3</depth></size>{objs}</annotation>"
+    )
 
 
 def make_voc(tmp_path):
@@ -77,17 +83,45 @@ def test_iou_lost_eps_makes_exactly_half_a_miss():
 
 def test_corloc_voc_from_masks_with_and_without_hard(tmp_path, cli):
     make_voc(tmp_path)
-    res = cli("corloc", "voc07", "--root", tmp_path / "VOCdevkit", "--pred", tmp_path / "masks", "--json", "-",
-              "--per-image", tmp_path / "per.csv", "-j", "0")
+    res = cli(
+        "corloc",
+        "voc07",
+        "--root",
+        tmp_path / "VOCdevkit",
+        "--pred",
+        tmp_path / "masks",
+        "--json",
+        "-",
+        "--per-image",
+        tmp_path / "per.csv",
+        "-j",
+        "0",
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     # hits: 000002, 000003, 000005; misses: 000001 (IoU = 0.5), 000004 (no prediction)
     assert out == {"dataset": "voc07", "corloc": 60.0, "hits": 3, "images": 5, "missing": 1, "skipped_hard": 0}
     rows = list(csv.DictReader(open(tmp_path / "per.csv")))
-    assert [(r["image"], r["hit"]) for r in rows] == [("000001", "0"), ("000002", "1"), ("000003", "1"),
-                                                      ("000004", "0"), ("000005", "1")]
-    res = cli("corloc", "voc07", "--root", tmp_path / "VOCdevkit", "--pred", tmp_path / "masks", "--json", "-",
-              "--no-hard", "-j", "2")
+    assert [(r["image"], r["hit"]) for r in rows] == [
+        ("000001", "0"),
+        ("000002", "1"),
+        ("000003", "1"),
+        ("000004", "0"),
+        ("000005", "1"),
+    ]
+    res = cli(
+        "corloc",
+        "voc07",
+        "--root",
+        tmp_path / "VOCdevkit",
+        "--pred",
+        tmp_path / "masks",
+        "--json",
+        "-",
+        "--no-hard",
+        "-j",
+        "2",
+    )
     out = json.loads(res.stdout)
     # 000003 skipped (only difficult); in 000005 the truncated GT is dropped, so the prediction misses
     assert (out["hits"], out["images"], out["skipped_hard"]) == (1, 4, 1) and out["corloc"] == 25.0
@@ -96,39 +130,73 @@ def test_corloc_voc_from_masks_with_and_without_hard(tmp_path, cli):
 def test_corloc_from_boxes_files_and_detector_results(tmp_path, cli):
     make_voc(tmp_path)
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text("\n".join(json.dumps(r) for r in [
-        {"file_name": "000001.jpg", "width": 20, "height": 10, "boxes": [[0, 0, 3, 3], [0, 0, 10, 10]],
-         "areas": [9, 100], "scores": [0.9, 0.5]},
-        {"file_name": "000004.jpg", "width": 20, "height": 10, "boxes": [[0, 0, 20, 10]], "areas": [200],
-         "scores": [1.0]}]) + "\n")
+    jsonl.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "file_name": "000001.jpg",
+                    "width": 20,
+                    "height": 10,
+                    "boxes": [[0, 0, 3, 3], [0, 0, 10, 10]],
+                    "areas": [9, 100],
+                    "scores": [0.9, 0.5],
+                },
+                {
+                    "file_name": "000004.jpg",
+                    "width": 20,
+                    "height": 10,
+                    "boxes": [[0, 0, 20, 10]],
+                    "areas": [200],
+                    "scores": [1.0],
+                },
+            ]
+        )
+        + "\n"
+    )
     out = json.loads(cli("corloc", "voc07", "--root", tmp_path / "VOCdevkit", "--pred", jsonl, "--json", "-").stdout)
     assert (out["hits"], out["missing"]) == (2, 3)
-    out = json.loads(cli("corloc", "voc07", "--root", tmp_path / "VOCdevkit", "--pred", jsonl, "--pick", "score",
-                         "--json", "-").stdout)
+    out = json.loads(
+        cli(
+            "corloc", "voc07", "--root", tmp_path / "VOCdevkit", "--pred", jsonl, "--pick", "score", "--json", "-"
+        ).stdout
+    )
     assert out["hits"] == 1  # the 3x3 box has the higher score and misses
     det = tmp_path / "coco_instances_results.json"
-    det.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
-                               {"image_id": 1, "category_id": 1, "bbox": [5, 0, 15, 10], "score": 0.3},
-                               {"image_id": "000002", "category_id": 1, "bbox": [10, 0, 10, 10], "score": 0.8}]))
-    out = json.loads(cli("corloc", "voc", "--root", tmp_path / "VOCdevkit" / "VOC2007", "--pred", det,
-                         "--json", "-").stdout)
+    det.write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+                {"image_id": 1, "category_id": 1, "bbox": [5, 0, 15, 10], "score": 0.3},
+                {"image_id": "000002", "category_id": 1, "bbox": [10, 0, 10, 10], "score": 0.8},
+            ]
+        )
+    )
+    out = json.loads(
+        cli("corloc", "voc", "--root", tmp_path / "VOCdevkit" / "VOC2007", "--pred", det, "--json", "-").stdout
+    )
     assert (out["hits"], out["images"], out["missing"]) == (2, 5, 3)
 
 
 def make_coco(tmp_path):
     data = {
-        "images": [{"id": 9, "file_name": "COCO_train2014_000000000009.jpg", "width": 100, "height": 50},
-                   {"id": 25, "file_name": "COCO_train2014_000000000025.jpg", "width": 100, "height": 50},
-                   {"id": 30, "file_name": "COCO_train2014_000000000030.jpg", "width": 100, "height": 50}],
+        "images": [
+            {"id": 9, "file_name": "COCO_train2014_000000000009.jpg", "width": 100, "height": 50},
+            {"id": 25, "file_name": "COCO_train2014_000000000025.jpg", "width": 100, "height": 50},
+            {"id": 30, "file_name": "COCO_train2014_000000000030.jpg", "width": 100, "height": 50},
+        ],
         "annotations": [
             {"id": 1, "image_id": 9, "category_id": 3, "bbox": [10.4, 10.5, 20.2, 20.0], "iscrowd": 0, "area": 1},
             {"id": 2, "image_id": 25, "category_id": 4, "bbox": [0, 0, 50, 50], "iscrowd": 1, "area": 1},
-            {"id": 3, "image_id": 30, "category_id": 3, "bbox": [60, 10, 30, 30], "iscrowd": 0, "area": 1}],
-        "categories": [{"id": 3, "name": "a"}, {"id": 4, "name": "b"}]}
+            {"id": 3, "image_id": 30, "category_id": 3, "bbox": [60, 10, 30, 30], "iscrowd": 0, "area": 1},
+        ],
+        "categories": [{"id": 3, "name": "a"}, {"id": 4, "name": "b"}],
+    }
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations" / "instances_train2014.json").write_text(json.dumps(data))
-    (tmp_path / "coco_20k_filenames.txt").write_text("train2014/COCO_train2014_000000000009.jpg\n"
-                                                     "train2014/COCO_train2014_000000000025.jpg\n")
+    (tmp_path / "coco_20k_filenames.txt").write_text(
+        "train2014/COCO_train2014_000000000009.jpg\ntrain2014/COCO_train2014_000000000025.jpg\n"
+    )
     return data
 
 
@@ -146,17 +214,40 @@ def test_corloc_coco20k(tmp_path, cli):
     res = cli("corloc", "coco20k", "--root", tmp_path, "--pred", tmp_path / "none.json")
     assert res.exit_code == 2
     det = tmp_path / "det.json"
-    det.write_text(json.dumps([{"image_id": 9, "bbox": [10, 10, 21, 20], "score": 1, "category_id": 1},
-                               {"image_id": 25, "bbox": [0, 0, 50, 50], "score": 1, "category_id": 1}]))
+    det.write_text(
+        json.dumps(
+            [
+                {"image_id": 9, "bbox": [10, 10, 21, 20], "score": 1, "category_id": 1},
+                {"image_id": 25, "bbox": [0, 0, 50, 50], "score": 1, "category_id": 1},
+            ]
+        )
+    )
     res = cli("corloc", "coco20k", "--root", tmp_path, "--pred", det, "--json", "-")
     assert res.exit_code == 2 and "coco_20k_filenames.txt" in res.stderr  # --list is required
-    res = cli("corloc", "coco20k", "--root", tmp_path, "--list", tmp_path / "coco_20k_filenames.txt",
-              "--pred", det, "--json", "-")
-    assert json.loads(res.stdout) == {"dataset": "coco20k", "corloc": 50.0, "hits": 1, "images": 2, "missing": 0,
-                                      "skipped_hard": 0}
+    res = cli(
+        "corloc",
+        "coco20k",
+        "--root",
+        tmp_path,
+        "--list",
+        tmp_path / "coco_20k_filenames.txt",
+        "--pred",
+        det,
+        "--json",
+        "-",
+    )
+    assert json.loads(res.stdout) == {
+        "dataset": "coco20k",
+        "corloc": 50.0,
+        "hits": 1,
+        "images": 2,
+        "missing": 0,
+        "skipped_hard": 0,
+    }
 
 
 # ----------------------------------------------------------------------------------- saliency
+
 
 def official_stats(pred_u8: np.ndarray, gt_bool: np.ndarray, th: float = 0.5):
     """A direct transcription of segmentation_eval.py's per-image loop (torch, float32)."""
@@ -164,7 +255,7 @@ def official_stats(pred_u8: np.ndarray, gt_bool: np.ndarray, th: float = 0.5):
     pred = torch.from_numpy(pred_u8.astype(np.float32)) / 255
     p, r = [], []
     for split in np.arange(0.0, 1.0, 1.0 / 256):
-        m = (pred > split)
+        m = pred > split
         g = gt.bool()
         tp = torch.sum(g * (g == m)).float()
         area, gt_area = m.sum().float(), g.sum().float()
@@ -220,24 +311,45 @@ def test_eval_saliency_cli_resizes_matches_and_reports_missing(tmp_path, cli):
     (gt / "notes.txt").write_text("ignored")
     Image.fromarray(g[::2, ::2]).save(pred / "a.png")  # half size, found by stem (not same relative path)
     Image.fromarray(g).save(pred / "b.png")
-    res = cli("eval", "saliency", "--gt", tmp_path / "gt", "--pred", pred, "--json", "-", "-j", "0")
+    res = cli(
+        "eval",
+        "saliency",
+        "--gt",
+        tmp_path / "gt",
+        "--pred",
+        pred,
+        "--json",
+        "-",
+        "-j",
+        "0",
+        "--per-image",
+        tmp_path / "per.csv",
+    )
     out = json.loads(res.stdout)
     assert res.exit_code == 0 and out["images"] == 3 and out["missing"] == 1
     resized = np.asarray(Image.fromarray(g[::2, ::2]).resize((60, 40), Image.BILINEAR))
     ia = official_stats(resized, g > 127)[0]
     assert out["iou"] == pytest.approx((ia + 1.0 + 0.0) / 3, abs=1e-6)
-    out = json.loads(cli("eval", "saliency", "--gt", tmp_path / "gt", "--pred", pred, "--json", "-",
-                         "--missing", "skip").stdout)
+    rows = list(csv.DictReader(open(tmp_path / "per.csv")))
+    assert [r["image"] for r in rows] == ["sub/a.png", "sub/b.png", "sub/c.png"]
+    assert [float(r["iou"]) for r in rows] == pytest.approx([ia, 1.0, 0.0], abs=1e-6)
+    out = json.loads(
+        cli("eval", "saliency", "--gt", tmp_path / "gt", "--pred", pred, "--json", "-", "--missing", "skip").stdout
+    )
     assert out["images"] == 2 and out["iou"] == pytest.approx((ia + 1.0) / 2, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------- detection
 
+
 def test_detection_is_class_agnostic_and_keeps_crowd(tmp_path, cli):
     data = make_coco(tmp_path)
     gt = tmp_path / "annotations" / "instances_train2014.json"
-    perfect = [{"image_id": a["image_id"], "category_id": 77, "bbox": a["bbox"], "score": 0.9}
-               for a in data["annotations"] if not a["iscrowd"]]
+    perfect = [
+        {"image_id": a["image_id"], "category_id": 77, "bbox": a["bbox"], "score": 0.9}
+        for a in data["annotations"]
+        if not a["iscrowd"]
+    ]
     crowd_hit = {"image_id": 25, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.95}  # ignored, not a FP
     (tmp_path / "det.json").write_text(json.dumps(perfect + [crowd_hit]))
     res = cli("eval", "detection", "--gt", gt, "--pred", tmp_path / "det.json", "--json", "-")
@@ -247,3 +359,66 @@ def test_detection_is_class_agnostic_and_keeps_crowd(tmp_path, cli):
     (tmp_path / "det2.json").write_text(json.dumps(perfect + fp))
     out = json.loads(cli("eval", "detection", "--gt", gt, "--pred", tmp_path / "det2.json", "--json", "-").stdout)
     assert out["AP50"] < 1.0  # a higher-scored false positive lowers precision
+    assert list(out) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "images", "detections"]
+    assert (out["images"], out["detections"]) == (3, 3)
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"file_name": "a.jpg", "boxes": []}) + "\n")
+    res = cli("eval", "detection", "--gt", gt, "--pred", tmp_path / "rows.jsonl")
+    assert res.exit_code == 2 and "not JSON lines" in res.stderr
+
+
+# ------------------------------------------------------------------------------- shared inputs
+
+
+def test_read_label_file_tells_the_three_shapes_apart(tmp_path):
+    coco = tmp_path / "coco.json"
+    coco.write_text("\n  " + json.dumps({"images": [], "annotations": [], "categories": []}, indent=2))
+    one_row = tmp_path / "one.jsonl"  # a single JSON object that is not COCO: one JSON line
+    one_row.write_text(json.dumps({"file_name": "a.jpg", "boxes": [[0, 0, 1, 1]]}) + "\n")
+    det = tmp_path / "det.json"
+    det.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]))
+    assert isinstance(read_label_file(str(coco)), CocoFile)
+    rows = read_label_file(str(one_row))
+    assert isinstance(rows, JsonlRows) and rows.rows[0]["file_name"] == "a.jpg"
+    assert isinstance(read_label_file(str(det)), DetectorResults)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"file_name": "a.jpg", "boxes": []}) + "\nnot json\n")
+    with pytest.raises(InputError, match="bad.jsonl:2:"):
+        read_label_file(str(bad))
+    bad.write_text(json.dumps({"file_name": "a.jpg"}) + "\n")
+    with pytest.raises(InputError, match="'file_name' and 'boxes'"):
+        read_label_file(str(bad))
+
+
+def test_matching_prefers_the_exact_path_then_a_unique_stem_and_names_duplicates(tmp_path):
+    for rel in ("a.png", "x/a.png", "y/b.png", "p/c.png", "q/c.png", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    m = match_predictions(["a", "sub/b", "c", "d"], str(tmp_path))
+    assert m.found == {"a": str(tmp_path / "a.png"), "sub/b": str(tmp_path / "y" / "b.png")}
+    assert list(m.errors) == ["c"] and str(tmp_path / "p" / "c.png") in m.errors["c"]
+    assert str(tmp_path / "q" / "c.png") in m.errors["c"]
+
+
+def test_duplicate_prediction_stems_are_reported_by_corloc_and_saliency(tmp_path, cli):
+    make_voc(tmp_path)
+    (tmp_path / "masks" / "again").mkdir()
+    Image.fromarray(np.zeros((10, 20), np.uint8)).save(tmp_path / "masks" / "again" / "000004.png")
+    (tmp_path / "masks" / "other").mkdir()
+    Image.fromarray(np.zeros((10, 20), np.uint8)).save(tmp_path / "masks" / "other" / "000004.png")
+    res = cli("corloc", "voc07", "--root", tmp_path / "VOCdevkit", "--pred", tmp_path / "masks", "--json", "-")
+    assert res.exit_code == 1 and "again/000004.png" in res.stderr and "other/000004.png" in res.stderr
+    assert json.loads(res.stdout)["missing"] == 1  # the ambiguous image has no prediction
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    Image.fromarray(np.zeros((10, 20), np.uint8)).save(gt / "000004.png")
+    res = cli("eval", "saliency", "--gt", gt, "--pred", tmp_path / "masks", "--json", "-")
+    assert res.exit_code == 1 and "again/000004.png" in res.stderr and "other/000004.png" in res.stderr
+
+
+def test_corloc_choices_are_checked_by_the_cli(tmp_path, cli):
+    make_voc(tmp_path)
+    args = ["corloc", "voc07", "--root", tmp_path / "VOCdevkit", "--pred", tmp_path / "masks"]
+    for bad in (["--connectivity", "6"], ["--pick", "first"]):
+        res = cli(*args, *bad)
+        assert res.exit_code == 2 and bad[0] in res.stderr
+    assert cli("corloc", "voc99", "--root", tmp_path, "--pred", tmp_path / "masks").exit_code == 2

@@ -1,4 +1,5 @@
 """Model, checkpoints, the official MOVE import, weight resolution and download."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,16 +8,15 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from unsegcli.config import ModelConfig, PreprocessConfig
 from unsegcli.errors import CheckpointError, UnsegError, WeightsNotFoundError
 from unsegcli.model.backbone import dino_pos_embed, timm_pos_embed
-from unsegcli.model.checkpoint import (checkpoint_dict, import_official_move, load_segmenter,
-                                       save_checkpoint)
+from unsegcli.model.checkpoint import checkpoint_dict, load_segmenter, save_checkpoint
+from unsegcli.model.official_move import import_official_move
 from unsegcli.model.segmenter import Segmenter
 
-from .conftest import random_image, tiny_model, write_images
+from .helpers import random_image, randomize_batchnorm, tiny_model, write_images
 
 
 def test_default_architecture_is_moves():
@@ -24,7 +24,12 @@ def test_default_architecture_is_moves():
     # supplementary D: widths 192, 128, 128 (+128), three x2 upsamplings, 1x1 conv to one channel
     convs = [m for m in model.head.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
-        (384, 192, (3, 3)), (192, 128, (3, 3)), (128, 128, (3, 3)), (128, 128, (3, 3)), (128, 1, (1, 1))]
+        (384, 192, (3, 3)),
+        (192, 128, (3, 3)),
+        (128, 128, (3, 3)),
+        (128, 128, (3, 3)),
+        (128, 1, (1, 1)),
+    ]
     assert model.backbone.cfg.feature_block == 10  # penultimate of 12 blocks
     assert model.backbone.norm.eps == 1e-6 and model.backbone.norm is not model.backbone.vit.norm
     assert not any(p.requires_grad for p in model.backbone.vit.parameters())
@@ -48,11 +53,13 @@ def test_features_come_from_the_chosen_block_with_the_new_norm():
 def _keys_1d(values: np.ndarray, n_out: int, scale: float, a: float = -0.75) -> np.ndarray:
     """Independent bicubic (Keys kernel, a = -0.75 as PyTorch) with border clamping: output j
     samples the source at (j + 0.5) / scale - 0.5 (align_corners=False)."""
+
     def w(x):
         x = abs(x)
         if x <= 1:
-            return (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1
-        return a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a if x < 2 else 0.0
+            return (a + 2) * x**3 - (a + 3) * x**2 + 1
+        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0.0
+
     out = np.zeros(n_out)
     for j in range(n_out):
         src = (j + 0.5) / scale - 0.5
@@ -67,8 +74,9 @@ def test_dino_pos_embed_rule_known_answer():
     N_side, dim, n_h, n_w = 8, 3, 10, 13
     col = np.random.default_rng(0).normal(size=N_side)
     grid = np.tile(col, (N_side, 1))
-    pe = torch.cat([torch.zeros(1, 1, dim),
-                    torch.tensor(grid, dtype=torch.float32).reshape(1, -1, 1).expand(1, -1, dim)], 1)
+    pe = torch.cat(
+        [torch.zeros(1, 1, dim), torch.tensor(grid, dtype=torch.float32).reshape(1, -1, 1).expand(1, -1, dim)], 1
+    )
     out = dino_pos_embed(pe, n_h, n_w)[0, 1:, 0].reshape(n_h, n_w).numpy()
     expected = _keys_1d(col, n_w, (n_w + 0.1) / N_side)
     for row in out:
@@ -79,8 +87,33 @@ def test_dino_pos_embed_rule_known_answer():
 
 
 def test_timm_rule_is_selectable():
-    m = tiny_model(pos_embed="timm")
-    assert m(torch.randn(1, 3, 48, 80)).shape == (1, 1, 48, 80)
+    dino, timm = tiny_model(pos_embed="dino"), tiny_model(pos_embed="timm")
+    timm.load_state_dict(dino.state_dict())  # same weights: only the resampling rule differs
+    x = torch.randn(1, 3, 48, 80)  # not the native 64 x 64 grid, so the position embeddings are resampled
+    with torch.no_grad():
+        a, b = dino(x), timm(x)
+    assert a.shape == b.shape == (1, 1, 48, 80)
+    assert (a - b).abs().max() > 1e-4
+    with torch.no_grad():  # at the native grid both rules keep the embeddings as they are
+        y = torch.randn(1, 3, 64, 64)
+        torch.testing.assert_close(dino(y), timm(y))
+
+
+def test_presets_name_every_shape_once():
+    from typing import get_args
+
+    from unsegcli.config import PRESETS, PresetName
+    from unsegcli.model.official_move import OFFICIAL_BACKBONES, config_from_official_args
+
+    assert set(PRESETS) == set(get_args(PresetName))
+    assert PRESETS["vits8"] == ModelConfig()  # MOVE's model is the default config
+    assert PRESETS["tiny"] == ModelConfig.tiny()
+    # ViT-B/8: 768-d, 12 heads; head widths max(128, 768 / 2^(i+1)) for 3 upsamplings + 1 (conv_minc128)
+    assert PRESETS["vitb8"].backbone.num_heads == 12 and PRESETS["vitb8"].head.widths == (384, 192, 128, 128)
+    assert PRESETS["vits16"].head.widths == (192, 128, 128, 128, 128)  # patch 16: log2(16) = 4 upsamplings + 1
+    for official, preset in OFFICIAL_BACKBONES.items():
+        cfg = config_from_official_args({"feature_extractor": official})
+        assert cfg.backbone == PRESETS[preset].backbone
 
 
 def test_checkpoint_roundtrip_is_strict_and_weights_only(tmp_path):
@@ -110,22 +143,22 @@ def _official_release(tmp_path, seed=0):
     with torch.no_grad():
         for p in ref.parameters():
             p.normal_(0, 0.05)
-        for m in ref.head.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+        randomize_batchnorm(ref.head)
     official = {}
     for k, v in ref.state_dict().items():
         if k.startswith("backbone.norm."):
-            official["segmenter.feature_extractor." + k[len("backbone."):]] = v.clone()
+            official["segmenter.feature_extractor." + k[len("backbone.") :]] = v.clone()
         elif k.startswith("head."):
-            official["segmenter.segmenter_head." + k[len("head."):]] = v.clone()
-    args = argparse.Namespace(feature_extractor="dino_vits8", segmenter_head="conv_minc128",
-                              extractor_block_layer=-2, shift_range=0.125)
-    torch.save({"args": args, "epoch": 80, "model": official, "optimizer": {}, "discriminator": {},
-                "optimizer_d": {}}, tmp_path / "checkpoint-80.pth")
+            official["segmenter.segmenter_head." + k[len("head.") :]] = v.clone()
+    args = argparse.Namespace(
+        feature_extractor="dino_vits8", segmenter_head="conv_minc128", extractor_block_layer=-2, shift_range=0.125
+    )
+    torch.save(
+        {"args": args, "epoch": 80, "model": official, "optimizer": {}, "discriminator": {}, "optimizer_d": {}},
+        tmp_path / "checkpoint-80.pth",
+    )
     torch.save({"args": args}, tmp_path / "checkpoint-80.args")
-    dino = {k[len("backbone.vit."):]: v.clone() for k, v in ref.state_dict().items() if k.startswith("backbone.vit.")}
+    dino = {k[len("backbone.vit.") :]: v.clone() for k, v in ref.state_dict().items() if k.startswith("backbone.vit.")}
     torch.save(dino, tmp_path / "dino_deitsmall8_pretrain.pth")
     return ref.eval(), official
 
@@ -133,8 +166,17 @@ def _official_release(tmp_path, seed=0):
 def test_import_official_release_predicts_like_the_same_tensors(tmp_path, cli):
     ref, _ = _official_release(tmp_path)
     out = tmp_path / "move.pt"
-    res = cli("weights", "import-move", tmp_path / "checkpoint-80.pth", "--backbone",
-              tmp_path / "dino_deitsmall8_pretrain.pth", "--out", out, "--size", "64")
+    res = cli(
+        "weights",
+        "import-move",
+        tmp_path / "checkpoint-80.pth",
+        "--backbone",
+        tmp_path / "dino_deitsmall8_pretrain.pth",
+        "--out",
+        out,
+        "--size",
+        "64",
+    )
     assert res.exit_code == 0, res.output
     assert "weights_only=False" in res.stderr  # the one-time unpickling is announced
     loaded, prep, meta = load_segmenter(out)
@@ -146,8 +188,9 @@ def test_import_official_release_predicts_like_the_same_tensors(tmp_path, cli):
     write_images(tmp_path / "imgs", [(30, 50), (50, 30)])
     res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", out, "-j", "0")
     assert res.exit_code == 0, res.output
-    from unsegcli.inference import predict_masks
     from PIL import Image
+
+    from unsegcli.inference import predict_masks
 
     exp = predict_masks(ref, [random_image(30, 50, seed=0)], PreprocessConfig(size=64))[0]
     got = np.asarray(Image.open(tmp_path / "m" / "img_00.png"))
@@ -187,6 +230,7 @@ def test_weights_resolution_order(tmp_path, monkeypatch, tiny_ckpt):
     from unsegcli.model import registry
 
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(registry, "PACKAGED_DIR", tmp_path)
     monkeypatch.delenv("UNSEG_WEIGHTS", raising=False)
     with pytest.raises(WeightsNotFoundError) as e:
         registry.resolve_weights(None)
@@ -205,6 +249,7 @@ def test_missing_default_weights_message_in_cli(tmp_path, monkeypatch, cli):
     from unsegcli.model import registry
 
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "nothing")
+    monkeypatch.setattr(registry, "PACKAGED_DIR", tmp_path / "nothing")
     monkeypatch.delenv("UNSEG_WEIGHTS", raising=False)
     write_images(tmp_path / "imgs", [(30, 40)])
     res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "m")
@@ -244,7 +289,7 @@ def test_weights_list_and_info(cli, tiny_ckpt):
 def test_embedded_demo_checkpoint_matches_its_card():
     from unsegcli.inference import predict_masks
     from unsegcli.model import registry
-    from unsegcli.train.synth import generate
+    from unsegcli.synth import generate
 
     path = registry.path_of("demo-synth")
     assert registry.sha256_of(path) == registry.KNOWN["demo-synth"].sha256
@@ -252,7 +297,10 @@ def test_embedded_demo_checkpoint_matches_its_card():
     model, prep, meta = load_segmenter(path)
     samples = [generate(5, i, 96) for i in range(24)]  # a seed it was not trained on
     masks = predict_masks(model, [s.image for s in samples], prep, batch_size=8)
-    ious = [((m > 0.5) & (s.mask > 0)).sum() / max(((m > 0.5) | (s.mask > 0)).sum(), 1) for m, s in zip(masks, samples)]
+    ious = [
+        ((m > 0.5) & (s.mask > 0)).sum() / max(((m > 0.5) | (s.mask > 0)).sum(), 1)
+        for m, s in zip(masks, samples, strict=True)
+    ]
     assert np.mean(ious) >= 0.75
 
 
@@ -265,3 +313,19 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_checkpoint_family_dispatch(tmp_path):
+    from unsegcli.inference import Predictor
+    from unsegcli.model.families import FAMILIES, load_predictor
+
+    model = tiny_model()
+    ckpt = checkpoint_dict(model, PreprocessConfig(size=64))
+    assert "family" not in ckpt  # MOVE checkpoints are unchanged: absent means "move"
+    save_checkpoint(tmp_path / "move.pt", ckpt)
+    predictor = load_predictor(tmp_path / "move.pt", torch.device("cpu"), size=32)
+    assert isinstance(predictor, Predictor) and predictor.kind == "soft" and predictor.cfg.size == 32
+    assert set(FAMILIES) >= {"move"}
+    save_checkpoint(tmp_path / "other.pt", {**ckpt, "family": "not-a-family"})
+    with pytest.raises(CheckpointError, match="family 'not-a-family'"):
+        load_segmenter(tmp_path / "other.pt")

@@ -1,4 +1,5 @@
 """`unseg predict` and the inference library: sizes, values, bucketing, resume, bad input, stdin."""
+
 from __future__ import annotations
 
 import os
@@ -6,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unsegcli.config import PreprocessConfig
+from unsegcli.errors import UsageError
 from unsegcli.inference import predict_masks, resized_size
 from unsegcli.io.images import decode_image
 
-from .conftest import random_image, tiny_model, write_images
+from .helpers import random_image, tiny_model, write_images
 
 SIZES = [(40, 60), (60, 40), (40, 60), (33, 47), (40, 61), (64, 64), (40, 60)]
 
@@ -33,9 +36,10 @@ def test_cli_masks_have_original_size_and_match_library(tmp_path, cli, tiny_ckpt
     paths = write_images(tmp_path / "imgs", SIZES)
     res = cli("predict", tmp_path / "imgs", "--out", tmp_path / "m", "--weights", tiny_ckpt, "-j", "0")
     assert res.exit_code == 0, res.output
-    expected = predict_masks(tiny_model(), [random_image(h, w, seed=i) for i, (h, w) in enumerate(SIZES)],
-                             PreprocessConfig(size=64))
-    for p, (h, w), exp in zip(paths, SIZES, expected):
+    expected = predict_masks(
+        tiny_model(), [random_image(h, w, seed=i) for i, (h, w) in enumerate(SIZES)], PreprocessConfig(size=64)
+    )
+    for p, (h, w), exp in zip(paths, SIZES, expected, strict=True):
         m = read(tmp_path / "m" / (p.stem + ".png"))
         assert m.shape == (h, w) and m.dtype == np.uint8
         assert np.abs(m.astype(int) - np.floor(exp * 255).astype(int)).max() <= 1
@@ -47,8 +51,23 @@ def test_binary_masks_are_thresholded(tmp_path, cli, tiny_ckpt):
     write_images(tmp_path / "imgs", SIZES[:1])
     soft = predict_masks(tiny_model(), [random_image(*SIZES[0], seed=0)], PreprocessConfig(size=64))[0]
     t = float(np.median(soft))
-    assert cli("predict", tmp_path / "imgs", "-o", tmp_path / "hard", "-w", tiny_ckpt, "-j", "0", "-q",
-               "--binary", "--threshold", str(t)).exit_code == 0
+    assert (
+        cli(
+            "predict",
+            tmp_path / "imgs",
+            "-o",
+            tmp_path / "hard",
+            "-w",
+            tiny_ckpt,
+            "-j",
+            "0",
+            "-q",
+            "--binary",
+            "--threshold",
+            str(t),
+        ).exit_code
+        == 0
+    )
     b = read(tmp_path / "hard" / "img_00.png")
     assert set(np.unique(b)) == {0, 255}
     clear = np.abs(soft - t) > 1e-4  # away from the threshold, binary == (p > t) exactly
@@ -60,7 +79,7 @@ def test_bucketing_gives_the_same_masks_as_batch_one():
     images = [random_image(h, w, seed=i) for i, (h, w) in enumerate(SIZES)]
     one = predict_masks(model, images, PreprocessConfig(size=64), batch_size=1)
     many = predict_masks(model, images, PreprocessConfig(size=64), batch_size=3)
-    for a, b in zip(one, many):
+    for a, b in zip(one, many, strict=True):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -68,8 +87,10 @@ def test_bucketing_gives_the_same_masks_as_batch_one():
 def test_workers_and_batches_write_the_same_files(tmp_path, cli, tiny_ckpt):
     write_images(tmp_path / "imgs", SIZES)
     assert cli("predict", tmp_path / "imgs", "-o", tmp_path / "a", "-w", tiny_ckpt, "-j", "0", "-q").exit_code == 0
-    assert cli("predict", tmp_path / "imgs", "-o", tmp_path / "b", "-w", tiny_ckpt, "-j", "2", "-b", "4",
-               "-q").exit_code == 0
+    assert (
+        cli("predict", tmp_path / "imgs", "-o", tmp_path / "b", "-w", tiny_ckpt, "-j", "2", "-b", "4", "-q").exit_code
+        == 0
+    )
     for f in sorted((tmp_path / "a").iterdir()):
         assert np.abs(read(f).astype(int) - read(tmp_path / "b" / f.name).astype(int)).max() <= 1
 
@@ -97,29 +118,43 @@ def _bad_input_corpus(folder: Path) -> tuple[dict[str, tuple[int, int]], list[st
     folder.mkdir()
     ok: dict[str, tuple[int, int]] = {}
     rgb = random_image(30, 40)
-    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg"); ok["cmyk"] = (30, 40)
-    Image.fromarray((rgb[:, :, 0].astype(np.uint16) * 257)).save(folder / "sixteen.png"); ok["sixteen"] = (30, 40)
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    ok["cmyk"] = (30, 40)
+    Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257).save(folder / "sixteen.png")
+    ok["sixteen"] = (30, 40)
     pal = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE)
     pal.info["transparency"] = 0
-    pal.save(folder / "palette.png", transparency=0); ok["palette"] = (30, 40)
-    Image.fromarray(rgb).convert("LA").save(folder / "la.png"); ok["la"] = (30, 40)
-    Image.fromarray(rgb).convert("RGBA").save(folder / "rgba.png"); ok["rgba"] = (30, 40)
-    Image.fromarray(rgb).convert("L").save(folder / "gray.bmp"); ok["gray"] = (30, 40)
-    Image.fromarray(random_image(3, 5)).save(folder / "tiny.png"); ok["tiny"] = (3, 5)
-    Image.fromarray(random_image(1, 1)).save(folder / "pixel.webp"); ok["pixel"] = (1, 1)
-    Image.fromarray(rgb).save(folder / "name with spaces é.TIF"); ok["name with spaces é"] = (30, 40)
+    pal.save(folder / "palette.png", transparency=0)
+    ok["palette"] = (30, 40)
+    Image.fromarray(rgb).convert("LA").save(folder / "la.png")
+    ok["la"] = (30, 40)
+    Image.fromarray(rgb).convert("RGBA").save(folder / "rgba.png")
+    ok["rgba"] = (30, 40)
+    Image.fromarray(rgb).convert("L").save(folder / "gray.bmp")
+    ok["gray"] = (30, 40)
+    Image.fromarray(random_image(3, 5)).save(folder / "tiny.png")
+    ok["tiny"] = (3, 5)
+    Image.fromarray(random_image(1, 1)).save(folder / "pixel.webp")
+    ok["pixel"] = (1, 1)
+    Image.fromarray(rgb).save(folder / "name with spaces é.TIF")
+    ok["name with spaces é"] = (30, 40)
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90° CW to display -> displayed size is 40 x 30
-    Image.fromarray(rgb).save(folder / "rotated.jpg", exif=exif); ok["rotated"] = (40, 30)
+    Image.fromarray(rgb).save(folder / "rotated.jpg", exif=exif)
+    ok["rotated"] = (40, 30)
     bad = []
-    (folder / "empty.png").write_bytes(b""); bad.append("empty.png")
-    (folder / "text.jpg").write_text("this is not an image"); bad.append("text.jpg")
+    (folder / "empty.png").write_bytes(b"")
+    bad.append("empty.png")
+    (folder / "text.jpg").write_text("this is not an image")
+    bad.append("text.jpg")
     data = (folder / "cmyk.jpg").read_bytes()
     full = folder / "full.png"
     Image.fromarray(random_image(64, 64)).save(full)
-    (folder / "truncated.png").write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2]); bad.append("truncated.png")
+    (folder / "truncated.png").write_bytes(full.read_bytes()[: len(full.read_bytes()) // 2])
+    bad.append("truncated.png")
     full.unlink()
-    (folder / "corrupt.jpg").write_bytes(data[:20] + bytes(200) + data[220:240]); bad.append("corrupt.jpg")
+    (folder / "corrupt.jpg").write_bytes(data[:20] + bytes(200) + data[220:240])
+    bad.append("corrupt.jpg")
     return ok, bad
 
 
@@ -167,8 +202,17 @@ def test_unreadable_file_is_reported(tmp_path, cli, tiny_ckpt):
 
 def test_stdin_paths_and_single_files(tmp_path, cli, tiny_ckpt):
     paths = write_images(tmp_path / "imgs", SIZES[:3], ext="jpg")
-    res = cli("predict", "-", "-o", tmp_path / "m", "-w", tiny_ckpt, "-j", "0",
-              input="\n".join(str(p) for p in paths[:2]) + "\n\n")
+    res = cli(
+        "predict",
+        "-",
+        "-o",
+        tmp_path / "m",
+        "-w",
+        tiny_ckpt,
+        "-j",
+        "0",
+        input="\n".join(str(p) for p in paths[:2]) + "\n\n",
+    )
     assert res.exit_code == 0, res.output
     assert sorted(f.name for f in (tmp_path / "m").iterdir()) == ["img_00.png", "img_01.png"]
     res = cli("predict", paths[2], "-o", tmp_path / "m", "-w", tiny_ckpt, "-j", "0")
@@ -195,24 +239,95 @@ def test_usage_errors_exit_2(tmp_path, cli, tiny_ckpt):
     assert cli("predict", tmp_path / "missing", "-o", tmp_path / "m", "-w", tiny_ckpt).exit_code == 2
     assert cli("predict", "-o", tmp_path / "m").exit_code == 2
     write_images(tmp_path / "imgs", [(40, 60)])
-    assert cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", tiny_ckpt, "--precision", "fp64").exit_code == 2
-    assert cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", tiny_ckpt, "--device", "cuda:7").exit_code == 2 \
+    assert (
+        cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", tiny_ckpt, "--precision", "fp64").exit_code == 2
+    )
+    assert (
+        cli("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", tiny_ckpt, "--device", "cuda:7").exit_code == 2
         or __import__("torch").cuda.device_count() > 7
+    )
     (tmp_path / "empty").mkdir()
     assert cli("predict", tmp_path / "empty", "-o", tmp_path / "m", "-w", tiny_ckpt).exit_code == 2
 
 
-def test_every_command_help_ends_with_examples(cli):
-    from unsegcli.cli.app import app
-    import typer.main
+def test_predict_masks_leaves_the_callers_model_alone():
+    model = tiny_model().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    predict_masks(model, [random_image(40, 60)], PreprocessConfig(size=64))
+    assert model.training and not model.channels_last
+    assert next(model.head.parameters()).is_contiguous()  # not switched to channels-last
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
-    group = typer.main.get_command(app)
-    names = []
-    for name, cmd in group.commands.items():
-        subs = getattr(cmd, "commands", None)
-        names += [[name, s] for s in subs] if subs else [[name]]
-    assert ["predict"] in names
-    for path in names:
-        res = cli(*path, "--help")
-        assert res.exit_code == 0
-        assert "Examples" in res.output and "unseg " in res.output.split("Examples")[-1], path
+
+def test_mask_path_for_keeps_the_relative_path():
+    from unsegcli.io.masks import mask_path_for
+
+    assert mask_path_for("a/b/photo.JPG") == "a/b/photo.png"
+    assert mask_path_for("x.tar.png") == "x.tar.png"
+    assert mask_path_for("noext") == "noext.png"
+
+
+class _Instances:
+    """A MaskPredictor of kind "instances": object k = the k-th vertical band of the image."""
+
+    kind = "instances"
+    device = torch.device("cpu")
+
+    def prepare(self, index, image):
+        from unsegcli.inference import Prepared
+
+        return Prepared(index, torch.zeros(1, *image.shape[:2]), image.shape[:2], image.shape[:2])
+
+    def run(self, batch):
+        out = []
+        for p in batch:
+            h, w = p.original
+            out.append(np.repeat((np.arange(w) * 3 // w + 1).astype(np.uint8)[None], h, axis=0))
+        return out
+
+
+def test_predict_files_writes_instance_maps_as_palette_pngs(tmp_path):
+    from unsegcli.inference import list_prediction_inputs, predict_files
+    from unsegcli.io.instances import decode_instances
+
+    write_images(tmp_path / "imgs" / "sub", [(20, 30), (12, 9)])
+    items = list_prediction_inputs([str(tmp_path / "imgs")], tmp_path / "out")
+    progress = []
+    summary = predict_files(_Instances(), items, tmp_path / "out", on_progress=lambda n, t: progress.append((n, t)))
+    assert (summary.images, summary.written, summary.skipped, summary.failed) == (2, 2, 0, 0)
+    assert progress[0] == (0, 2) and sum(n for n, _ in progress) == 2
+    path = tmp_path / "out" / "sub" / "img_00.png"
+    assert Image.open(path).mode == "P"
+    labels = decode_instances(path)
+    np.testing.assert_array_equal(labels[0], np.arange(30) * 3 // 30 + 1)
+    again = predict_files(_Instances(), items, tmp_path / "out")
+    assert (again.written, again.skipped) == (0, 2)
+    with pytest.raises(UsageError):
+        predict_files(_Instances(), items, tmp_path / "out", binary=True)
+
+
+def test_open_output_replaces_only_on_success(tmp_path):
+    from unsegcli.io.files import open_output
+
+    target = tmp_path / "out.json"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), open_output(str(target)) as f:
+        f.write(b"half")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    with open_output(str(target)) as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_bucketed_emits_early_when_too_many_items_wait():
+    from unsegcli.inference import Prepared, bucketed
+
+    shapes = [(1, 4, 4), (1, 4, 8), (1, 8, 4), (1, 4, 4), (1, 8, 8), (1, 4, 4)]
+    items = [Prepared(i, torch.zeros(s)) for i, s in enumerate(shapes)]
+    batches = [[p.index for p in b] for b in bucketed(items, batch_size=3, max_pending=3)]
+    # items 0-3 wait in three buckets; the 4th pending item exceeds max_pending: the fullest ({0, 3}) goes
+    assert batches[0] == [0, 3]
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert all(len({shapes[i] for i in b}) == 1 for b in batches)

@@ -1,4 +1,5 @@
 """Scale-out: shards, torchrun (gloo, 2 CPU processes), merge, and reduced precision."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,11 @@ import numpy as np
 import pytest
 
 from unsegcli.config import PreprocessConfig
-from unsegcli.distributed import Shard, parse_shard
-from unsegcli.errors import InputError, UsageError
+from unsegcli.errors import UsageError
 from unsegcli.inference import predict_masks
+from unsegcli.runtime import Shard, parse_shard
 
-from .conftest import random_image, tiny_model, write_images
+from .helpers import random_image, tiny_model, write_images
 
 SIZES = [(40, 60), (60, 40), (33, 47), (40, 60), (50, 50), (41, 61), (40, 60)]
 
@@ -37,7 +38,9 @@ def test_cli_shards_together_equal_one_run(tmp_path, cli, tiny_ckpt):
     write_images(tmp_path / "imgs", SIZES)
     assert cli("predict", tmp_path / "imgs", "-o", tmp_path / "one", "-w", tiny_ckpt, "-j", "0", "-q").exit_code == 0
     for i in range(3):
-        res = cli("predict", tmp_path / "imgs", "-o", tmp_path / "sharded", "-w", tiny_ckpt, "-j", "0", "--shard", f"{i}/3")
+        res = cli(
+            "predict", tmp_path / "imgs", "-o", tmp_path / "sharded", "-w", tiny_ckpt, "-j", "0", "--shard", f"{i}/3"
+        )
         assert res.exit_code == 0 and f"images {len(Shard(i, 3).take(SIZES))} " in res.stderr
     one = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert one == sorted(p.name for p in (tmp_path / "sharded").iterdir())
@@ -58,11 +61,22 @@ def test_merge_renumbers_and_rejects_conflicts(tmp_path, cli):
     def coco(images, anns):
         return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "fg", "supercategory": "fg"}]}
 
-    ann = {"category_id": 1, "bbox": [0.0, 0.0, 2.0, 2.0], "area": 4, "iscrowd": 0, "score": 0.9,
-           "segmentation": {"size": [4, 4], "counts": "05000;"}}
+    ann = {
+        "category_id": 1,
+        "bbox": [0.0, 0.0, 2.0, 2.0],
+        "area": 4,
+        "iscrowd": 0,
+        "score": 0.9,
+        "segmentation": {"size": [4, 4], "counts": "05000;"},
+    }
     a = coco([{"id": 7, "file_name": "b.jpg", "width": 4, "height": 4}], [{**ann, "id": 3, "image_id": 7}])
-    b = coco([{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4},
-              {"id": 2, "file_name": "b.jpg", "width": 4, "height": 4}], [{**ann, "id": 1, "image_id": 2}])
+    b = coco(
+        [
+            {"id": 1, "file_name": "a.jpg", "width": 4, "height": 4},
+            {"id": 2, "file_name": "b.jpg", "width": 4, "height": 4},
+        ],
+        [{**ann, "id": 1, "image_id": 2}],
+    )
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     res = cli("merge", tmp_path / "a.json", tmp_path / "b.json", "--out", "-")
@@ -78,12 +92,29 @@ def test_merge_renumbers_and_rejects_conflicts(tmp_path, cli):
     (tmp_path / "l2.jsonl").write_text(json.dumps({"file_name": "y.jpg", "boxes": []}) + "\n")
     res = cli("merge", tmp_path / "l1.jsonl", tmp_path / "l2.jsonl", "--out", "-")
     assert [json.loads(s)["file_name"] for s in res.stdout.splitlines()] == ["y.jpg", "z.jpg"]
+    (tmp_path / "l3.jsonl").write_text(json.dumps({"file_name": "z.jpg", "boxes": [[0, 0, 2, 2]]}) + "\n")
+    res = cli("merge", tmp_path / "l1.jsonl", tmp_path / "l3.jsonl", "--out", "-")
+    assert res.exit_code == 1 and "'z.jpg' differs between" in res.stderr and "l3.jsonl" in res.stderr
+    assert cli("merge", tmp_path / "l1.jsonl", tmp_path / "a.json", "--out", "-").exit_code == 2  # a mix
+    (tmp_path / "det.json").write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]))
+    res = cli("merge", tmp_path / "det.json", "--out", "-")
+    assert res.exit_code == 2 and "detector results" in res.stderr
 
 
 def _torchrun(args: list, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "UNSEG_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-           str(29500 + os.getpid() % 1000), "-m", "unsegcli", *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "unsegcli",
+        *map(str, args),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 
@@ -107,18 +138,36 @@ def test_bf16_masks_agree_with_fp32_within_two_levels():
     images = [random_image(h, w, seed=i) for i, (h, w) in enumerate(SIZES[:3])]
     fp32 = predict_masks(model, images, PreprocessConfig(size=64), precision="fp32")
     bf16 = predict_masks(model, images, PreprocessConfig(size=64), precision="bf16")
-    mad = np.mean([np.abs(np.floor(a * 255) - np.floor(b * 255)).mean() for a, b in zip(fp32, bf16)])
+    mad = np.mean([np.abs(np.floor(a * 255) - np.floor(b * 255)).mean() for a, b in zip(fp32, bf16, strict=True)])
     assert mad < 2.0
-    assert any(not np.array_equal(a, b) for a, b in zip(fp32, bf16))  # bf16 really ran
+    assert any(not np.array_equal(a, b) for a, b in zip(fp32, bf16, strict=True))  # bf16 really ran
 
 
 def test_cli_train_self_training_resume_and_torchrun(tmp_path, cli):
     from unsegcli.model.checkpoint import read_checkpoint
 
     assert cli("synth", tmp_path / "d", "--n", "8", "--size", "64", "-q").exit_code == 0
-    args = ["train", tmp_path / "d" / "images", "--from-masks", tmp_path / "d" / "masks", "--arch", "tiny",
-            "--random-init", "--train-backbone", "--crop", "64", "--batch-size", "2", "-j", "0", "--infer-size", "64",
-            "-q", "--log-every", "1"]
+    args = [
+        "train",
+        tmp_path / "d" / "images",
+        "--from-masks",
+        tmp_path / "d" / "masks",
+        "--arch",
+        "tiny",
+        "--random-init",
+        "--train-backbone",
+        "--crop",
+        "64",
+        "--batch-size",
+        "2",
+        "-j",
+        "0",
+        "--infer-size",
+        "64",
+        "-q",
+        "--log-every",
+        "1",
+    ]
     res = cli(*args, "--out", tmp_path / "r1", "--steps", "2")
     assert res.exit_code == 0, res.output
     res = cli(*args, "--out", tmp_path / "r1", "--steps", "3")  # a fresh run must not clobber it

@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from unsegcli.errors import UsageError
+from unsegcli.model.checkpoint import read_checkpoint
+from unsegcli.synth import generate
 from unsegcli.train import compose, losses
-from unsegcli.train.inpainters import BlurInpainter, MAEConfig, MAEInpainter, load_mae
-from unsegcli.train.synth import generate
+from unsegcli.train.config import MAEConfig
+from unsegcli.train.inpainters import BlurInpainter, MAEInpainter, load_mae
+from unsegcli.train.objectives import Objective
 
 TINY_MAE = MAEConfig(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16,
                      decoder_depth=1, decoder_num_heads=2)
@@ -109,46 +113,51 @@ def test_blur_inpainter_copies_real_pixels_outside_the_region():
     assert not torch.allclose(out[..., :16, :16], x[..., :16, :16])
 
 
-def _trainer(tmp_path, objective="move", steps=3, inpainter="blur", **kw):
-    from unsegcli.config import ModelConfig, PreprocessConfig
-    from unsegcli.train.loop import Pretrained, TrainConfig, Trainer
-    from unsegcli.train.synth import write_dataset
+def _trainer(tmp_path, objective="move", steps=3, inpainter="blur", resume=False, **kw):
+    from unsegcli.config import PreprocessConfig
+    from unsegcli.synth import write_dataset
+    from unsegcli.train.config import TrainConfig, WeightSources
+    from unsegcli.train.run import start_training
 
     write_dataset(tmp_path / "data", 8, 64, seed=0)
-    imgs = sorted(str(p) for p in (tmp_path / "data" / "images").iterdir())
-    masks = sorted(str(p) for p in (tmp_path / "data" / "masks").iterdir()) if objective == "self" else None
-    cfg = TrainConfig(out=str(tmp_path / "run"), objective=objective, steps=steps, batch_size=4, crop=64, workers=0,
-                      inpainter=inpainter, model=ModelConfig.tiny().to_dict(), log_every=1, log_images_every=2,
-                      save_every=2, preprocess=PreprocessConfig(size=64).to_dict(), **kw)
-    return Trainer(cfg, imgs, Pretrained(random_init=True), masks)
+    masks = str(tmp_path / "data" / "masks") if objective == "self" else None
+    cfg = TrainConfig(objective=objective, steps=steps, batch_size=4, crop=64, workers=0, inpainter=inpainter,
+                      log_every=1, log_images_every=2, save_every=2, preprocess=PreprocessConfig(size=64),
+                      **kw).with_preset("tiny")
+    run = start_training([str(tmp_path / "data" / "images")], tmp_path / "run", cfg, WeightSources(random_init=True),
+                         masks, resume)
+    return run.trainer
 
 
 def test_segmenter_step_changes_only_the_segmenter_and_vice_versa(tmp_path):
     tr = _trainer(tmp_path)
-    x = next(iter(tr._batches()))
-    assert tr.batches_per_step == 2  # MOVE alternates a discriminator batch and a segmenter batch
-    seg0 = {k: v.clone() for k, v in tr.seg.state_dict().items()}
-    disc0 = {k: v.clone() for k, v in tr.disc.state_dict().items()}
+    obj = tr.objective
+    x = next(iter(tr.batches()))
+    assert obj.batches_per_step == 2  # MOVE alternates a discriminator batch and a segmenter batch
+    seg, disc = obj.segmenter, obj.discriminator
+    seg0 = {k: v.clone() for k, v in seg.state_dict().items()}
+    disc0 = {k: v.clone() for k, v in disc.state_dict().items()}
     # adversarial gradient reaches the mask only through x̂_δ: other composites are detached for D
-    out = tr.move_forward(x)
-    g_composed = torch.autograd.grad(tr.disc(out["composed"], augment=False).mean(), out["mask"], retain_graph=True)[0]
+    out = obj.forward(x, tr.gen)
+    g_composed = torch.autograd.grad(disc(out["composed"], augment=False).mean(), out["mask"], retain_graph=True)[0]
     assert g_composed.abs().sum() > 0
     for key in ("composed_noshift", "copy_paste"):
-        assert out[key].requires_grad  # depends on the mask, but D sees it detached in move_step
-    tr.move_step(x, x)
-    changed_seg = [k for k, v in tr.seg.state_dict().items() if not torch.equal(v, seg0[k])]
-    changed_disc = [k for k, v in tr.disc.state_dict().items() if not torch.equal(v, disc0[k])]
+        assert out[key].requires_grad  # depends on the mask, but D sees it detached in the step
+    result = obj.step([x, x], 0, tr.ctx)
+    assert list(result.images) == ["input", "mask", "background", "composed", "composed_noshift", "copy_paste"]
+    changed_seg = [k for k, v in seg.state_dict().items() if not torch.equal(v, seg0[k])]
+    changed_disc = [k for k, v in disc.state_dict().items() if not torch.equal(v, disc0[k])]
     assert changed_seg and all(not k.startswith("backbone.vit.") for k in changed_seg)  # frozen ViT
     assert changed_disc and all(not k.startswith("projector.") for k in changed_disc)  # frozen projector
     # a discriminator step alone leaves the segmenter untouched
-    seg1 = {k: v.clone() for k, v in tr.seg.state_dict().items()}
-    tr.seg.eval()  # BN statistics would move in train mode; the parameters are what we check
-    disc1 = {k: v.clone() for k, v in tr.disc.state_dict().items()}
-    tr.opt.zero_grad(set_to_none=True)
-    tr.d_step(tr.move_forward(x))
-    assert all(p.grad is None for p in tr.seg_params)
-    assert all(torch.equal(v, seg1[k]) for k, v in tr.seg.state_dict().items())
-    assert any(not torch.equal(v, disc1[k]) for k, v in tr.disc.state_dict().items())
+    seg1 = {k: v.clone() for k, v in seg.state_dict().items()}
+    seg.eval()  # BN statistics would move in train mode; the parameters are what we check
+    disc1 = {k: v.clone() for k, v in disc.state_dict().items()}
+    obj.opt_s.zero_grad(set_to_none=True)
+    obj.discriminator_step(obj.forward(x, tr.gen), tr.ctx)
+    assert all(p.grad is None for p in seg.parameters())
+    assert all(torch.equal(v, seg1[k]) for k, v in seg.state_dict().items())
+    assert any(not torch.equal(v, disc1[k]) for k, v in disc.state_dict().items())
 
 
 @pytest.mark.parametrize("objective,inpainter", [("move", "mae"), ("self", "blur")])
@@ -157,16 +166,22 @@ def test_ten_step_runs_write_checkpoints_that_predict_loads_and_resume(tmp_path,
     last = tr.run()
     lines = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == list(range(1, 11)) and all(np.isfinite(list(m.values())).all() for m in lines)
-    assert (tmp_path / "run" / "step_0000002.pt").exists() and (tmp_path / "run" / "images" / "step_0000010.png").exists()
+    assert (tmp_path / "run" / "step_0000002.pt").exists()
+    assert (tmp_path / "run" / "images" / "step_0000010.png").exists()
     res = cli("predict", tmp_path / "data" / "images", "-o", tmp_path / "masks", "-w", last, "-j", "0")
     assert res.exit_code == 0, res.output
+    assert isinstance(tr.objective, Objective)
+    st = read_checkpoint(last)["train_state"]
+    assert st["objective"] == objective and set(st["optimizers"]) == set(tr.objective.optimizers())
+    assert set(st["modules"]) == ({"discriminator"} if objective == "move" else set())  # segmenter: state_dict
     # resume: a new trainer continues from step 10 to 12, with the saved optimiser state
-    tr2 = _trainer(tmp_path, objective, steps=12, inpainter=inpainter)
-    tr2.resume(last)
+    tr2 = _trainer(tmp_path, objective, steps=12, inpainter=inpainter, resume=True)
     assert tr2.step == 10
-    assert tr2.opt.state_dict()["state"][0]["step"] == tr.opt.state_dict()["state"][0]["step"]
+    assert tr2.objective.opt_s.state_dict()["state"][0]["step"] == tr.objective.opt_s.state_dict()["state"][0]["step"]
     tr2.run()
     assert tr2.step == 12
+    with pytest.raises(UsageError, match="objective 'move'" if objective == "move" else "objective 'self'"):
+        _trainer(tmp_path, "self" if objective == "move" else "move", steps=14, resume=True)
 
 
 @pytest.mark.parametrize("objective", ["self", "move"])
@@ -175,18 +190,96 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, objective):
     a.run()
     b = _trainer(tmp_path / "b", objective, steps=2, inpainter="blur")
     b.run()
-    c = _trainer(tmp_path / "b", objective, steps=4, inpainter="blur")
-    c.resume(tmp_path / "b" / "run" / "last.pt")
+    c = _trainer(tmp_path / "b", objective, steps=4, inpainter="blur", resume=True)
     c.run()
-    for k, v in a.seg.state_dict().items():
-        torch.testing.assert_close(v, c.seg.state_dict()[k], atol=1e-6, rtol=1e-5)
-    if objective == "move":
-        for k, v in a.disc.state_dict().items():
-            torch.testing.assert_close(v, c.disc.state_dict()[k], atol=1e-6, rtol=1e-5)
+    for name, module in a.objective.modules().items():
+        other = c.objective.modules()[name].state_dict()
+        for k, v in module.state_dict().items():
+            torch.testing.assert_close(v, other[k], atol=1e-6, rtol=1e-5)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, cli, monkeypatch):
+    from unsegcli.synth import write_dataset
+    from unsegcli.train import losses as train_losses
+
+    write_dataset(tmp_path / "d", 4, 64, seed=0)
+    real, calls = train_losses.self_training_loss, []
+
+    def nan_at_third_call(logits, target):
+        calls.append(1)
+        loss = real(logits, target)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(train_losses, "self_training_loss", nan_at_third_call)
+    res = cli("train", tmp_path / "d" / "images", "--from-masks", tmp_path / "d" / "masks", "--out", tmp_path / "r",
+              "--arch", "tiny", "--random-init", "--crop", "64", "-b", "2", "-j", "0", "--steps", "5",
+              "--save-every", "2", "--log-every", "1", "-q")
+    assert res.exit_code == 1
+    assert "step 3" in res.stderr and "not finite" in res.stderr and "step 2) is kept" in res.stderr
+    ckpt = read_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["train_state"]["step"] == 2 and all(v.isfinite().all() for v in ckpt["state_dict"].values())
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["step"] for s in lines] == [1, 2]  # nothing logged for the failed step
+
+
+def test_fp16_loss_scaling_keeps_gradients_that_fp16_would_flush_to_zero():
+    from unsegcli.train.loop import RunContext
+
+    def grad(precision: str) -> float:
+        w = torch.nn.Parameter(torch.tensor([1.0]))
+        opt = torch.optim.SGD([w], lr=0.0)
+        ctx = RunContext(torch.device("cpu"), torch.Generator(), precision, {"w": opt})
+        for scaler in ctx.scalers.values():  # 2^14: the default 2^16 is itself inf in fp16 (the scaler backs off)
+            scaler.load_state_dict({**scaler.state_dict(), "scale": 2.0 ** 14})
+        a = torch.tensor([1e-4], dtype=torch.float16)
+        loss = ((w.half() * a) * a).float().sum()  # d loss / d w = 1e-8: below fp16's smallest subnormal, 6e-8
+        ctx.backward(loss, "w")
+        ctx.step("w")  # unscales the gradient in place before the (zero-lr) step
+        assert w.grad is not None
+        return float(w.grad)
+
+    assert grad("fp32") == 0.0  # the fp16 backward through the half-precision multiply underflows
+    assert grad("fp16") == pytest.approx(1e-8, rel=1e-2)  # scaled by 2^14 in fp16, unscaled in fp32
+
+
+def test_fp16_training_saves_and_resumes_the_loss_scale(tmp_path, monkeypatch):
+    import unsegcli.train.loop as loop
+
+    monkeypatch.setattr(loop, "effective_precision", lambda device, precision: precision)  # fp16 on the CPU
+    a = _trainer(tmp_path, "self", steps=2, precision="fp16")
+    assert set(a.ctx.scalers) == {"segmenter"}
+    scaler = a.ctx.scalers["segmenter"]
+    scaler.load_state_dict({**scaler.state_dict(), "scale": 1024.0})  # not the default 65536
+    a.run()
+    scale = scaler.get_scale()
+    assert scale <= 1024.0  # halves on an overflow, grows only after 2000 good steps
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["scalers"]["segmenter"]["scale"] == scale
+    b = _trainer(tmp_path, "self", steps=3, precision="fp16", resume=True)
+    assert b.ctx.scalers["segmenter"].get_scale() == scale
+    b.run()
+    assert all(torch.isfinite(p).all() for p in b.objective.segmenter.parameters())
+
+
+def test_train_config_round_trips_and_presets_set_the_frozen_shapes():
+    from unsegcli.config import PRESETS
+    from unsegcli.train.config import MAEConfig, TrainConfig
+
+    cfg = TrainConfig(objective="self", steps=5, betas=(0.5, 0.6)).with_preset("demo")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.model == PRESETS["demo"] and cfg.mae == MAEConfig.tiny(96) and cfg.disc_resolution == 96
+    real = TrainConfig().with_preset("vits16")
+    assert real.mae == MAEConfig() and real.disc_resolution == 224  # MAE ViT-L/16 and the official 224
+
+
+def test_format_losses_shows_headline_losses_only():
+    from unsegcli.train.run import format_losses
+
+    assert format_losses({"loss_d": 1.0, "loss_s": 2.5, "loss_min_max": 3.0, "mask_area": 0.4}) == "d 1.000 s 2.500"
+    assert format_losses({"loss": 0.25, "mask_area": 0.4}) == "loss 0.250"
 
 
 def test_cli_train_requires_weights_offline_with_one_clear_message(tmp_path, cli):
-    from unsegcli.train.synth import write_dataset
+    from unsegcli.synth import write_dataset
 
     write_dataset(tmp_path / "d", 4, 64, seed=0)
     res = cli("train", tmp_path / "d" / "images", "--out", tmp_path / "r", "--steps", "1", "--crop", "64")
@@ -195,6 +288,19 @@ def test_cli_train_requires_weights_offline_with_one_clear_message(tmp_path, cli
     res = cli("train", tmp_path / "d" / "images", "--out", tmp_path / "r", "--steps", "1", "--crop", "64",
               "--backbone-weights", tmp_path / "nope.pth")
     assert res.exit_code == 1 and "nope.pth" in res.stderr
+    res = cli("train", tmp_path / "d" / "images", "--out", tmp_path / "r", "--steps", "1", "--method", "nope")
+    assert res.exit_code == 2 and "move, self" in res.stderr
+    res = cli("train", tmp_path / "d" / "images", "--out", tmp_path / "r", "--steps", "1", "--method", "self")
+    assert res.exit_code == 2 and "needs --from-masks" in res.stderr
+
+
+def test_every_registered_objective_resolves_to_its_class():
+    from unsegcli.train.config import OBJECTIVES, objective_class
+
+    for name in OBJECTIVES:
+        assert objective_class(name).name == name
+    with pytest.raises(UsageError, match="unknown objective 'nope'"):
+        objective_class("nope")
 
 
 def test_synth_is_deterministic_and_masks_match_boxes(tmp_path, cli):
@@ -218,7 +324,7 @@ def test_timm_names_fail_clearly_offline(monkeypatch):
     import timm
 
     from unsegcli.errors import CheckpointError
-    from unsegcli.model.checkpoint import read_backbone_state
+    from unsegcli.model.state_dict import read_backbone_state
 
     def offline(*a, **k):
         raise OSError("could not reach the hub")

@@ -2,23 +2,33 @@
 
 The public Python API is re-exported lazily so that `unseg --help` does not import torch.
 """
-__version__ = "0.1.0"
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("unseg")  # pyproject.toml is the one place the version is written
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _API = {
     "load_segmenter": "unsegcli.model.checkpoint",
-    "import_official_move": "unsegcli.model.checkpoint",
+    "import_official_move": "unsegcli.model.official_move",
     "predict_masks": "unsegcli.inference",
+    "predict_files": "unsegcli.inference",
     "Predictor": "unsegcli.inference",
     "Segmenter": "unsegcli.model.segmenter",
     "ModelConfig": "unsegcli.config",
     "PreprocessConfig": "unsegcli.config",
+    "PRESETS": "unsegcli.config",
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _API:
-        import importlib
-
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(name)
 

@@ -1,15 +1,24 @@
-"""Typed configuration: the one home of defaults.
+"""Typed configuration: the one home of defaults and of the named model shapes (``PRESETS``).
 
 Every constant is cited: MOVE = Bielski & Favaro, NeurIPS 2022 (paper, supplementary D) and the
-official code (github adambielski/move-seg); see shared/design/reference-facts.md.
+official code (github adambielski/move-seg).
 """
+
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # official infer.py / DINO normalisation
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Worker processes for decoding/reading, unless told otherwise: a few, never more than the machine has.
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+
+# autocast precision names; runtime.AUTOCAST_DTYPES maps them to torch dtypes
+Precision = Literal["fp32", "bf16", "fp16"]
+PosEmbedRule = Literal["dino", "timm"]
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -35,7 +44,7 @@ class BackboneConfig:
     block_index: int = -2
     # Position-embedding resampling for non-224 inputs: "dino" reproduces DINO's
     # interpolate_pos_encoding (bicubic, scale (n + 0.1) / sqrt(N)); "timm" resamples to the exact grid.
-    pos_embed: str = "dino"
+    pos_embed: PosEmbedRule = "dino"
 
     @property
     def feature_block(self) -> int:
@@ -54,8 +63,7 @@ class HeadConfig:
     upsampling_blocks: int = 3
 
     @staticmethod
-    def for_backbone(embed_dim: int, patch_size: int, min_channels: int = 128,
-                     width_mult: float = 0.5) -> "HeadConfig":
+    def for_backbone(embed_dim: int, patch_size: int, min_channels: int = 128, width_mult: float = 0.5) -> HeadConfig:
         n_up = patch_size.bit_length() - 1
         if 1 << n_up != patch_size:
             raise ValueError(f"patch size {patch_size} is not a power of two")
@@ -72,18 +80,52 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return cls(backbone=_from_dict(BackboneConfig, data["backbone"]),
-                   head=_from_dict(HeadConfig, data["head"]))
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(backbone=_from_dict(BackboneConfig, data["backbone"]), head=_from_dict(HeadConfig, data["head"]))
 
     @classmethod
-    def tiny(cls, embed_dim: int = 32, depth: int = 2, num_heads: int = 2, patch_size: int = 8,
-             min_channels: int = 8, pos_embed: str = "dino", img_size: int = 64) -> "ModelConfig":
+    def tiny(
+        cls,
+        embed_dim: int = 32,
+        depth: int = 2,
+        num_heads: int = 2,
+        patch_size: int = 8,
+        min_channels: int = 8,
+        pos_embed: PosEmbedRule = "dino",
+        img_size: int = 64,
+    ) -> ModelConfig:
         """A small random model of the same architecture, for tests and the demo checkpoint."""
-        backbone = BackboneConfig(timm_name="", patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-                                  num_heads=num_heads, img_size=img_size, pos_embed=pos_embed)
-        return cls(backbone=backbone,
-                   head=HeadConfig.for_backbone(embed_dim, patch_size, min_channels=min_channels))
+        backbone = BackboneConfig(
+            timm_name="",
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            img_size=img_size,
+            pos_embed=pos_embed,
+        )
+        return cls(backbone=backbone, head=HeadConfig.for_backbone(embed_dim, patch_size, min_channels=min_channels))
+
+
+def _dino(timm_name: str, patch_size: int, embed_dim: int, num_heads: int) -> ModelConfig:
+    """A DINO ViT (12 blocks) with MOVE's conv_minc128 head."""
+    backbone = BackboneConfig(timm_name, patch_size, embed_dim, 12, num_heads)
+    return ModelConfig(backbone=backbone, head=HeadConfig.for_backbone(embed_dim, patch_size))
+
+
+PresetName = Literal["vits8", "vits16", "vitb8", "vitb16", "demo", "tiny"]
+
+# The one name -> ModelConfig table (for `unseg train --arch`, the official import and tests).
+# DINO shapes: facebookresearch/dino vision_transformer.py vit_small (384-d, 6 heads) / vit_base (768-d, 12 heads).
+PRESETS: dict[PresetName, ModelConfig] = {
+    "vits8": _dino("vit_small_patch8_224.dino", 8, 384, 6),  # MOVE's model: DINO ViT-S/8 + conv_minc128
+    "vits16": _dino("vit_small_patch16_224.dino", 16, 384, 6),
+    "vitb8": _dino("vit_base_patch8_224.dino", 8, 768, 12),
+    "vitb16": _dino("vit_base_patch16_224.dino", 16, 768, 12),
+    # the embedded demo checkpoint's shape: small ViT/8 + the MOVE head, < 20 MB
+    "demo": ModelConfig.tiny(embed_dim=128, depth=4, num_heads=4, min_channels=16, img_size=96),
+    "tiny": ModelConfig.tiny(),  # a few-kB random model for tests
+}
 
 
 @dataclass(frozen=True)
@@ -100,8 +142,5 @@ class PreprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         return _from_dict(cls, data)
-
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

@@ -1,4 +1,5 @@
 """Errors that carry a user-facing message and a hint; only the CLI turns them into exit codes."""
+
 from __future__ import annotations
 
 

@@ -1,31 +1,52 @@
 """One rich Console on stderr for everything human; stdout is left for data."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # never break paths in messages
 
 
+Advance = Callable[..., None]
+
+
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, quiet: bool = False) -> Iterator:
-    """Yields ``advance(n=1, info=None)``; ``info`` is shown after the bar (e.g. losses).
-    Draws nothing when quiet."""
+def progress_bar(total: int | None, description: str, quiet: bool = False) -> Iterator[Advance]:
+    """Yields ``advance(n=1, info=None, total=None)``; ``info`` is shown after the bar (e.g. losses),
+    ``total`` sets the total when it was not known at the start. Draws nothing when quiet."""
     if quiet:
-        yield lambda n=1, info=None: None
+        yield lambda n=1, info=None, total=None: None
         return
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                    console=console, transient=False)
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
     with prog:
         task = prog.add_task(description, total=total, info="")
 
-        def advance(n: int = 1, info: str | None = None) -> None:
-            prog.update(task, advance=n, **({"info": info} if info is not None else {}))
+        def advance(n: int = 1, info: str | None = None, total: int | None = None) -> None:
+            prog.update(task, advance=n, total=total)  # total None: unchanged
+            if info is not None:
+                prog.update(task, info=info)
+
         yield advance
 
 
@@ -40,7 +61,7 @@ def notice(message: str) -> None:
 class Failures:
     """Per-input failures: each reported on stderr when it happens, counted for the exit code."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.messages: list[str] = []
 
     def __call__(self, message: str) -> None:

@@ -1,19 +1,33 @@
-"""`unseg weights`: list known weights, fetch them (online), import the official MOVE release."""
+"""`unseg weights`: list known weights, fetch them (online), import the official MOVE release, inspect
+and export checkpoints."""
+
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
-from .app import app
-from .console import console
+from ..config import PreprocessConfig
 
 weights_app = typer.Typer(no_args_is_help=True, help="List, fetch, import and inspect weights.")
-app.add_typer(weights_app, name="weights")
 
+LIST_EXAMPLES = """
+[bold]Examples[/bold]
+
+  unseg weights list
+
+  unseg weights list --json | jq '.[] | select(.present)'
+"""
+FETCH_EXAMPLES = """
+[bold]Examples[/bold]
+
+  unseg weights fetch dino-vits8
+
+  unseg weights fetch mae-vitl16-gan --out /data/weights/mae.pth
+"""
 IMPORT_EXAMPLES = """
 [bold]Examples[/bold]
 
@@ -21,46 +35,85 @@ IMPORT_EXAMPLES = """
 
   unseg weights import-move checkpoint-80.pth --args checkpoint-80.args --backbone model.safetensors --out move.pt
 """
+INFO_EXAMPLES = """
+[bold]Examples[/bold]
+
+  unseg weights info demo-synth
+
+  unseg weights info runs/move1/last.pt | jq .model_config
+"""
+EXPORT_EXAMPLES = """
+[bold]Examples[/bold]
+
+  unseg weights export runs/move1/last.pt --out weights/my-move.pt --note 'DUTS-TR, 80 epochs'
+"""
 
 
-@weights_app.command("list", epilog="[bold]Examples[/bold]\n\n  unseg weights list\n\n  unseg weights list --json | jq '.[] | select(.present)'")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table.")) -> None:
+@weights_app.command("list", epilog=LIST_EXAMPLES)
+def list_(
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print JSON on stdout instead of a table.")
+    ] = False,
+) -> None:
     """Show known weights: name, kind, file, present or not, source and checksum."""
     from rich.table import Table
 
     from ..model.registry import KNOWN, path_of
+    from .console import console
 
-    rows = [{"name": w.name, "kind": w.kind, "file": str(path_of(w.name)), "present": path_of(w.name).exists(),
-             "url": w.url, "source": w.source, "sha256": w.sha256, "how": w.how, "description": w.description}
-            for w in KNOWN.values()]
     if as_json:
+        rows = [
+            {
+                "name": w.name,
+                "kind": w.kind,
+                "file": str(path_of(w.name)),
+                "present": path_of(w.name).exists(),
+                "url": w.url,
+                "source": w.source,
+                "sha256": w.sha256,
+                "how": w.how,
+                "description": w.description,
+            }
+            for w in KNOWN.values()
+        ]
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="known weights")
     for col in ("name", "kind", "present", "file"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["name"], r["kind"], "[green]yes[/green]" if r["present"] else "[red]no[/red]",
-                      os.path.relpath(r["file"]))
+    for w in KNOWN.values():
+        present = "[green]yes[/green]" if path_of(w.name).exists() else "[red]no[/red]"
+        table.add_row(w.name, w.kind, present, os.path.relpath(path_of(w.name)))
     console.print(table)
-    for r in rows:
-        how = r["url"] or r["source"] or ""
-        if r["how"]:
-            how += ("\n    then: " if how else "") + r["how"]
-        console.print(f"[bold]{r['name']}[/bold]: {r['description']}\n    {how}\n    sha256: "
-                      f"{r['sha256'] or 'not published by the source'}", soft_wrap=True)
+    for w in KNOWN.values():
+        how = w.url or w.source or ""
+        if w.how:
+            how += ("\n    then: " if how else "") + w.how
+        console.print(
+            f"[bold]{w.name}[/bold]: {w.description}\n    {how}\n    sha256: "
+            f"{w.sha256 or 'not published by the source'}",
+            soft_wrap=True,
+        )
 
 
-@weights_app.command(epilog="[bold]Examples[/bold]\n\n  unseg weights fetch dino-vits8\n\n  unseg weights fetch mae-vitl16-gan --out /data/weights/mae.pth")
+@weights_app.command(epilog=FETCH_EXAMPLES)
 def fetch(
-    name: str = typer.Argument(..., help="A known name with a download URL (see `unseg weights list`)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Destination [default: the file in weights/]."),
-    timeout: float = typer.Option(20.0, "--timeout", help="Seconds to wait for the server."),
+    name: Annotated[str, typer.Argument(help="A known name with a download URL (see `unseg weights list`).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", show_default="its file in the weights folder (`unseg weights list`)", help="Destination."
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the server.")] = 20.0,
 ) -> None:
     """Download known weights with a progress bar and checksum (needs internet)."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
     from ..errors import UsageError
     from ..model.download import download
     from ..model.registry import KNOWN, path_of
+    from .console import console
 
     if name not in KNOWN:
         raise UsageError(f"unknown weights '{name}'", f"known: {', '.join(KNOWN)}")
@@ -68,26 +121,54 @@ def fetch(
     if not w.url:
         raise UsageError(f"'{name}' has no direct download", f"create it with `{w.how}`" if w.how else w.source)
     dest = out or path_of(name)
-    download(w.url, dest, sha256=w.sha256, timeout=timeout, console=console)
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console) as prog:
+        task = prog.add_task(dest.name, total=None)
+        download(
+            w.url,
+            dest,
+            sha256=w.sha256,
+            timeout=timeout,
+            on_progress=lambda n, total: prog.update(task, advance=n, total=total),
+        )
     console.print(f"saved {dest}")
 
 
 @weights_app.command("import-move", epilog=IMPORT_EXAMPLES)
 def import_move(
-    checkpoint: Path = typer.Argument(..., exists=True, dir_okay=False, help="Official MOVE checkpoint-N.pth."),
-    backbone: Optional[Path] = typer.Option(None, "--backbone", exists=True, dir_okay=False,
-                                            help="DINO weights: dino_deitsmall8_pretrain.pth, a timm state dict or model.safetensors."),
-    args: Optional[Path] = typer.Option(None, "--args", exists=True, dir_okay=False,
-                                        help="checkpoint-N.args [default: beside the checkpoint, else its own args]."),
-    out: Path = typer.Option(..., "--out", "-o", help="Our checkpoint file to write."),
-    size: int = typer.Option(448, "--size", help="Inference shorter side stored with the weights (official: 448)."),
-    max_size: Optional[int] = typer.Option(None, "--max-size", help="Inference longer-side cap stored with the weights."),
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Official MOVE checkpoint-N.pth.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Our checkpoint file to write.")],
+    backbone: Annotated[
+        Path | None,
+        typer.Option(
+            "--backbone",
+            exists=True,
+            dir_okay=False,
+            help="DINO weights: dino_deitsmall8_pretrain.pth, a timm state dict or model.safetensors.",
+        ),
+    ] = None,
+    args: Annotated[
+        Path | None,
+        typer.Option(
+            "--args",
+            exists=True,
+            dir_okay=False,
+            show_default="beside the checkpoint, else its own args",
+            help="checkpoint-N.args.",
+        ),
+    ] = None,
+    size: Annotated[
+        int, typer.Option("--size", min=8, help="Inference shorter side stored with the weights (official: 448).")
+    ] = PreprocessConfig.size,
+    max_size: Annotated[
+        int | None, typer.Option("--max-size", min=8, help="Inference longer-side cap stored with the weights.")
+    ] = PreprocessConfig.max_size,
 ) -> None:
     """Convert the official MOVE release + DINO weights into unseg's safe checkpoint format."""
     import warnings
 
-    from ..config import PreprocessConfig
-    from ..model.checkpoint import checkpoint_dict, import_official_move, save_checkpoint
+    from ..model.checkpoint import checkpoint_dict, save_checkpoint
+    from ..model.official_move import import_official_move
+    from .console import console
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -95,12 +176,14 @@ def import_move(
     for w in caught:
         console.print(f"[yellow]warning[/yellow] {w.message}")
     save_checkpoint(out, checkpoint_dict(model, PreprocessConfig(size=size, max_size=max_size), meta))
-    console.print(f"wrote {out} ({model.cfg.backbone.timm_name or 'custom ViT'}, head widths "
-                  f"{list(model.cfg.head.widths)}, pos-embed rule {model.cfg.backbone.pos_embed})")
+    console.print(
+        f"wrote {out} ({model.cfg.backbone.timm_name or 'custom ViT'}, head widths "
+        f"{list(model.cfg.head.widths)}, pos-embed rule {model.cfg.backbone.pos_embed})"
+    )
 
 
-@weights_app.command(epilog="[bold]Examples[/bold]\n\n  unseg weights info weights/unseg-demo-synth.pt")
-def info(path: str = typer.Argument(..., help="Checkpoint path or known name.")) -> None:
+@weights_app.command(epilog=INFO_EXAMPLES)
+def info(path: Annotated[str, typer.Argument(help="Checkpoint path or known name.")]) -> None:
     """Print a checkpoint's model config, preprocessing and provenance as JSON on stdout."""
     from ..model.checkpoint import read_checkpoint
     from ..model.registry import resolve_weights, sha256_of
@@ -108,19 +191,30 @@ def info(path: str = typer.Argument(..., help="Checkpoint path or known name."))
     p = resolve_weights(path, env_var=None)
     ckpt = read_checkpoint(p)
     n = sum(v.numel() for v in ckpt["state_dict"].values())
-    typer.echo(json.dumps({"file": str(p), "sha256": sha256_of(p), "parameters": n,
-                           "model_config": ckpt["model_config"], "preprocess": ckpt["preprocess"],
-                           "meta": ckpt.get("meta", {})}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "file": str(p),
+                "sha256": sha256_of(p),
+                "parameters": n,
+                "model_config": ckpt["model_config"],
+                "preprocess": ckpt["preprocess"],
+                "meta": ckpt.get("meta", {}),
+            },
+            indent=2,
+        )
+    )
 
 
-@weights_app.command(epilog="[bold]Examples[/bold]\n\n  unseg weights export runs/move1/last.pt --out weights/my-move.pt --note 'DUTS-TR, 80 epochs'")
+@weights_app.command(epilog=EXPORT_EXAMPLES)
 def export(
-    checkpoint: str = typer.Argument(..., help="A training checkpoint (e.g. runs/x/last.pt)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Inference-only checkpoint to write."),
-    note: Optional[str] = typer.Option(None, "--note", help="Free text stored in the checkpoint's meta."),
+    checkpoint: Annotated[str, typer.Argument(help="A training checkpoint (e.g. runs/x/last.pt).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Inference-only checkpoint to write.")],
+    note: Annotated[str | None, typer.Option("--note", help="Free text stored in the checkpoint's meta.")] = None,
 ) -> None:
     """Drop optimiser and discriminator state: a small checkpoint for `unseg predict`."""
     from ..model.checkpoint import read_checkpoint, save_checkpoint
+    from .console import console
 
     ckpt = read_checkpoint(checkpoint)
     ckpt.pop("train_state", None)

@@ -9,11 +9,18 @@ per-image-max variant = mean over images of each image's max.
 
 All 256 thresholds come from one 256-bin histogram per image, so an image costs O(pixels).
 """
+
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..parallel import Failed, parallel_map
+from .inputs import MaskPair, Missing, pair_masks_for_saliency, read_saliency_pair
+from .results import csv_bytes
 
 BETA_SQ = 0.3  # official F_score betta_sq
 _LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)  # official: uint8 / 255 in float32
@@ -27,16 +34,6 @@ class ImageStats:
     accuracy: float
     precision: np.ndarray  # (256,)
     recall: np.ndarray  # (256,)
-
-
-def resize_prediction(pred_u8: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """PIL bilinear resize of the 8-bit prediction to the GT size, as the official script does."""
-    from PIL import Image
-
-    if pred_u8.shape == tuple(size_hw):
-        return pred_u8
-    img = Image.fromarray(pred_u8, "L").resize((size_hw[1], size_hw[0]), Image.BILINEAR)
-    return np.asarray(img)
 
 
 def image_stats(pred_u8: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> ImageStats:
@@ -73,12 +70,37 @@ class SaliencyResult:
     threshold: float
     missing: int = 0
     skipped: int = 0
-    per_image: list[tuple[str, float]] = field(default_factory=list)
+    per_image: list[tuple[str, float]] = field(default_factory=list)  # GT relative path, IoU
 
     def to_dict(self) -> dict:
-        return {"images": self.images, "iou": self.iou, "accuracy": self.accuracy, "max_fbeta": self.max_fbeta,
-                "max_fbeta_threshold": self.max_fbeta_threshold, "max_fbeta_per_image": self.max_fbeta_per_image,
-                "threshold": self.threshold, "missing": self.missing, "skipped": self.skipped}
+        return {
+            "images": self.images,
+            "iou": self.iou,
+            "accuracy": self.accuracy,
+            "max_fbeta": self.max_fbeta,
+            "max_fbeta_threshold": self.max_fbeta_threshold,
+            "max_fbeta_per_image": self.max_fbeta_per_image,
+            "threshold": self.threshold,
+            "missing": self.missing,
+            "skipped": self.skipped,
+        }
+
+    @property
+    def title(self) -> str:
+        return "saliency"
+
+    def columns(self) -> dict[str, str]:
+        return {
+            "images": str(self.images),
+            "Acc": f"{self.accuracy:.4f}",
+            "IoU": f"{self.iou:.4f}",
+            "maxFβ": f"{self.max_fbeta:.4f}",
+            "maxFβ per-image": f"{self.max_fbeta_per_image:.4f}",
+            "missing": str(self.missing),
+        }
+
+    def per_image_csv(self) -> bytes:
+        return csv_bytes(["image", "iou"], ((rel, f"{iou:.6f}") for rel, iou in self.per_image))
 
 
 def aggregate(stats: list[ImageStats], threshold: float) -> SaliencyResult:
@@ -89,78 +111,49 @@ def aggregate(stats: list[ImageStats], threshold: float) -> SaliencyResult:
     f = f_beta(p, r)
     mean_f = f.mean(axis=0)
     best = int(mean_f.argmax())
-    return SaliencyResult(len(stats), float(np.mean([s.iou for s in stats])),
-                          float(np.mean([s.accuracy for s in stats])), float(mean_f[best]),
-                          float(_THRESHOLDS[best]), float(f.max(axis=1).mean()), threshold)
+    return SaliencyResult(
+        len(stats),
+        float(np.mean([s.iou for s in stats])),
+        float(np.mean([s.accuracy for s in stats])),
+        float(mean_f[best]),
+        float(_THRESHOLDS[best]),
+        float(f.max(axis=1).mean()),
+        threshold,
+    )
 
 
-def _read_pair(args) -> tuple[str, ImageStats | None, str | None]:
-    """Official reading: GT raw (first channel if several) / 255 > 0.5; prediction .convert("L")."""
-    from PIL import Image
-
-    rel, gt_path, pred_path, threshold = args
-    try:
-        with Image.open(gt_path) as g:
-            gt = np.asarray(g).astype(np.float32)
-        if gt.ndim > 2:
-            gt = gt[:, :, 0]
-        gt = gt / 255.0 > 0.5
-        if pred_path is None:  # missing prediction counted as an empty mask
-            pred = np.zeros(gt.shape, np.uint8)
-        else:
-            with Image.open(pred_path) as p:
-                pred = resize_prediction(np.asarray(p.convert("L")), gt.shape)
-    except Exception as e:  # noqa: BLE001 - report the file, keep evaluating the rest
-        return rel, None, f"{pred_path or gt_path}: cannot read ({type(e).__name__}: {e})"
-    return rel, image_stats(pred, gt, threshold), None
+def _score_pair(pair: MaskPair, threshold: float) -> tuple[str, ImageStats]:
+    pred, gt = read_saliency_pair(pair)
+    return pair.rel, image_stats(pred, gt, threshold)
 
 
-def pair_files(gt_dir: str, pred_dir: str) -> list[tuple[str, str, str | None]]:
-    """GT PNGs (recursive, sorted) with their predictions: same relative path, else the same stem
-    anywhere under pred_dir when that stem is unique. Non-PNG files are ignored."""
-    import os
-
-    def pngs(root):
-        out = {}
-        for dirpath, _, files in os.walk(root):
-            for f in files:
-                if f.lower().endswith(".png"):
-                    full = os.path.join(dirpath, f)
-                    out[os.path.relpath(full, root)] = full
-        return out
-
-    gts, preds = pngs(gt_dir), pngs(pred_dir)
-    by_stem: dict[str, list[str]] = {}
-    for rel, full in preds.items():
-        by_stem.setdefault(os.path.splitext(os.path.basename(rel))[0], []).append(full)
-    pairs = []
-    for rel in sorted(gts):
-        pred = preds.get(rel)
-        if pred is None:
-            cands = by_stem.get(os.path.splitext(os.path.basename(rel))[0], [])
-            pred = cands[0] if len(cands) == 1 else None
-        pairs.append((rel, gts[rel], pred))
-    return pairs
+def _pair_name(pair: MaskPair) -> str:
+    return pair.pred_path or pair.gt_path
 
 
-def evaluate_saliency(gt_dir: str, pred_dir: str, threshold: float = 0.5, missing: str = "empty",
-                      workers: int = 0, on_error=None) -> SaliencyResult:
-    pairs = pair_files(gt_dir, pred_dir)
-    n_missing = sum(p is None for _, _, p in pairs)
-    jobs = [(rel, g, p, threshold) for rel, g, p in pairs if p is not None or missing == "empty"]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(workers) as pool:
-            results = list(pool.imap(_read_pair, jobs, chunksize=32))
-    else:
-        results = [_read_pair(j) for j in jobs]
+def evaluate_saliency(
+    gt_dir: str,
+    pred_dir: str,
+    threshold: float = 0.5,
+    missing: Missing = "empty",
+    workers: int = 0,
+    on_error: Callable[[str], None] = lambda message: None,
+) -> SaliencyResult:
+    """GT and prediction folders (matched by ``evaluation.inputs.match_predictions``) -> the metrics.
+    A GT without prediction is scored as an empty mask (``missing`` "empty") or left out ("skip");
+    unreadable or ambiguous pairs go to ``on_error`` and are left out."""
+    pairs, errors = pair_masks_for_saliency(gt_dir, pred_dir)
+    for message in errors:
+        on_error(message)
+    n_missing = sum(p.pred_path is None for p in pairs)
+    jobs = [p for p in pairs if p.pred_path is not None or missing == "empty"]
     stats, per_image = [], []
-    for rel, st, err in results:
-        if err:
-            if on_error:
-                on_error(err)
+    work = functools.partial(_score_pair, threshold=threshold)
+    for r in parallel_map(work, jobs, workers, describe=_pair_name, chunksize=32):
+        if isinstance(r, Failed):
+            on_error(r.message)
             continue
+        rel, st = r
         stats.append(st)
         per_image.append((rel, st.iou))
     res = aggregate(stats, threshold)

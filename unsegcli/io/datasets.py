@@ -3,6 +3,7 @@
 The conventions are those of LOST's datasets.py (valeoai/LOST), which TokenCut and MOVE reuse for
 CorLoc; each is applied here, once, with the reason beside it.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,27 @@ import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..errors import InputError, UsageError
+
+DatasetName = Literal["voc07", "voc12", "voc", "coco20k", "coco"]
+
+# name -> (kind, VOC year or None): the benchmarks CorLoc is reported on (LOST, TokenCut, MOVE Table 2),
+# plus 'voc' (any VOC-style folder) and 'coco' (any instances JSON)
+DATASETS: dict[DatasetName, tuple[Literal["voc", "coco"], str | None]] = {
+    "voc07": ("voc", "2007"),
+    "voc12": ("voc", "2012"),
+    "voc": ("voc", None),
+    "coco20k": ("coco", None),
+    "coco": ("coco", None),
+}
+COCO20K_HINT = (
+    "COCO20k is the 19,817 train2014 images listed in LOST's datasets/coco_20k_filenames.txt "
+    "(github.com/valeoai/LOST); pass that file as the image list"
+)
 
 
 @dataclass
@@ -39,9 +57,12 @@ def find_voc_year_dir(root: str | Path, year: str | None) -> Path:
     for c in candidates:
         if (c / "ImageSets").is_dir() and (c / "Annotations").is_dir():
             return c
-    raise UsageError(f"{root} is not a VOC folder (no ImageSets/ and Annotations/"
-                     + (f" in it or in VOC{year}/" if year else "") + ")",
-                     "pass VOCdevkit/, VOCdevkit/VOC2007/ or a folder laid out like it")
+    raise UsageError(
+        f"{root} is not a VOC folder (no ImageSets/ and Annotations/"
+        + (f" in it or in VOC{year}/" if year else "")
+        + ")",
+        "pass VOCdevkit/, VOCdevkit/VOC2007/ or a folder laid out like it",
+    )
 
 
 def _text(node, tag: str, default: str = "0") -> str:
@@ -67,8 +88,13 @@ def read_voc_annotation(path: Path) -> tuple[str, int, int, np.ndarray, np.ndarr
         boxes.append([x0 - 1, y0 - 1, x1, y1])
         # LOST discard_hard_voc / extract_gt_VOC: "hard" = truncated == "1" or difficult == "1".
         hard.append(_text(obj, "truncated") == "1" or _text(obj, "difficult") == "1")
-    return (_text(ann, "filename", path.stem + ".jpg"), width, height,
-            np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(hard, bool))
+    return (
+        _text(ann, "filename", path.stem + ".jpg"),
+        width,
+        height,
+        np.asarray(boxes, np.float64).reshape(-1, 4),
+        np.asarray(hard, bool),
+    )
 
 
 def read_voc(root: str | Path, split: str = "trainval", year: str | None = None) -> list[GTImage]:
@@ -104,8 +130,10 @@ def read_coco(ann_file: str | Path, image_list: str | Path | None = None) -> lis
         ids = [coco_id_from_filename(n) for n in names]
         missing = [i for i in ids if i not in images]
         if missing:
-            raise UsageError(f"{len(missing)} images of {image_list} are not in {ann_file} (e.g. id {missing[0]})",
-                             "COCO20k needs instances_train2014.json")
+            raise UsageError(
+                f"{len(missing)} images of {image_list} are not in {ann_file} (e.g. id {missing[0]})",
+                "COCO20k needs instances_train2014.json",
+            )
     else:
         ids = sorted(images)
     boxes: dict[int, list] = {i: [] for i in ids}
@@ -113,5 +141,39 @@ def read_coco(ann_file: str | Path, image_list: str | Path | None = None) -> lis
         if a["image_id"] in boxes and not a.get("iscrowd", 0):
             x, y, w, h = a["bbox"]
             boxes[a["image_id"]].append([int(round(v)) for v in (x, y, x + w, y + h)])
-    return [GTImage(i, images[i]["file_name"], images[i]["width"], images[i]["height"],
-                    np.asarray(boxes[i], np.float64).reshape(-1, 4)) for i in ids]
+    return [
+        GTImage(
+            i,
+            images[i]["file_name"],
+            images[i]["width"],
+            images[i]["height"],
+            np.asarray(boxes[i], np.float64).reshape(-1, 4),
+        )
+        for i in ids
+    ]
+
+
+def load_gt(
+    name: DatasetName,
+    root: str | Path | None = None,
+    split: str = "trainval",
+    ann: str | Path | None = None,
+    image_list: str | Path | None = None,
+) -> list[GTImage]:
+    """Ground truth of a dataset of ``DATASETS``. VOC reads ``root``'s ImageSets/Main/<split>.txt;
+    COCO reads ``ann`` (default ``root``/annotations/instances_train2014.json, the COCO20k source),
+    restricted to ``image_list`` (required for coco20k)."""
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset '{name}'", f"use one of {', '.join(DATASETS)}")
+    kind, year = DATASETS[name]
+    if kind == "voc":
+        if root is None:
+            raise UsageError("VOC datasets need a root folder")
+        return read_voc(root, split, year)
+    if name == "coco20k" and image_list is None:
+        raise UsageError("coco20k needs its image list (coco_20k_filenames.txt)", COCO20K_HINT)
+    if ann is None:
+        if root is None:
+            raise UsageError("COCO needs an annotation file, or a root holding annotations/instances_train2014.json")
+        ann = Path(root).expanduser() / "annotations" / "instances_train2014.json"
+    return read_coco(ann, image_list)

@@ -1,25 +1,37 @@
-"""The one atomic-write helper: temp name in the same folder, then os.replace.
+"""Atomic writes: temp name in the same folder, then os.replace; and a background writer.
 
 A killed run therefore leaves either the old file, the complete new file, or a stray
 ``.<name>.tmp-*`` that a re-run ignores and overwrites — never a half-written output.
 """
+
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import sys
 import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once. Reading it means setting it, so it happens once, on first use,
+    not at import (another thread could create a file in between)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def mkstemp_beside(path: Path) -> tuple[int, str]:
     """A temp file in the target's folder with the permissions open() would give (mkstemp's are 0600)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o666 & ~_umask())
     return fd, tmp
 
 
@@ -32,10 +44,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -56,30 +66,54 @@ def dumps_jsonl(records: Iterable[dict]) -> bytes:
     return b"".join(dumps_json(r) for r in records)
 
 
-class open_output:
-    """Context manager yielding a binary stream: stdout for '-', else a temp file in the target's
-    folder that replaces the target only when the block finishes without an exception."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._tmp: str | None = None
-        self._f = None
-
-    def __enter__(self):
-        if self.path == "-":
-            return sys.stdout.buffer
-        target = Path(self.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = mkstemp_beside(target)
-        self._f = os.fdopen(fd, "wb")
-        return self._f
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._f is None:
+@contextlib.contextmanager
+def open_output(path: str) -> Iterator[IO[bytes]]:
+    """A binary stream: stdout for '-', else a temp file in the target's folder that replaces the
+    target only when the block finishes without an exception (and is deleted when it does not)."""
+    if path == "-":
+        try:
+            yield sys.stdout.buffer
+        finally:
             sys.stdout.buffer.flush()
-            return
-        self._f.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            os.unlink(self._tmp)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = mkstemp_beside(target)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class BackgroundWriter:
+    """File writes (PNG encoding, atomic writes) in a thread pool, overlapped with compute: cv2 and
+    file IO release the GIL. At most ``max_pending`` writes wait, so memory stays bounded.
+    A failed write is recorded in ``errors`` (one message per path), never raised."""
+
+    def __init__(self, threads: int = 4, max_pending: int = 64):
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="unseg-write")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., object], path: str, *args: Any) -> None:
+        self._slots.acquire()
+        fut: Future = self._pool.submit(fn, path, *args)
+        fut.add_done_callback(functools.partial(self._done, path=path))
+
+    def _done(self, fut: Future, path: str) -> None:
+        self._slots.release()
+        exc = fut.exception()
+        if exc is not None:
+            with self._lock:
+                self.errors.append(f"{path}: cannot write ({type(exc).__name__}: {exc})")
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)

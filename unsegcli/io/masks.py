@@ -1,10 +1,20 @@
-"""8-bit mask PNGs: encoding soft masks, atomic writing, and reading masks of any PNG flavour."""
+"""8-bit mask PNGs: where a mask goes, encoding soft masks, atomic writing, and reading masks of any
+PNG flavour."""
+
 from __future__ import annotations
+
+import posixpath
 
 import numpy as np
 
-from ..errors import InputError
 from .files import atomic_write_bytes
+from .images import pil_errors, to_uint8_gray
+
+
+def mask_path_for(rel: str) -> str:
+    """The mask of an input at relative path ``rel``: the same relative path with a .png extension
+    (``a/b.jpg`` -> ``a/b.png``). The one naming rule shared by predict, boxes and training."""
+    return posixpath.splitext(rel)[0] + ".png"
 
 
 def soft_to_uint8(mask: np.ndarray) -> np.ndarray:
@@ -49,31 +59,18 @@ def _read_gray8(path: str) -> np.ndarray | None:
 
 def read_mask(path: str) -> np.ndarray:
     """Read a mask as HxW uint8: grayscale kept, RGB/palette converted to L, 16-bit scaled to 8."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     fast = _read_gray8(path)
     if fast is not None:
         return fast
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                return np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            if img.mode == "1":
-                return np.asarray(img, dtype=np.uint8) * 255
-            if img.mode != "L":
-                img = img.convert("L")
-            return np.asarray(img, dtype=np.uint8).copy()
-    except UnidentifiedImageError:
-        import os
-
-        size = os.path.getsize(path) if os.path.exists(path) else -1
-        raise InputError(f"{path}: {'empty file' if size == 0 else 'not a readable image'}") from None
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path}: corrupt or truncated mask ({e})") from None
+    with pil_errors(path, "mask"), Image.open(path) as img:
+        img.load()
+        wide = to_uint8_gray(img)
+        if wide is not None:
+            return wide
+        if img.mode == "1":
+            return np.asarray(img, dtype=np.uint8) * 255
+        if img.mode != "L":
+            img = img.convert("L")
+        return np.asarray(img, dtype=np.uint8).copy()

@@ -1,9 +1,11 @@
 """Frozen ViT features as MOVE uses them: tokens through the penultimate block, then a NEW
 trainable LayerNorm (384, eps 1e-6; official segmenter.py ViTFeatureExtractor), CLS dropped,
 reshaped to (B, C, H/p, W/p)."""
+
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -11,15 +13,25 @@ import torch.nn.functional as F
 
 from ..config import BackboneConfig
 
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
-def build_vit(cfg: BackboneConfig) -> nn.Module:
+
+def build_vit(cfg: BackboneConfig) -> VisionTransformer:
     """A timm VisionTransformer with the config's shape. Its state-dict keys are those of the
     original DINO release (cls_token, pos_embed, patch_embed.proj, blocks.N.*, norm)."""
     from timm.models.vision_transformer import VisionTransformer
 
-    return VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
-                             depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
-                             qkv_bias=True, num_classes=0)
+    return VisionTransformer(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        mlp_ratio=cfg.mlp_ratio,
+        qkv_bias=True,
+        num_classes=0,
+    )
 
 
 def dino_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -55,10 +67,10 @@ class FeatureExtractor(nn.Module):
     """ViT tokens -> (B, C, H/p, W/p) features. The ViT is frozen and always in eval mode; only
     ``norm`` trains (unless ``train_vit`` is set, for self-training with ``--train-backbone``)."""
 
-    def __init__(self, cfg: BackboneConfig, vit: nn.Module | None = None):
+    def __init__(self, cfg: BackboneConfig, vit: VisionTransformer | None = None):
         super().__init__()
         self.cfg = cfg
-        self.vit = vit if vit is not None else build_vit(cfg)
+        self.vit: VisionTransformer = vit if vit is not None else build_vit(cfg)
         self.vit.requires_grad_(False)
         self.train_vit = False
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
@@ -83,6 +95,7 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"input {h}x{w} is not a multiple of the patch size {p}; pad it first")
         gh, gw = h // p, w // p
         vit = self.vit
+        assert vit.cls_token is not None and vit.pos_embed is not None  # build_vit's ViTs have both
         tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
         tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
         tokens = tokens + self._pos_rule(vit.pos_embed, gh, gw)

@@ -4,6 +4,7 @@ Layout kept identical to the official SegmenterConvHead so official state dicts 
 ``model.i`` = [Upsample, Conv3x3, BN, LeakyReLU] for the upsampling blocks, then
 [Conv3x3, BN, LeakyReLU], then a 1x1 Conv to one channel.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -26,8 +27,7 @@ class ConvHead(nn.Module):
         if len(cfg.widths) != cfg.upsampling_blocks + 1:
             raise ValueError("head needs one width per upsampling block plus one")
         widths = (in_channels, *cfg.widths)
-        blocks = [_block(widths[i], widths[i + 1], upsample=i < cfg.upsampling_blocks)
-                  for i in range(len(widths) - 1)]
+        blocks = [_block(widths[i], widths[i + 1], upsample=i < cfg.upsampling_blocks) for i in range(len(widths) - 1)]
         self.model = nn.Sequential(*blocks, nn.Conv2d(widths[-1], 1, 1))
 
     def forward(self, feats):

@@ -1,9 +1,16 @@
 """Known weights: where each comes from, which file it is, and how a name becomes a path.
 
-Resolution order for the segmenter (``resolve_segmenter_weights``): an explicit path, a known
-name, ``$UNSEG_WEIGHTS``, then the default file in ``weights/``. Nothing is downloaded implicitly;
-``unseg weights fetch NAME`` is the only network access.
+Resolution order for the segmenter (``resolve_weights``): an explicit path, a known name,
+``$UNSEG_WEIGHTS``, then the demo checkpoint. Nothing is downloaded implicitly; ``unseg weights fetch
+NAME`` is the only network access.
+
+Where known files live:
+- shipped with the package (``packaged=True``, the demo checkpoint): ``PACKAGED_DIR``, i.e.
+  ``unsegcli/weights_data/`` inside the installed package, with its model card (README.md);
+- everything else (downloaded or converted): ``WEIGHTS_DIR`` = ``$UNSEG_WEIGHTS_DIR``, else the
+  ``weights/`` folder of a source checkout, else ``~/.cache/unseg/weights`` (``$XDG_CACHE_HOME``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +20,20 @@ from pathlib import Path
 
 from ..errors import WeightsNotFoundError
 
-# weights/ beside the package (a source checkout or an editable install); $UNSEG_WEIGHTS_DIR overrides.
-WEIGHTS_DIR = Path(os.environ.get("UNSEG_WEIGHTS_DIR", Path(__file__).resolve().parents[2] / "weights"))
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "weights_data"
+
+
+def _weights_dir() -> Path:
+    if os.environ.get("UNSEG_WEIGHTS_DIR"):
+        return Path(os.environ["UNSEG_WEIGHTS_DIR"]).expanduser()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "weights").is_dir():
+        return checkout / "weights"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "unseg" / "weights"
+
+
+WEIGHTS_DIR = _weights_dir()
 
 
 @dataclass(frozen=True)
@@ -27,34 +46,75 @@ class KnownWeights:
     sha256: str | None = None  # None where the publisher gives none
     source: str | None = None  # page to get it from by hand
     how: str | None = None  # command that produces the file, for converted weights
+    packaged: bool = False  # shipped inside the package (PACKAGED_DIR), not in WEIGHTS_DIR
 
 
-KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
-    KnownWeights(
-        "demo-synth", "unseg-demo-synth.pt", "segmenter",
-        "embedded demo: small ViT/8 + MOVE head trained on `unseg synth` shapes (not the paper's model)",
-        sha256="0e297826ca42b5488941a325cba0cf2401936db2ca6756f1675245b573b99f69", how="make demo-model"),
-    KnownWeights(
-        "move-dino-vits8", "move-dino-vits8.pt", "segmenter",
-        "official MOVE release (DINO ViT-S/8, conv_minc128) converted to unseg's format",
-        source="https://github.com/adambielski/move-seg/releases/tag/move_model",
-        how="unseg weights import-move checkpoint-N.pth --backbone dino_deitsmall8_pretrain.pth "
-            "--out weights/move-dino-vits8.pt"),
-    KnownWeights(
-        "dino-vits8", "dino_deitsmall8_pretrain.pth", "backbone",
-        "DINO ViT-S/8 backbone (original facebookresearch/dino layout; timm: vit_small_patch8_224.dino)",
-        url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth"),
-    KnownWeights(
-        "mae-vitl16-gan", "mae_visualize_vit_large_ganloss.pth", "inpainter",
-        "MAE ViT-L/16 trained with a GAN loss: MOVE's frozen inpainter (checkpoint key 'model')",
-        url="https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large_ganloss.pth"),
-]}
+KNOWN: dict[str, KnownWeights] = {
+    w.name: w
+    for w in [
+        KnownWeights(
+            "demo-synth",
+            "unseg-demo-synth.pt",
+            "segmenter",
+            "embedded demo: small ViT/8 + MOVE head trained on `unseg synth` shapes (not the paper's model)",
+            sha256="0e297826ca42b5488941a325cba0cf2401936db2ca6756f1675245b573b99f69",
+            how="make demo-model",
+            packaged=True,
+        ),
+        KnownWeights(
+            "move-dino-vits8",
+            "move-dino-vits8.pt",
+            "segmenter",
+            "official MOVE release (DINO ViT-S/8, conv_minc128) converted to unseg's format",
+            source="https://github.com/adambielski/move-seg/releases/tag/move_model",
+            how="unseg weights import-move checkpoint-N.pth --backbone dino_deitsmall8_pretrain.pth "
+            "--out weights/move-dino-vits8.pt",
+        ),
+        KnownWeights(
+            "dino-vits8",
+            "dino_deitsmall8_pretrain.pth",
+            "backbone",
+            "DINO ViT-S/8 backbone (original facebookresearch/dino layout; timm: vit_small_patch8_224.dino)",
+            url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
+        ),
+        KnownWeights(
+            "dino-vits16",
+            "dino_deitsmall16_pretrain.pth",
+            "backbone",
+            "DINO ViT-S/16 (Apache-2.0): LOST and TokenCut's default backbone (main_lost.py, main_tokencut.py)",
+            url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
+        ),
+        KnownWeights(
+            "dino-vitb8",
+            "dino_vitbase8_pretrain.pth",
+            "backbone",
+            "DINO ViT-B/8 (Apache-2.0): MaskCut's backbone (CutLER README: --vit-arch base --patch-size 8)",
+            url="https://dl.fbaipublicfiles.com/dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth",
+        ),
+        KnownWeights(
+            "dino-vits8-300ep",
+            "dino_deitsmall8_300ep_pretrain.pth",
+            "backbone",
+            "DINO ViT-S/8, 300 epochs (Apache-2.0): the 'small 8' file of LOST, TokenCut, MaskCut and FOUND, "
+            "not MOVE's dino-vits8",
+            url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_300ep_pretrain/dino_deitsmall8_300ep_pretrain.pth",
+        ),
+        KnownWeights(
+            "mae-vitl16-gan",
+            "mae_visualize_vit_large_ganloss.pth",
+            "inpainter",
+            "MAE ViT-L/16 trained with a GAN loss: MOVE's frozen inpainter (checkpoint key 'model')",
+            url="https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large_ganloss.pth",
+        ),
+    ]
+}
 
 DEFAULT_SEGMENTER = "demo-synth"
 
 
 def path_of(name: str) -> Path:
-    return WEIGHTS_DIR / KNOWN[name].filename
+    w = KNOWN[name]
+    return (PACKAGED_DIR if w.packaged else WEIGHTS_DIR) / w.filename
 
 
 def _missing(name: str) -> WeightsNotFoundError:
@@ -68,8 +128,9 @@ def _missing(name: str) -> WeightsNotFoundError:
     return WeightsNotFoundError(f"weights '{name}' not found: expected {path_of(name)}", hint)
 
 
-def resolve_weights(spec: str | None, env_var: str | None = "UNSEG_WEIGHTS",
-                    default: str | None = DEFAULT_SEGMENTER) -> Path:
+def resolve_weights(
+    spec: str | None, env_var: str | None = "UNSEG_WEIGHTS", default: str | None = DEFAULT_SEGMENTER
+) -> Path:
     """PATH or NAME -> existing file; None falls back to $env_var, then the default name."""
     if spec is None and env_var:
         spec = os.environ.get(env_var) or None
@@ -84,8 +145,9 @@ def resolve_weights(spec: str | None, env_var: str | None = "UNSEG_WEIGHTS",
         return p
     p = Path(spec).expanduser()
     if not p.exists():
-        raise WeightsNotFoundError(f"weights file not found: {p}",
-                                   f"pass a path or one of: {', '.join(KNOWN)} (see `unseg weights list`)")
+        raise WeightsNotFoundError(
+            f"weights file not found: {p}", f"pass a path or one of: {', '.join(KNOWN)} (see `unseg weights list`)"
+        )
     return p
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import InputError
 
 SCALE = (0.9, 1.0)
 RATIO = (3 / 4, 4 / 3)
@@ -57,18 +58,18 @@ class CropDataset(torch.utils.data.Dataset):
         top, left, ch, cw = rrc_params(rng, h, w)
         flip = rng.random() < 0.5
         box = (left, top, left + cw, top + ch)
-        crop = Image.fromarray(img).resize((self.size, self.size), Image.BICUBIC, box=box)
-        x = np.asarray(crop, np.float32) / 255.0
+        crop = Image.fromarray(img).resize((self.size, self.size), Image.Resampling.BICUBIC, box=box)
+        pixels = np.asarray(crop, np.float32) / 255.0
         if flip:
-            x = x[:, ::-1]
-        x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+            pixels = pixels[:, ::-1]
+        normed = (pixels - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(normed.transpose(2, 0, 1)))
         if self.masks is None:
             return x
         m = read_mask(self.masks[i])
         if m.shape != (h, w):
-            raise ValueError(f"{self.masks[i]}: mask {m.shape[::-1]} does not match image {(w, h)}")
-        mc = Image.fromarray(m).resize((self.size, self.size), Image.BILINEAR, box=box)
+            raise InputError(f"{self.masks[i]}: mask {m.shape[::-1]} does not match image {(w, h)}")
+        mc = Image.fromarray(m).resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
         mt = np.asarray(mc, np.float32) / 255.0
         if flip:
             mt = mt[:, ::-1]
@@ -76,10 +77,12 @@ class CropDataset(torch.utils.data.Dataset):
 
 
 def pair_masks(images: list[tuple[str, str]], mask_root: str) -> tuple[list[str], list[str], list[str]]:
-    """(path, rel) images -> (image paths, mask paths, images without a mask)."""
+    """(path, rel) images -> (image paths, mask paths, images without a mask); masks named by `mask_path_for`."""
+    from ..io.masks import mask_path_for
+
     ims, ms, missing = [], [], []
     for path, rel in images:
-        m = os.path.join(mask_root, os.path.splitext(rel)[0] + ".png")
+        m = os.path.join(mask_root, mask_path_for(rel))
         if os.path.exists(m):
             ims.append(path)
             ms.append(m)

@@ -44,13 +44,16 @@ class Projector(nn.Module):
     """Frozen feature network + fixed random CCM/CSM -> 4 maps of 64, 64, 128, 256 channels at
     twice the feature resolutions (Projected GAN proj_type 2, expand)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, pretrained_file: str | None = None, random_init: bool = False):
         super().__init__()
         import timm
 
         net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         if pretrained_file:
-            from ..model.checkpoint import load_strict, read_backbone_state
+            from ..model.state_dict import load_strict, read_backbone_state
 
             sd = read_backbone_state(pretrained_file)
             own = net.state_dict()
@@ -59,18 +62,21 @@ class Projector(nn.Module):
             load_strict(net, sd, f"EfficientNet-Lite0 weights {pretrained_file}")
         elif not random_init:
             raise ValueError("pretrained_file or random_init required")
-        cfg = net.pretrained_cfg  # tf_efficientnet_lite0 expects mean = std = 0.5, i.e. [-1, 1] input
+        # tf_efficientnet_lite0 expects mean = std = 0.5, i.e. [-1, 1] input
+        cfg: dict = getattr(net, "pretrained_cfg", {})
         self.register_buffer("mean", torch.tensor(cfg.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.get("std", IMAGENET_STD)).view(1, 3, 1, 1), persistent=False)
-        act1 = getattr(net, "act1", nn.Identity())  # newer timm folds the activation into bn1
-        self.layer0 = nn.Sequential(net.conv_stem, net.bn1, act1, *net.blocks[0:2])
-        self.layer1 = nn.Sequential(*net.blocks[2:3])
-        self.layer2 = nn.Sequential(*net.blocks[3:5])
-        self.layer3 = nn.Sequential(*net.blocks[5:])
+        act1: nn.Module = getattr(net, "act1", nn.Identity())  # newer timm folds the activation into bn1
+        # getattr: mypy types timm's submodules as Tensor | Module
+        blocks: nn.Sequential = getattr(net, "blocks")  # noqa: B009
+        self.layer0 = nn.Sequential(getattr(net, "conv_stem"), getattr(net, "bn1"), act1, *blocks[0:2])  # noqa: B009
+        self.layer1 = nn.Sequential(*blocks[2:3])
+        self.layer2 = nn.Sequential(*blocks[3:5])
+        self.layer3 = nn.Sequential(*blocks[5:])
         with torch.no_grad():
             chans = [t.shape[1] for t in self._features(torch.zeros(1, 3, 64, 64))]
         mixed = [PROJ_CHANNELS * m for m in (1, 2, 4, 8)]
-        self.ccm = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(chans, mixed))
+        self.ccm = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(chans, mixed, strict=True))
         self.csm = nn.ModuleList([_FeatureFusion(mixed[0], expand=False), _FeatureFusion(mixed[1], expand=True),
                                   _FeatureFusion(mixed[2], expand=True), _FeatureFusion(mixed[3], expand=True)])
         self.channels = [PROJ_CHANNELS, PROJ_CHANNELS, PROJ_CHANNELS * 2, PROJ_CHANNELS * 4]
@@ -89,7 +95,7 @@ class Projector(nn.Module):
     def forward(self, x11: torch.Tensor) -> list[torch.Tensor]:
         """[-1, 1] images -> the 4 mixed feature maps, finest first."""
         x = ((x11 + 1) / 2 - self.mean) / self.std
-        c = [m(f) for m, f in zip(self.ccm, self._features(x))]
+        c = [m(f) for m, f in zip(self.ccm, self._features(x), strict=True)]
         p3 = self.csm[3](c[3])
         p2 = self.csm[2](p3, c[2])
         p1 = self.csm[1](p2, c[1])
@@ -111,7 +117,8 @@ class _SingleDisc(nn.Module):
 
     def __init__(self, cin: int, nominal: int):
         super().__init__()
-        layers, c, size = [], cin, nominal
+        layers: list[nn.Module] = []
+        c, size = cin, nominal
         while size > 8:
             nc = _DISC_CHANNELS[size // 2]
             layers.append(_down(c, nc))
@@ -135,7 +142,7 @@ class ProjectedDiscriminator(nn.Module):
         # Projected GAN fixes the heads' depth as for 256-px input (112 -> 128, ..., 14 -> 16 at 224)
         nominal = [min(_DISC_CHANNELS, key=lambda k: abs(k - s * 256 / 224)) for s in sizes]
         nominal = [max(n, 8) for n in nominal]
-        self.heads = nn.ModuleList(_SingleDisc(c, n) for c, n in zip(projector.channels, nominal))
+        self.heads = nn.ModuleList(_SingleDisc(c, n) for c, n in zip(projector.channels, nominal, strict=True))
 
     def forward(self, x_normalised: torch.Tensor, augment: bool = True) -> torch.Tensor:
         """ImageNet-normalised images -> (B, n_logits) over the 4 scales."""
@@ -146,4 +153,4 @@ class ProjectedDiscriminator(nn.Module):
             x = diffaugment_color(x)
         if x.shape[-2:] != (self.resolution, self.resolution):
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
-        return torch.cat([h(f).flatten(1) for h, f in zip(self.heads, self.projector(x))], 1)
+        return torch.cat([h(f).flatten(1) for h, f in zip(self.heads, self.projector(x), strict=True)], 1)

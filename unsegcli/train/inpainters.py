@@ -1,8 +1,8 @@
 """Background inpainters for MOVE.
 
-``MAEInpainter``: our encoder-decoder with the official MAE checkpoint layout (design §3). All
-patches go to the encoder; before the decoder each tile's token becomes the convex combination
-m̂·mask_token + (1 - m̂)·token (MOVE sec. 2.2), which keeps inpainting differentiable in m̂.
+``MAEInpainter``: our encoder-decoder with the official MAE checkpoint layout (facebookresearch/mae
+models_mae.py). All patches go to the encoder; before the decoder each tile's token becomes the convex
+combination m̂·mask_token + (1 - m̂)·token (MOVE sec. 2.2), which keeps inpainting differentiable in m̂.
 Inputs and outputs are ImageNet-normalised pixels.
 
 ``BlurInpainter``: a non-learned, differentiable stand-in (normalised convolution over the
@@ -11,40 +11,28 @@ visible pixels at several scales) for users without the MAE file, and for tests.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..model.backbone import dino_pos_embed
-
-
-@dataclass(frozen=True)
-class MAEConfig:
-    """Defaults: MAE ViT-L/16 (mae_visualize_vit_large_ganloss.pth)."""
-
-    img_size: int = 224
-    patch_size: int = 16
-    embed_dim: int = 1024
-    depth: int = 24
-    num_heads: int = 16
-    decoder_embed_dim: int = 512
-    decoder_depth: int = 8
-    decoder_num_heads: int = 16
-    mlp_ratio: float = 4.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .config import MAEConfig
 
 
 def _blocks(dim: int, depth: int, heads: int, mlp_ratio: float) -> nn.ModuleList:
-    from functools import partial
-
     from timm.models.vision_transformer import Block
 
-    norm = partial(nn.LayerNorm, eps=1e-6)  # MAE's norm_layer
-    return nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=norm) for _ in range(depth))
+    return nn.ModuleList(Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=_MAENorm) for _ in range(depth))
+
+
+class _MAENorm(nn.LayerNorm):
+    """MAE's norm_layer: LayerNorm with eps 1e-6 (models_mae.py: partial(nn.LayerNorm, eps=1e-6))."""
+
+    def __init__(self, dim: int, **kw: Any):
+        kw.setdefault("eps", 1e-6)
+        super().__init__(dim, **kw)
 
 
 class _PatchEmbed(nn.Module):
@@ -54,9 +42,12 @@ class _PatchEmbed(nn.Module):
 
 
 class MAEInpainter(nn.Module):
-    def __init__(self, cfg: MAEConfig = MAEConfig()):
+    # MOVE's default composition: autoencode the real image too, so both sides share MAE's artefacts
+    autoencodes = True
+
+    def __init__(self, cfg: MAEConfig | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg or MAEConfig()
         n = (cfg.img_size // cfg.patch_size) ** 2
         self.patch_embed = _PatchEmbed(cfg.patch_size, cfg.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
@@ -112,9 +103,6 @@ class MAEInpainter(nn.Module):
         keep = torch.ones(b, grid[0] * grid[1], device=x.device) if region is None else 1 - region.flatten(1)
         return self.decode(self.encode(x), keep, grid)
 
-    # MOVE's default composition: autoencode the real image too, so both sides share MAE's artefacts
-    autoencodes = True
-
 
 def unpatchify(x: torch.Tensor, p: int, grid: tuple[int, int]) -> torch.Tensor:
     """(B, N, p*p*3) in MAE's (p, q, c) order -> (B, 3, H, W)."""
@@ -136,15 +124,12 @@ def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dim, dtype=torch.float64), emb], 0)[None].float()
 
 
-def load_mae(path: str, cfg: MAEConfig = MAEConfig()) -> MAEInpainter:
+def load_mae(path: str, cfg: MAEConfig | None = None) -> MAEInpainter:
     """The official MAE checkpoint (key 'model'), loaded strictly into our module."""
     from ..errors import CheckpointError
-    from ..model.checkpoint import load_strict
+    from ..model.state_dict import load_strict, load_tensors
 
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path}: not an MAE checkpoint ({type(e).__name__}: {e})") from None
+    ckpt = load_tensors(path, "an MAE checkpoint")
     sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: no 'model' state dict")

@@ -3,6 +3,7 @@
 Deterministic for a seed (image i uses the generator seeded with [seed, i]), so every command of
 the pipeline has a fixture with exact answers: masks (saliency GT), VOC XML boxes (CorLoc).
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io.files import atomic_write_bytes
-from ..io.masks import encode_png
+from .io.files import atomic_write_bytes
+from .io.masks import encode_png
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ def _shape_mask(rng, h, w, target_area: float) -> np.ndarray:
     if kind == 0:  # ellipse
         ax = side * rng.uniform(0.45, 0.8)
         ay = target_area * h * w / (np.pi * ax)
-        cv2.ellipse(m, (int(cx), int(cy)), (max(int(ax), 2), max(int(ay), 2)), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        cv2.ellipse(
+            m, (int(cx), int(cy)), (max(int(ax), 2), max(int(ay), 2)), float(rng.uniform(0, 180)), 0, 360, 1, -1
+        )
     elif kind == 1:  # rotated rectangle
         aspect = rng.uniform(0.5, 2.0)
         rw, rh = side * np.sqrt(aspect), side / np.sqrt(aspect)
@@ -65,7 +68,7 @@ def generate(seed: int, index: int, size: int) -> SynthSample:
     bg_base = rng.uniform(40, 200, 3)
     img = _texture(rng, h, w, bg_base, rng.uniform(10, 35))
     mask = np.zeros((h, w), bool)
-    shapes = []
+    shapes: list[np.ndarray] = []
     for _ in range(int(rng.integers(1, 4))):
         m = _shape_mask(rng, h, w, rng.uniform(0.05, 0.4) / 2)
         if m.sum() < 16:
@@ -90,11 +93,16 @@ def generate(seed: int, index: int, size: int) -> SynthSample:
 
 def _voc_xml(stem: str, w: int, h: int, boxes) -> str:
     # VOC boxes are 1-based inclusive pixel indices: xmin = x0 + 1, xmax = x1 (see io/datasets.py)
-    objs = "".join(f"<object><name>shape</name><pose>Unspecified</pose><truncated>0</truncated>"
-                   f"<difficult>0</difficult><bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin>"
-                   f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>" for x0, y0, x1, y1 in boxes)
-    return (f"<annotation><folder>VOC2007</folder><filename>{stem}.jpg</filename><size><width>{w}</width>"
-            f"<height>{h}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>\n")
+    objs = "".join(
+        f"<object><name>shape</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>0</difficult><bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin>"
+        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for x0, y0, x1, y1 in boxes
+    )
+    return (
+        f"<annotation><folder>VOC2007</folder><filename>{stem}.jpg</filename><size><width>{w}</width>"
+        f"<height>{h}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>\n"
+    )
 
 
 def write_dataset(out: str | Path, n: int, size: int, seed: int, voc: bool = False, on_progress=None) -> None:

@@ -1,0 +1,40 @@
+"""`unseg synth`: generated images with known masks (and a VOC tree), fixtures for every command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .options import QuietOpt, SeedOpt
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  unseg synth demo_data --n 2000 --size 96 --seed 0 --voc
+
+  unseg synth heldout --n 500 --size 96 --seed 1
+"""
+
+
+def synth(
+    out: Annotated[str, typer.Argument(help="Output folder: OUT/images, OUT/masks (0/255, also saliency GT).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of images.")] = 100,
+    size: Annotated[int, typer.Option("--size", min=16, help="Image height; width is 3/4, 1 or 4/3 of it.")] = 96,
+    seed: SeedOpt = 0,
+    voc: Annotated[
+        bool,
+        typer.Option("--voc", metavar="", help="Also write VOCdevkit/VOC2007 (JPEGImages, Annotations, ImageSets)."),
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate images with known masks (and a VOC tree) for testing."""
+    from ..synth import write_dataset
+    from .console import console, progress_bar
+
+    with progress_bar(n, "synth", quiet) as advance:
+        write_dataset(out, n, size, seed, voc, on_progress=advance)
+    console.print(
+        f"wrote {n} images to {out}/images, masks to {out}/masks"
+        + (f", VOC tree to {out}/VOCdevkit/VOC2007" if voc else "")
+    )

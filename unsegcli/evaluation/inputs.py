@@ -1,0 +1,262 @@
+"""Evaluation inputs: which prediction belongs to which ground truth, and reading predictions.
+
+One matching rule for every evaluation (``match_predictions``): a prediction PNG at the GT's own
+relative path wins; else the one PNG anywhere under the predictions folder with the GT's stem. A
+stem found more than once (and no exact path) is an error naming the files, never a choice made by
+file-system order.
+
+CorLoc's single boxes come from any of: a masks folder, an `unseg boxes` file (coco or jsonl), or a
+detector's coco_instances_results.json. All map to {str(GT image id): XYXY box in the GT image's
+pixel coordinates}.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from ..io.datasets import GTImage
+from ..io.images import list_inputs
+from ..io.labels import CocoFile, DetectorResults, read_label_file
+from ..parallel import Failed, parallel_map
+
+Pick = Literal["auto", "largest", "score"]  # which box of a box file CorLoc scores
+Missing = Literal["empty", "skip"]  # saliency: a GT mask without prediction
+
+# ------------------------------------------------------------------------------------- matching
+
+
+@dataclass
+class Matches:
+    found: dict[str, str] = field(default_factory=dict)  # key -> prediction path
+    errors: dict[str, str] = field(default_factory=dict)  # key -> why no prediction was chosen
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(os.path.basename(name))[0]
+
+
+def match_predictions(keys: Sequence[str], pred_dir: str) -> Matches:
+    """Prediction PNGs under ``pred_dir`` for GT ``keys`` (POSIX relative paths without extension).
+
+    A key without any prediction is in neither ``found`` nor ``errors``.
+    """
+    preds = list_inputs([pred_dir], (".png",))  # sorted
+    by_rel = {os.path.splitext(p.rel)[0]: p.path for p in preds}
+    by_stem: dict[str, list[str]] = {}
+    for p in preds:
+        by_stem.setdefault(_stem(p.rel), []).append(p.path)
+    out = Matches()
+    for key in keys:
+        if key in by_rel:
+            out.found[key] = by_rel[key]
+            continue
+        cands = by_stem.get(_stem(key), [])
+        if len(cands) == 1:
+            out.found[key] = cands[0]
+        elif cands:
+            out.errors[key] = f"{key}: {len(cands)} predictions share its stem ({', '.join(cands)}); keep one"
+    return out
+
+
+# ----------------------------------------------------------------------------- CorLoc predictions
+
+
+def _scale(box, from_wh: tuple[int, int], to_wh: tuple[int, int]) -> np.ndarray:
+    """Boxes from masks or files made at another resolution (e.g. the official infer.py writes
+    masks at the resized size) are scaled to the GT image size."""
+    sx, sy = to_wh[0] / from_wh[0], to_wh[1] / from_wh[1]
+    x0, y0, x1, y1 = box
+    return np.array([x0 * sx, y0 * sy, x1 * sx, y1 * sy], np.float64)
+
+
+@dataclass(frozen=True)
+class _MaskJob:
+    key: str  # str(GT image id)
+    path: str
+    gt_wh: tuple[int, int]
+
+
+def _biggest_box_of_mask(job: _MaskJob, threshold: float, connectivity: int) -> tuple[str, np.ndarray | None]:
+    from ..io.masks import read_mask
+    from ..labels.components import extract_boxes
+
+    mask = read_mask(job.path)
+    # MOVE sec. 4.2: connected components -> boxes -> the biggest one; no 1% filter for CorLoc.
+    comps, _ = extract_boxes(mask, threshold, connectivity, min_area=0.0, multi=False)
+    if not comps:
+        return job.key, None
+    return job.key, _scale(comps[0].xyxy, mask.shape[::-1], job.gt_wh)
+
+
+def _job_path(job: _MaskJob) -> str:
+    return job.path
+
+
+def boxes_from_masks(
+    folder: str,
+    gt: list[GTImage],
+    threshold: float,
+    connectivity: int,
+    workers: int,
+    on_error: Callable[[str], None],
+) -> dict[str, np.ndarray]:
+    """The biggest component box of each GT image's mask; unreadable or ambiguous masks go to ``on_error``."""
+    matches = match_predictions([g.stem for g in gt], folder)
+    jobs = []
+    for g in gt:
+        if g.stem in matches.errors:
+            on_error(matches.errors[g.stem])
+        elif g.stem in matches.found:
+            jobs.append(_MaskJob(str(g.image_id), matches.found[g.stem], (g.width, g.height)))
+    work = functools.partial(_biggest_box_of_mask, threshold=threshold, connectivity=connectivity)
+    out = {}
+    for r in parallel_map(work, jobs, workers, describe=_job_path, chunksize=32):
+        if isinstance(r, Failed):
+            on_error(r.message)
+        elif r[1] is not None:
+            out[r[0]] = r[1]
+    return out
+
+
+def _pick(cands: list[tuple[list[float], float]], pick: str) -> list[float]:
+    """Biggest box (ties: higher score, then first) or highest score (ties: bigger, then first)."""
+
+    def area(b: list[float]) -> float:
+        return (b[2] - b[0]) * (b[3] - b[1])
+
+    if pick == "largest":
+        return max(cands, key=lambda c: (area(c[0]), c[1]))[0]
+    return max(cands, key=lambda c: (c[1], area(c[0])))[0]
+
+
+def _norm_id(i: object) -> str:
+    s = str(i)
+    return str(int(s)) if s.isdigit() else s
+
+
+def boxes_from_file(path: str, gt: list[GTImage], pick: Pick = "auto") -> dict[str, np.ndarray]:
+    """`unseg boxes` coco or jsonl output (matched by file stem), or detector results (by image id).
+
+    ``pick`` "auto": the highest-scoring box of detector results (LOST / MOVE evaluate CAD that
+    way), the largest box of `unseg boxes` files (the paper's single-object rule)."""
+    labels = read_label_file(path)
+    by_stem = {g.stem: g for g in gt}
+    by_id = {_norm_id(g.image_id): g for g in gt}
+    cands: dict[str, list[tuple[list[float], float]]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def add(g: GTImage | None, box_xyxy, score, wh: tuple[int, int] | None) -> None:
+        if g is None:
+            return
+        cands.setdefault(str(g.image_id), []).append((list(box_xyxy), float(score)))
+        sizes[str(g.image_id)] = wh or (g.width, g.height)
+
+    try:
+        if isinstance(labels, DetectorResults):  # [{image_id, bbox xywh, score, ...}], in GT pixels
+            pick = "score" if pick == "auto" else pick
+            for r in labels.results:
+                x, y, w, h = r["bbox"]
+                add(by_id.get(_norm_id(r["image_id"])), (x, y, x + w, y + h), r.get("score", 1.0), None)
+        elif isinstance(labels, CocoFile):
+            imgs = {i["id"]: i for i in labels.data["images"]}
+            for a in labels.data["annotations"]:
+                img = imgs[a["image_id"]]
+                x, y, w, h = a["bbox"]
+                add(
+                    by_stem.get(_stem(img["file_name"])),
+                    (x, y, x + w, y + h),
+                    a.get("score", 1.0),
+                    (img["width"], img["height"]),
+                )
+        else:
+            for r in labels.rows:
+                for b, s in zip(r["boxes"], r.get("scores", [1.0] * len(r["boxes"])), strict=False):
+                    add(by_stem.get(_stem(r["file_name"])), b, s, (r["width"], r["height"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: malformed {type(labels).__name__} ({type(e).__name__}: {e})") from None
+    pick = "largest" if pick == "auto" else pick
+    return {k: _scale(_pick(c, pick), sizes[k], _gt_wh(by_id, k)) for k, c in cands.items()}
+
+
+def _gt_wh(by_id: dict[str, GTImage], key: str) -> tuple[int, int]:
+    g = by_id[_norm_id(key)]
+    return g.width, g.height
+
+
+def read_box_predictions(
+    pred: str,
+    gt: list[GTImage],
+    pick: Pick = "auto",
+    threshold: float = 0.5,
+    connectivity: int = 8,
+    workers: int = 0,
+    on_error: Callable[[str], None] = lambda message: None,
+) -> dict[str, np.ndarray]:
+    """``pred`` is a masks folder (``threshold``, ``connectivity``, ``workers`` apply), a box file
+    (``pick`` applies) or '-' for a box file on stdin."""
+    if os.path.isdir(pred):
+        return boxes_from_masks(pred, gt, threshold, connectivity, workers, on_error)
+    if pred == "-" or os.path.isfile(pred):
+        return boxes_from_file(pred, gt, pick)
+    raise UsageError(f"predictions not found: {pred}")
+
+
+# ------------------------------------------------------------------------------ saliency inputs
+
+
+@dataclass(frozen=True)
+class MaskPair:
+    rel: str  # the GT's path relative to its folder
+    gt_path: str
+    pred_path: str | None  # None: no prediction (scored as an empty mask when asked)
+
+
+def pair_masks_for_saliency(gt_dir: str, pred_dir: str) -> tuple[list[MaskPair], list[str]]:
+    """GT PNGs (recursive, sorted) with their predictions by the matching rule, and the errors of
+    GT masks whose prediction is ambiguous (those are not paired). Non-PNG files are ignored."""
+    for name, d in (("gt_dir", gt_dir), ("pred_dir", pred_dir)):
+        if not os.path.isdir(d):
+            raise UsageError(f"{name} is not a folder: {d}")
+    gts = list_inputs([gt_dir], (".png",))
+    keys = [os.path.splitext(g.rel)[0] for g in gts]
+    matches = match_predictions(keys, pred_dir)
+    pairs = [
+        MaskPair(g.rel, g.path, matches.found.get(k)) for g, k in zip(gts, keys, strict=True) if k not in matches.errors
+    ]
+    return pairs, list(matches.errors.values())
+
+
+def read_saliency_pair(pair: MaskPair) -> tuple[np.ndarray, np.ndarray]:
+    """Official reading -> (prediction uint8 at the GT size, GT bool): GT raw (first channel if
+    several) / 255 > 0.5; prediction .convert("L"), PIL-bilinear resized; a missing one is empty."""
+    from PIL import Image
+
+    try:
+        with Image.open(pair.gt_path) as g:
+            gt = np.asarray(g).astype(np.float32)
+        if gt.ndim > 2:
+            gt = gt[:, :, 0]
+        gt_bool = gt / 255.0 > 0.5
+        if pair.pred_path is None:
+            return np.zeros(gt_bool.shape, np.uint8), gt_bool
+        with Image.open(pair.pred_path) as p:
+            return resize_prediction(np.asarray(p.convert("L")), gt_bool.shape), gt_bool
+    except Exception as e:  # noqa: BLE001 - report the file, keep evaluating the rest
+        raise InputError(f"{pair.pred_path or pair.gt_path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def resize_prediction(pred_u8: np.ndarray, size_hw: tuple[int, ...]) -> np.ndarray:
+    """PIL bilinear resize of the 8-bit prediction to the GT size, as the official script does."""
+    from PIL import Image
+
+    if pred_u8.shape == tuple(size_hw):
+        return pred_u8
+    img = Image.fromarray(pred_u8, "L").resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
+    return np.asarray(img)

@@ -1,0 +1,232 @@
+"""Mask files -> pseudo-label files: masks are decoded and labelled in worker processes and streamed,
+in sorted order, to a format writer (memory holds only the annotations themselves).
+
+Under torchrun every rank labels its share and rank 0 gathers and writes them all in input order, so
+the file equals a single-process run; with independent shards each process writes a part file for
+``merge``. Image ids are positions in the full sorted input list either way.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from ..io.files import open_output
+from ..io.images import IMAGE_EXTENSIONS, InputItem, list_inputs
+from ..parallel import Failed, parallel_map
+from .components import DEFAULT_MIN_AREA, Connectivity, component_masks, extract_boxes, rle_encode, rle_encode_many
+from .formats import ImageLabels, LabelWriter, writer_class
+
+if TYPE_CHECKING:
+    from ..runtime import Shard
+
+
+@dataclass(frozen=True)
+class BoxOptions:
+    threshold: float = 0.5  # foreground where mask / 255 > threshold
+    connectivity: Connectivity = 8
+    min_area: float = DEFAULT_MIN_AREA  # fraction of the image a box must cover
+    multi: bool = False  # keep every component (else the largest)
+
+    def __post_init__(self) -> None:
+        if self.connectivity not in (4, 8):
+            raise UsageError(f"connectivity must be 4 or 8, not {self.connectivity}")
+
+
+@dataclass(frozen=True)
+class MaskTask:
+    index: int  # position in the full sorted mask list (image id - 1)
+    mask_path: str
+    file_name: str
+    image_path: str | None
+
+
+class Plan(NamedTuple):
+    tasks: list[MaskTask]
+    errors: list[str]  # masks that cannot be labelled (no image for them), one message each
+
+
+@dataclass
+class LabelCounts:
+    images: int = 0
+    boxes: int = 0
+    empty: int = 0  # images without any box
+    failed: int = 0  # inputs that failed, over all ranks
+
+
+def index_images(root: str) -> dict[str, InputItem]:
+    """Images under ROOT keyed by relative path without extension (how masks are named)."""
+    return {os.path.splitext(it.rel)[0]: it for it in list_inputs([root], IMAGE_EXTENSIONS)}
+
+
+def displayed_size(path: str) -> tuple[int, int]:
+    """(width, height) as displayed, read from the header only: EXIF rotations swap the sides."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this input's problem
+        raise InputError(f"{path}: cannot read image size ({type(e).__name__}: {e})") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def plan_tasks(masks: Sequence[str], images_root: str | None, shard: Shard | None = None) -> Plan:
+    """Sorted mask inputs -> this shard's tasks, and an error for each of its masks without an image.
+
+    ``images_root``: file names become image paths relative to it (and sizes are checked); without it
+    they are the masks' relative paths.
+    """
+    if images_root and not os.path.isdir(images_root):
+        raise UsageError(f"images_root must be a folder: {images_root}")
+    items = list_inputs(masks, (".png",))
+    if not items:
+        raise UsageError("no mask PNGs found in the inputs")
+    index = index_images(images_root) if images_root else None
+    mine = list(enumerate(items)) if shard is None else shard.take(list(enumerate(items)))
+    plan = Plan([], [])
+    for i, it in mine:
+        if index is None:
+            plan.tasks.append(MaskTask(i, it.path, it.rel, None))
+            continue
+        key = os.path.splitext(it.rel)[0]
+        img = index.get(key)
+        if img is None:
+            plan.errors.append(f"{it.path}: no image '{key}.*' under {images_root}")
+        else:
+            plan.tasks.append(MaskTask(i, it.path, img.rel, img.path))
+    return plan
+
+
+def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool = False) -> ImageLabels:
+    """One mask file -> its labels (with per-component / union RLEs when asked). Raises InputError for
+    unreadable masks and size mismatches."""
+    from ..io.masks import read_mask
+
+    mask = read_mask(task.mask_path)
+    h, w = mask.shape
+    if task.image_path is not None:
+        iw, ih = displayed_size(task.image_path)
+        if (iw, ih) != (w, h):
+            raise InputError(f"{task.mask_path}: mask is {w}x{h} but image {task.image_path} is {iw}x{ih}")
+    comps, labels = extract_boxes(mask, opts.threshold, opts.connectivity, opts.min_area, opts.multi)
+    out = ImageLabels(
+        task.index,
+        task.file_name,
+        w,
+        h,
+        [list(c.xyxy) for c in comps],
+        [c.area for c in comps],
+        [c.score for c in comps],
+    )
+    if rle or union:
+        stack = component_masks(labels, comps)
+        if rle:
+            out.rles = rle_encode_many(stack)
+        if union:
+            out.union_rle = rle_encode(np.asarray(stack.any(axis=2)))
+    return out
+
+
+def _mask_path(task: MaskTask) -> str:
+    return task.mask_path
+
+
+def run_labelling(
+    tasks: Sequence[MaskTask],
+    opts: BoxOptions,
+    workers: int,
+    on_error: Callable[[str], None],
+    rle: bool = False,
+    union: bool = False,
+) -> Iterator[ImageLabels]:
+    """Labels in task order; failures go to ``on_error``."""
+    work = functools.partial(label_one, opts=opts, rle=rle, union=union)
+    for r in parallel_map(work, tasks, workers, describe=_mask_path):
+        if isinstance(r, Failed):
+            on_error(r.message)
+        else:
+            yield r
+
+
+def _writer_for(format: str, out: str) -> type[LabelWriter]:
+    cls = writer_class(format)
+    if cls.writes_folder and out == "-":
+        raise UsageError(f"the {format} format writes a folder, so out cannot be '-' (stdout)")
+    return cls
+
+
+def write_labels(labels: Iterable[ImageLabels], out: str, format: str, dirname: str = "") -> LabelCounts:
+    """Feed labels to ``format``'s writer: one file (atomic, or stdout for '-') or a folder."""
+    cls = _writer_for(format, out)
+    counts = LabelCounts()
+
+    def feed(writer: LabelWriter) -> None:
+        for img in labels:
+            counts.images += 1
+            counts.boxes += len(img.boxes)
+            counts.empty += not img.boxes
+            writer.add(img)
+        writer.finish()
+
+    if cls.writes_folder:
+        feed(cls(Path(out), dirname))
+    else:
+        with open_output(out) as stream:
+            feed(cls(stream, dirname))
+    return counts
+
+
+def label_files(
+    plan: Plan,
+    out: str,
+    format: str,
+    opts: BoxOptions,
+    workers: int = 0,
+    shard: Shard | None = None,
+    dirname: str = "",
+    on_error: Callable[[str], None] = lambda message: None,
+    on_progress: Callable[[], None] = lambda: None,
+) -> LabelCounts:
+    """Label ``plan``'s masks and write ``format`` to ``out``; returns the counts (``failed`` summed
+    over all ranks, the rest as written by this process: zeros on torchrun ranks other than 0).
+
+    ``dirname`` is the image root the file names are relative to (LOST-CAD records it). Errors of
+    the plan and of labelling each go to ``on_error``; ``on_progress`` ticks once per labelled mask.
+    """
+    cls = _writer_for(format, out)  # checked before any work
+    n_failed = len(plan.errors)
+    for message in plan.errors:
+        on_error(message)
+
+    def failed(message: str) -> None:
+        nonlocal n_failed
+        n_failed += 1
+        on_error(message)
+
+    def ticking() -> Iterator[ImageLabels]:
+        for r in run_labelling(plan.tasks, opts, workers, failed, rle=cls.needs_rle, union=cls.needs_union):
+            on_progress()
+            yield r
+
+    counts = LabelCounts()
+    if shard is not None and shard.torchrun:
+        from ..runtime import gather_to_main, sum_across
+
+        parts = gather_to_main(shard, list(ticking()))
+        if parts is not None:  # rank 0 writes every rank's labels in input order
+            ordered = sorted((r for p in parts for r in p), key=lambda r: r.index)
+            counts = write_labels(ordered, out, format, dirname)
+        (n_failed,) = sum_across(shard, [n_failed])
+    else:
+        counts = write_labels(ticking(), out, format, dirname)
+    counts.failed = n_failed
+    return counts

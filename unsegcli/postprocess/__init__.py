@@ -1,1 +1,0 @@
-"""Masks -> components, boxes and pseudo-label records (pure functions on arrays)."""

@@ -1,0 +1,37 @@
+"""Binary outputs of the refiners: hole filling, the object component, and the IoU gates.
+
+The official ``binary_solver`` (TokenCut/MOVE/FOUND ``bilateral_solver.py``, methods-training-free.md §6 step 10)
+keeps the second-largest label *counting the background label 0*, which is the background itself whenever the
+object is larger than the background. ``object_component`` keeps the largest *foreground* component instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+GATE_IOU = 0.5  # FOUND misc.py (keep the BS output if IoU > 0.5); CutLER maskcut.py (drop the mask if IoU < 0.5)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks; two empty masks agree (1.0)."""
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def fill_holes(binary: np.ndarray) -> np.ndarray:
+    """scipy's binary_fill_holes, as the official BS and CRF post-processing call it."""
+    return ndimage.binary_fill_holes(binary)
+
+
+def object_component(binary: np.ndarray) -> np.ndarray:
+    """Holes filled, then the largest 4-connected foreground component (4: the official ``ndimage.label``).
+
+    Empty when there is no foreground; the official code returns an all-ones mask there (an IndexError
+    caught by a bare ``except``), which no score should reward."""
+    filled = fill_holes(binary)
+    labels, n = ndimage.label(filled)  # default structure: 4-connectivity
+    if n == 0:
+        return filled
+    sizes = np.bincount(labels.ravel())
+    keep = 1 + int(np.argmax(sizes[1:]))  # the first of equally large components, in label order
+    return labels == keep
