@@ -381,14 +381,6 @@ def test_oracle_features_toy_learns_the_object():
     assert coarse > 0.6 and fine > 0.6 and coarse > coarse0 + 0.2
 
 
-def _wired() -> bool:
-    from unsegcli.model.families import FAMILIES
-    from unsegcli.train.config import OBJECTIVES
-
-    return "sempart" in OBJECTIVES and "sempart" in FAMILIES
-
-
-@pytest.mark.skipif(not _wired(), reason="`--method sempart` and the family entry are wired by the lead")
 def test_cli_ten_step_random_init_run_predict_eval(tmp_path, cli):
     """The issue's "done": a 10-step random-init run whose checkpoint predict, boxes and eval use like MOVE's."""
     assert cli("synth", tmp_path / "d", "--n", "6", "--size", "64", "-q").exit_code == 0

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from .io.images import TOO_LARGE, InputItem, decode_image, list_inputs, normaliz
 from .io.masks import binary_to_uint8, mask_path_for, soft_to_uint8, write_mask
 from .model.segmenter import Segmenter, pad_to_multiple
 from .runtime import AUTOCAST_DTYPES, Shard, sum_across
+
+if TYPE_CHECKING:
+    from .refine import RefineOptions
 
 
 def resized_size(w: int, h: int, size: int, max_size: int | None) -> tuple[int, int]:
@@ -277,6 +280,7 @@ def predict_files(
     batch_size: int = 1,
     workers: int = 0,
     max_pixels: int | None = None,
+    refine: RefineOptions | None = None,
     on_error: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> PredictSummary:
@@ -286,10 +290,13 @@ def predict_files(
     Existing outputs are skipped unless ``overwrite``, so a re-run resumes. Soft masks are written as
     floor(m * 255), or 0/255 at ``threshold`` when ``binary``; instance label maps as palette PNGs.
     ``on_error(message)`` is called per failed image; ``on_progress(n, total)`` once with n = 0 when
-    ``total`` is known, then per finished batch.
+    ``total`` is known, then per finished batch. ``refine``: each soft mask is refined with its image
+    (bilateral solver or dense CRF) before it is written, in the writer threads.
     """
     if binary and predictor.kind != "soft":
         raise UsageError("binary applies to soft masks; this predictor writes instance label maps")
+    if refine is not None and (binary or predictor.kind != "soft"):
+        raise UsageError("refine applies to soft masks written without binary")
     shard = shard or Shard()
     mine = shard.take(items)
     outputs = [os.path.join(out_dir, mask_path_for(it.rel)) for it in mine]
@@ -312,7 +319,11 @@ def predict_files(
 
         def on_mask(j: int, mask: np.ndarray) -> None:
             nonlocal written
-            if predictor.kind == "instances":
+            if refine is not None:
+                from .refine.runner import refine_image_file
+
+                writer.submit(refine_image_file, outputs[todo[j]], mask, mine[todo[j]].path, refine, max_pixels)
+            elif predictor.kind == "instances":
                 writer.submit(_write_instances, outputs[todo[j]], mask)
             else:
                 writer.submit(write_mask, outputs[todo[j]], encode(mask))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
+from ..refine import RefineMethod, RefineOutput
 from .options import (
     BatchSizeOpt,
     DeviceOpt,
@@ -31,6 +32,8 @@ EXAMPLES = """
   find photos -name '*.jpg' | unseg predict - --out masks/ --device cuda --batch-size 32 --precision bf16
 
   unseg predict images/ --out masks/ --weights weights/move-dino-vits8.pt --max-size 1024
+
+  unseg predict images/ --out masks_bs/ --refine bilateral     # MOVE's "+Bilateral" masks in one pass
 
   unseg predict /data/imgs --out masks/ --shard 3/16          # one Slurm array task of 16
 
@@ -72,6 +75,24 @@ def predict(
     workers: WorkersOpt = DEFAULT_WORKERS,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
+    branch: Annotated[
+        Literal["fine", "coarse"] | None,
+        typer.Option("--branch", show_default="fine",
+                     help="Sempart checkpoints: the fine (pixel) or coarse (patch-grid) mask."),
+    ] = None,
+    refine: Annotated[
+        RefineMethod | None,
+        typer.Option(
+            "--refine",
+            show_default="no refinement",
+            help="Refine each soft mask with its image before writing it: the bilateral solver (MOVE's "
+            "'+Bilateral', TokenCut's '+BS' rows) or CutLER's dense CRF (needs unseg[crf]); as `unseg refine`.",
+        ),
+    ] = None,
+    refine_output: Annotated[
+        RefineOutput,
+        typer.Option("--refine-output", help="With --refine: the solver's soft output, or FOUND's object component."),
+    ] = "soft",
     compile: Annotated[
         bool, typer.Option("--compile", metavar="", help="torch.compile the model (GPU; pays off on large runs).")
     ] = False,
@@ -81,6 +102,7 @@ def predict(
     """Run the segmenter on images and write one mask PNG per image (same relative path, .png)."""
     from ..inference import list_prediction_inputs, predict_files
     from ..model.families import load_predictor
+    from ..refine import RefineOptions
     from ..model.registry import resolve_weights
     from ..runtime import close_shard, effective_precision, init_shard, local_device, resolve_device
     from .console import Failures, console, notice, progress_bar
@@ -95,7 +117,8 @@ def predict(
     if run_precision != precision and not quiet:
         notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
     predictor = load_predictor(
-        resolve_weights(weights), dev, run_precision, size=size, max_size=max_size, compile=compile
+        resolve_weights(weights), dev, run_precision, size=size, max_size=max_size, compile=compile,
+        options={"branch": branch} if branch else None,
     )
     failed = Failures()
     with progress_bar(None, "predict", quiet) as advance:
@@ -110,6 +133,7 @@ def predict(
             batch_size=batch_size,
             workers=workers,
             max_pixels=max_pixels,
+            refine=RefineOptions(method=refine, output=refine_output) if refine else None,
             on_error=failed,
             on_progress=lambda n, total: advance(n, total=total),
         )

@@ -1,4 +1,4 @@
-"""`unseg train`: MOVE on unlabelled images, or self-training on pseudo-masks."""
+"""`unseg train`: MOVE or Sempart on unlabelled images, or self-training on pseudo-masks."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -6,7 +6,9 @@ from typing import Annotated
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
-from ..train.config import OBJECTIVES, TrainConfig
+from ..sempart.config import Reduction, SempartLossConfig
+from ..sempart.config import TRAIN_DEFAULTS as _SP
+from ..train.config import METHOD_DEFAULTS, OBJECTIVES, TrainConfig
 from .console import console, notice, progress_bar
 from .options import ArchOpt, DeviceOpt, InpainterOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt
 
@@ -16,6 +18,8 @@ EXAMPLES = """
   unseg train /data/my_images --out runs/move1 --inpainter-weights mae_visualize_vit_large_ganloss.pth --backbone-weights dino_deitsmall8_pretrain.pth --disc-weights tf_efficientnet_lite0.safetensors --epochs 80
 
   unseg train /data/my_images --out runs/move1 ... --resume
+
+  unseg train /data/DUTS-TR/images --method sempart --backbone-weights dino_deitsmall8_pretrain.pth --out runs/sp1 --epochs 20
 
   unseg train /data/my_images --from-masks masks/ --out runs/round2 --init runs/move1/last.pt --steps 5000
 
@@ -45,12 +49,15 @@ def train(
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Steps to train.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to train (MOVE: 80 on "
                                                   "DUTS-TR).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch (MOVE: 32).")]
-    = TrainConfig.batch_size,
-    crop: Annotated[int, typer.Option("--crop", min=16, help="Random resized crop size (MOVE: 224).")]
-    = TrainConfig.crop,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate of the segmenter (and the "
-                                      "discriminator).")] = TrainConfig.lr,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", "-b", min=1, show_default=f"{TrainConfig.batch_size} (MOVE), {_SP['batch_size']} (Sempart)",
+        help="Images per batch.")] = None,
+    crop: Annotated[int | None, typer.Option(
+        "--crop", min=16, show_default=f"{TrainConfig.crop} (MOVE), {_SP['crop']} (Sempart)",
+        help="Training input size (random resized crops); Sempart also predicts at this square size.")] = None,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", show_default=f"{TrainConfig.lr} (MOVE), {_SP['lr']} (Sempart)",
+        help="Learning rate of the segmenter (MOVE: also the discriminator's).")] = None,
     arch: ArchOpt = "vits8",
     backbone_weights: Annotated[str | None, typer.Option(
         "--backbone-weights", metavar="FILE", help="DINO weights: dino_deitsmall8_pretrain.pth, a timm state dict, "
@@ -75,6 +82,25 @@ def train(
     = TrainConfig.log_every,
     log_images_every: Annotated[int, typer.Option("--log-images-every", min=0, help="Image grid every N steps "
                                                   "(0: never).")] = TrainConfig.log_images_every,
+    tau: Annotated[float | None, typer.Option(
+        "--tau", show_default=str(SempartLossConfig.tau), rich_help_panel="Sempart",
+        help="Affinity threshold of the NCut graph (cosine > tau -> 1, else 1e-6).")] = None,
+    lambda_sr: Annotated[float | None, typer.Option(
+        "--lambda-sr", show_default=str(SempartLossConfig.lambda_sr), rich_help_panel="Sempart",
+        help="Weight of the fine-to-coarse distillation term.")] = None,
+    lambda_gtv_coarse: Annotated[float | None, typer.Option(
+        "--lambda-gtv-coarse", show_default=str(SempartLossConfig.lambda_gtv_coarse), rich_help_panel="Sempart",
+        help="Weight of the coarse graph total variation.")] = None,
+    lambda_gtv_fine: Annotated[float | None, typer.Option(
+        "--lambda-gtv-fine", show_default=str(SempartLossConfig.lambda_gtv_fine), rich_help_panel="Sempart",
+        help="Weight of the colour-weighted fine total variation.")] = None,
+    sr_reduction: Annotated[Reduction | None, typer.Option(
+        "--sr-reduction", show_default=SempartLossConfig.reduction_sr, rich_help_panel="Sempart",
+        help="Per-image reduction of the distillation term; 'sum' is the paper read literally, which pulls both "
+        "masks onto a constant (see README).")] = None,
+    gtv_reduction: Annotated[Reduction | None, typer.Option(
+        "--gtv-reduction", show_default=SempartLossConfig.reduction_gtv, rich_help_panel="Sempart",
+        help="Per-image reduction of the total-variation terms.")] = None,
     seed: SeedOpt = TrainConfig.seed,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = TrainConfig.precision,
@@ -83,7 +109,7 @@ def train(
                                          "optimisers, step, RNG).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train MOVE on unlabelled images, or self-train on pseudo-masks."""
+    """Train MOVE or Sempart on unlabelled images, or self-train on pseudo-masks."""
     from ..errors import UsageError
     from ..runtime import close_shard
     from ..train.config import WeightSources, objective_class
@@ -95,8 +121,18 @@ def train(
     if objective_class(method).needs_masks != (from_masks is not None):
         raise UsageError(f"--method {method} needs --from-masks" if from_masks is None else
                          f"--method {method} does not train on masks: drop --from-masks")
-    cfg = TrainConfig(objective=method, steps=steps, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr,
-                      lr_d=lr, save_every=save_every, log_every=log_every, log_images_every=log_images_every,
+    sempart = {k: v for k, v in (("tau", tau), ("lambda_sr", lambda_sr), ("lambda_gtv_coarse", lambda_gtv_coarse),
+                                 ("lambda_gtv_fine", lambda_gtv_fine), ("reduction_sr", sr_reduction),
+                                 ("reduction_gtv", gtv_reduction)) if v is not None}
+    if sempart and method != "sempart":
+        raise UsageError("the Sempart loss options apply to --method sempart only")
+    recipe = {"batch_size": TrainConfig.batch_size, "crop": TrainConfig.crop, "lr": TrainConfig.lr,
+              "betas": TrainConfig.betas, **METHOD_DEFAULTS.get(method, {})}
+    given = {k: v for k, v in (("batch_size", batch_size), ("crop", crop), ("lr", lr)) if v is not None}
+    recipe.update(given)
+    cfg = TrainConfig(objective=method, steps=steps, epochs=epochs, batch_size=recipe["batch_size"],
+                      crop=recipe["crop"], lr=recipe["lr"], betas=recipe["betas"], lr_d=recipe["lr"],
+                      sempart_loss=SempartLossConfig(**sempart), save_every=save_every, log_every=log_every, log_images_every=log_images_every,
                       seed=seed, workers=workers, device=device, precision=precision, train_backbone=train_backbone,
                       inpainter=inpainter, preprocess=PreprocessConfig(size=infer_size)).with_preset(arch)
     sources = WeightSources(backbone_weights, inpainter_weights, disc_weights, init, random_init)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..config import ModelConfig, PreprocessConfig
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError
+from ..sempart import family as sempart_family
 from .segmenter import Segmenter
 
 if TYPE_CHECKING:
@@ -30,19 +31,23 @@ class Family:
     config_from_dict: Callable[[dict[str, Any]], Any]
     build: Callable[[Any], torch.nn.Module]
     # (model, preprocessing, device, precision, compile) -> MaskPredictor
-    predictor: Callable[[Any, PreprocessConfig, torch.device, str, bool], MaskPredictor]
+    predictor: Callable[..., MaskPredictor]
 
 
 def _move_predictor(
-    model: Segmenter, prep: PreprocessConfig, device: torch.device, precision: str, compile: bool
+    model: Segmenter, prep: PreprocessConfig, device: torch.device, precision: str, compile: bool, **options: Any
 ) -> MaskPredictor:
     from ..inference import Predictor  # inference sits above model/: imported when used
+
+    if options:
+        raise UsageError(f"{', '.join(sorted(options))} does not apply to MOVE checkpoints")
 
     return Predictor(model, prep, device, precision, compile=compile)
 
 
 FAMILIES: dict[str, Family] = {
     "move": Family("move", ModelConfig.from_dict, Segmenter, _move_predictor),
+    "sempart": Family("sempart", sempart_family.config_from_dict, sempart_family.build, sempart_family.predictor),
 }
 
 
@@ -62,6 +67,7 @@ def load_predictor(
     size: int | None = None,
     max_size: int | None = None,
     compile: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> MaskPredictor:
     """A checkpoint -> its family's MaskPredictor on ``device``. ``size`` / ``max_size`` override the
     preprocessing stored in the checkpoint."""
@@ -72,4 +78,4 @@ def load_predictor(
     prep = dataclasses.replace(
         prep, size=prep.size if size is None else size, max_size=prep.max_size if max_size is None else max_size
     )
-    return FAMILIES[loaded.family].predictor(loaded.model, prep, device, precision, compile)
+    return FAMILIES[loaded.family].predictor(loaded.model, prep, device, precision, compile, **(options or {}))

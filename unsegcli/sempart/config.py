@@ -9,13 +9,14 @@ checkpoint's train_state and meta, so a run records which reductions it used).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..config import BackboneConfig, ModelConfig
 from ..errors import UsageError
 
 FEATURES = ("keys", "tokens")
-REDUCTIONS = ("sum", "mean")
+Reduction = Literal["sum", "mean"]
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 BRANCHES = ("fine", "coarse")
 # What `unseg train --method sempart` changes from TrainConfig's MOVE defaults [P §4.1]: batch 8, 320x320
 # inputs, Adam lr 1e-4 (β = Adam's defaults (0.9, 0.999); the paper names no others), 20 epochs on DUTS-TR.

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from ..config import PreprocessConfig
 from ..errors import UsageError
-from ..inference import AUTOCAST_DTYPES, Prepared
+from ..inference import Prepared
+from ..runtime import AUTOCAST_DTYPES
 from .config import BRANCHES
 from .model import SempartModel
 

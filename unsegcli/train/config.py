@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import ModelConfig, PreprocessConfig, PresetName
+from ..sempart.config import TRAIN_DEFAULTS as SEMPART_RECIPE
 from ..sempart.config import SempartLossConfig
 
 if TYPE_CHECKING:
@@ -25,6 +26,13 @@ OBJECTIVES: dict[str, str] = {
     "move": "unsegcli.train.objectives:MoveObjective",
     "self": "unsegcli.train.objectives:SelfTraining",
     "sempart": "unsegcli.sempart.objective:SempartObjective",
+}
+
+
+# Recipes that differ from MOVE's (the TrainConfig field defaults): objective -> field defaults. The CLI fills
+# options the user did not give from here, so `--method sempart` trains with Sempart's published settings.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sempart": {k: v for k, v in SEMPART_RECIPE.items() if k in ("batch_size", "crop", "lr", "betas")},
 }
 
 
