@@ -295,7 +295,7 @@ def test_cli_train_requires_weights_offline_with_one_clear_message(tmp_path, cli
 
 
 def test_every_registered_objective_resolves_to_its_class():
-    from unsegcli.train.config import OBJECTIVES, objective_class
+    from unsegcli.train.registry import OBJECTIVES, objective_class
 
     for name in OBJECTIVES:
         assert objective_class(name).name == name

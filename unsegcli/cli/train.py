@@ -1,4 +1,5 @@
 """`unseg train`: MOVE or Sempart on unlabelled images, or self-training on pseudo-masks."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -6,9 +7,10 @@ from typing import Annotated
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
-from ..sempart.config import Reduction, SempartLossConfig
 from ..sempart.config import TRAIN_DEFAULTS as _SP
-from ..train.config import METHOD_DEFAULTS, OBJECTIVES, TrainConfig
+from ..sempart.config import Reduction, SempartLossConfig
+from ..train.config import TrainConfig
+from ..train.registry import METHOD_DEFAULTS, OBJECTIVES
 from .console import console, notice, progress_bar
 from .options import ArchOpt, DeviceOpt, InpainterOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt
 
@@ -28,120 +30,250 @@ EXAMPLES = """
   unseg train demo_data/images --from-masks demo_data/masks --out runs/demo --arch demo --random-init --train-backbone --crop 96 --steps 200
 """  # noqa: E501 - one command per line, as typed
 
+
 def _known_method(value: str | None) -> str | None:
-    """Checks --method against the one table of objectives (train.config.OBJECTIVES)."""
+    """Checks --method against the one table of objectives (train.registry.OBJECTIVES)."""
     if value is not None and value not in OBJECTIVES:
         raise typer.BadParameter(f"'{value}' is not one of {', '.join(OBJECTIVES)}")
     return value
 
 
 def train(
-    images: Annotated[list[str], typer.Argument(metavar="IMAGES...",
-                                                    help="Training images: files, folders (recursive) or '-'.")],
-    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR",
-                                     help="Run folder: last.pt, step_*.pt, metrics.jsonl, images/.")],
-    from_masks: Annotated[str | None, typer.Option(
-        "--from-masks", metavar="DIR", help="Pseudo-masks for self-training (same relative paths as the images, "
-        ".png); implies --method self.")] = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", metavar="|".join(OBJECTIVES), callback=_known_method,
-        show_default="self with --from-masks, else move", help="Training objective.")] = None,
+    images: Annotated[
+        list[str], typer.Argument(metavar="IMAGES...", help="Training images: files, folders (recursive) or '-'.")
+    ],
+    out: Annotated[
+        str, typer.Option("--out", "-o", metavar="DIR", help="Run folder: last.pt, step_*.pt, metrics.jsonl, images/.")
+    ],
+    from_masks: Annotated[
+        str | None,
+        typer.Option(
+            "--from-masks",
+            metavar="DIR",
+            help="Pseudo-masks for self-training (same relative paths as the images, .png); implies --method self.",
+        ),
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            metavar="|".join(OBJECTIVES),
+            callback=_known_method,
+            show_default="self with --from-masks, else move",
+            help="Training objective.",
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="Steps to train.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to train (MOVE: 80 on "
-                                                  "DUTS-TR).")] = None,
-    batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", "-b", min=1, show_default=f"{TrainConfig.batch_size} (MOVE), {_SP['batch_size']} (Sempart)",
-        help="Images per batch.")] = None,
-    crop: Annotated[int | None, typer.Option(
-        "--crop", min=16, show_default=f"{TrainConfig.crop} (MOVE), {_SP['crop']} (Sempart)",
-        help="Training input size (random resized crops); Sempart also predicts at this square size.")] = None,
-    lr: Annotated[float | None, typer.Option(
-        "--lr", show_default=f"{TrainConfig.lr} (MOVE), {_SP['lr']} (Sempart)",
-        help="Learning rate of the segmenter (MOVE: also the discriminator's).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Epochs to train (MOVE: 80 on DUTS-TR).")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            min=1,
+            show_default=f"{TrainConfig.batch_size} (MOVE), {_SP['batch_size']} (Sempart)",
+            help="Images per batch.",
+        ),
+    ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(
+            "--crop",
+            min=16,
+            show_default=f"{TrainConfig.crop} (MOVE), {_SP['crop']} (Sempart)",
+            help="Training input size (random resized crops); Sempart also predicts at this square size.",
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr",
+            show_default=f"{TrainConfig.lr} (MOVE), {_SP['lr']} (Sempart)",
+            help="Learning rate of the segmenter (MOVE: also the discriminator's).",
+        ),
+    ] = None,
     arch: ArchOpt = "vits8",
-    backbone_weights: Annotated[str | None, typer.Option(
-        "--backbone-weights", metavar="FILE", help="DINO weights: dino_deitsmall8_pretrain.pth, a timm state dict, "
-        "model.safetensors, or timm:NAME (online).")] = None,
+    backbone_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone-weights",
+            metavar="FILE",
+            help="DINO weights: dino_deitsmall8_pretrain.pth, a timm state dict, "
+            "model.safetensors, or timm:NAME (online).",
+        ),
+    ] = None,
     inpainter: InpainterOpt = TrainConfig.inpainter,
-    inpainter_weights: Annotated[str | None, typer.Option(
-        "--inpainter-weights", metavar="FILE", help="mae_visualize_vit_large_ganloss.pth.")] = None,
-    disc_weights: Annotated[str | None, typer.Option(
-        "--disc-weights", metavar="FILE", help="tf_efficientnet_lite0 weights for the projected discriminator: a "
-        "file, or timm:tf_efficientnet_lite0 (online).")] = None,
-    init: Annotated[str | None, typer.Option("--init", metavar="CKPT",
-                                             help="Start the segmenter from an unseg checkpoint.")] = None,
-    random_init: Annotated[bool, typer.Option("--random-init", metavar="", help="Allow random frozen networks "
-                                              "(tests and pipeline demos only).")] = False,
-    train_backbone: Annotated[bool, typer.Option("--train-backbone", metavar="", help="Also train the ViT "
-                                                 "(self-training without a pretrained backbone).")] = False,
-    infer_size: Annotated[int, typer.Option("--infer-size", min=8, help="Shorter side stored for `unseg "
-                                            "predict` (official: 448).")] = PreprocessConfig.size,
-    save_every: Annotated[int, typer.Option("--save-every", min=0, help="Checkpoint every N steps (and at the "
-                                            "end).")] = TrainConfig.save_every,
-    log_every: Annotated[int, typer.Option("--log-every", min=1, help="Metrics line every N steps.")]
-    = TrainConfig.log_every,
-    log_images_every: Annotated[int, typer.Option("--log-images-every", min=0, help="Image grid every N steps "
-                                                  "(0: never).")] = TrainConfig.log_images_every,
-    tau: Annotated[float | None, typer.Option(
-        "--tau", show_default=str(SempartLossConfig.tau), rich_help_panel="Sempart",
-        help="Affinity threshold of the NCut graph (cosine > tau -> 1, else 1e-6).")] = None,
-    lambda_sr: Annotated[float | None, typer.Option(
-        "--lambda-sr", show_default=str(SempartLossConfig.lambda_sr), rich_help_panel="Sempart",
-        help="Weight of the fine-to-coarse distillation term.")] = None,
-    lambda_gtv_coarse: Annotated[float | None, typer.Option(
-        "--lambda-gtv-coarse", show_default=str(SempartLossConfig.lambda_gtv_coarse), rich_help_panel="Sempart",
-        help="Weight of the coarse graph total variation.")] = None,
-    lambda_gtv_fine: Annotated[float | None, typer.Option(
-        "--lambda-gtv-fine", show_default=str(SempartLossConfig.lambda_gtv_fine), rich_help_panel="Sempart",
-        help="Weight of the colour-weighted fine total variation.")] = None,
-    sr_reduction: Annotated[Reduction | None, typer.Option(
-        "--sr-reduction", show_default=SempartLossConfig.reduction_sr, rich_help_panel="Sempart",
-        help="Per-image reduction of the distillation term; 'sum' is the paper read literally, which pulls both "
-        "masks onto a constant (see README).")] = None,
-    gtv_reduction: Annotated[Reduction | None, typer.Option(
-        "--gtv-reduction", show_default=SempartLossConfig.reduction_gtv, rich_help_panel="Sempart",
-        help="Per-image reduction of the total-variation terms.")] = None,
+    inpainter_weights: Annotated[
+        str | None, typer.Option("--inpainter-weights", metavar="FILE", help="mae_visualize_vit_large_ganloss.pth.")
+    ] = None,
+    disc_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--disc-weights",
+            metavar="FILE",
+            help="tf_efficientnet_lite0 weights for the projected discriminator: a "
+            "file, or timm:tf_efficientnet_lite0 (online).",
+        ),
+    ] = None,
+    init: Annotated[
+        str | None, typer.Option("--init", metavar="CKPT", help="Start the segmenter from an unseg checkpoint.")
+    ] = None,
+    random_init: Annotated[
+        bool,
+        typer.Option("--random-init", metavar="", help="Allow random frozen networks (tests and pipeline demos only)."),
+    ] = False,
+    train_backbone: Annotated[
+        bool,
+        typer.Option(
+            "--train-backbone", metavar="", help="Also train the ViT (self-training without a pretrained backbone)."
+        ),
+    ] = False,
+    infer_size: Annotated[
+        int, typer.Option("--infer-size", min=8, help="Shorter side stored for `unseg predict` (official: 448).")
+    ] = PreprocessConfig.size,
+    save_every: Annotated[
+        int, typer.Option("--save-every", min=0, help="Checkpoint every N steps (and at the end).")
+    ] = TrainConfig.save_every,
+    log_every: Annotated[
+        int, typer.Option("--log-every", min=1, help="Metrics line every N steps.")
+    ] = TrainConfig.log_every,
+    log_images_every: Annotated[
+        int, typer.Option("--log-images-every", min=0, help="Image grid every N steps (0: never).")
+    ] = TrainConfig.log_images_every,
+    tau: Annotated[
+        float | None,
+        typer.Option(
+            "--tau",
+            show_default=str(SempartLossConfig.tau),
+            rich_help_panel="Sempart",
+            help="Affinity threshold of the NCut graph (cosine > tau -> 1, else 1e-6).",
+        ),
+    ] = None,
+    lambda_sr: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-sr",
+            show_default=str(SempartLossConfig.lambda_sr),
+            rich_help_panel="Sempart",
+            help="Weight of the fine-to-coarse distillation term.",
+        ),
+    ] = None,
+    lambda_gtv_coarse: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-gtv-coarse",
+            show_default=str(SempartLossConfig.lambda_gtv_coarse),
+            rich_help_panel="Sempart",
+            help="Weight of the coarse graph total variation.",
+        ),
+    ] = None,
+    lambda_gtv_fine: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda-gtv-fine",
+            show_default=str(SempartLossConfig.lambda_gtv_fine),
+            rich_help_panel="Sempart",
+            help="Weight of the colour-weighted fine total variation.",
+        ),
+    ] = None,
+    sr_reduction: Annotated[
+        Reduction | None,
+        typer.Option(
+            "--sr-reduction",
+            show_default=SempartLossConfig.reduction_sr,
+            rich_help_panel="Sempart",
+            help="Per-image reduction of the distillation term; 'sum' is the paper read literally, which pulls both "
+            "masks onto a constant (see README).",
+        ),
+    ] = None,
+    gtv_reduction: Annotated[
+        Reduction | None,
+        typer.Option(
+            "--gtv-reduction",
+            show_default=SempartLossConfig.reduction_gtv,
+            rich_help_panel="Sempart",
+            help="Per-image reduction of the total-variation terms.",
+        ),
+    ] = None,
     seed: SeedOpt = TrainConfig.seed,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = TrainConfig.precision,
     workers: WorkersOpt = DEFAULT_WORKERS,
-    resume: Annotated[bool, typer.Option("--resume", metavar="", help="Continue from OUT/last.pt (models, "
-                                         "optimisers, step, RNG).")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", metavar="", help="Continue from OUT/last.pt (models, optimisers, step, RNG).")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train MOVE or Sempart on unlabelled images, or self-train on pseudo-masks."""
     from ..errors import UsageError
     from ..runtime import close_shard
-    from ..train.config import WeightSources, objective_class
+    from ..train.config import WeightSources
+    from ..train.registry import objective_class
     from ..train.run import RunFolderError, format_losses, start_training
 
     if (steps is None) == (epochs is None):
         raise UsageError("give exactly one of --steps or --epochs")
     method = method or ("self" if from_masks else "move")
     if objective_class(method).needs_masks != (from_masks is not None):
-        raise UsageError(f"--method {method} needs --from-masks" if from_masks is None else
-                         f"--method {method} does not train on masks: drop --from-masks")
-    sempart = {k: v for k, v in (("tau", tau), ("lambda_sr", lambda_sr), ("lambda_gtv_coarse", lambda_gtv_coarse),
-                                 ("lambda_gtv_fine", lambda_gtv_fine), ("reduction_sr", sr_reduction),
-                                 ("reduction_gtv", gtv_reduction)) if v is not None}
+        raise UsageError(
+            f"--method {method} needs --from-masks"
+            if from_masks is None
+            else f"--method {method} does not train on masks: drop --from-masks"
+        )
+    sempart = {
+        k: v
+        for k, v in (
+            ("tau", tau),
+            ("lambda_sr", lambda_sr),
+            ("lambda_gtv_coarse", lambda_gtv_coarse),
+            ("lambda_gtv_fine", lambda_gtv_fine),
+            ("reduction_sr", sr_reduction),
+            ("reduction_gtv", gtv_reduction),
+        )
+        if v is not None
+    }
     if sempart and method != "sempart":
         raise UsageError("the Sempart loss options apply to --method sempart only")
-    recipe = {"batch_size": TrainConfig.batch_size, "crop": TrainConfig.crop, "lr": TrainConfig.lr,
-              "betas": TrainConfig.betas, **METHOD_DEFAULTS.get(method, {})}
+    recipe = {
+        "batch_size": TrainConfig.batch_size,
+        "crop": TrainConfig.crop,
+        "lr": TrainConfig.lr,
+        "betas": TrainConfig.betas,
+        **METHOD_DEFAULTS.get(method, {}),
+    }
     given = {k: v for k, v in (("batch_size", batch_size), ("crop", crop), ("lr", lr)) if v is not None}
     recipe.update(given)
-    cfg = TrainConfig(objective=method, steps=steps, epochs=epochs, batch_size=recipe["batch_size"],
-                      crop=recipe["crop"], lr=recipe["lr"], betas=recipe["betas"], lr_d=recipe["lr"],
-                      sempart_loss=SempartLossConfig(**sempart), save_every=save_every, log_every=log_every, log_images_every=log_images_every,
-                      seed=seed, workers=workers, device=device, precision=precision, train_backbone=train_backbone,
-                      inpainter=inpainter, preprocess=PreprocessConfig(size=infer_size)).with_preset(arch)
+    cfg = TrainConfig(
+        objective=method,
+        steps=steps,
+        epochs=epochs,
+        batch_size=recipe["batch_size"],
+        crop=recipe["crop"],
+        lr=recipe["lr"],
+        betas=recipe["betas"],
+        lr_d=recipe["lr"],
+        sempart_loss=SempartLossConfig(**sempart),
+        save_every=save_every,
+        log_every=log_every,
+        log_images_every=log_images_every,
+        seed=seed,
+        workers=workers,
+        device=device,
+        precision=precision,
+        train_backbone=train_backbone,
+        inpainter=inpainter,
+        preprocess=PreprocessConfig(size=infer_size),
+    ).with_preset(arch)
     sources = WeightSources(backbone_weights, inpainter_weights, disc_weights, init, random_init)
     try:
         run = start_training(images, out, cfg, sources, from_masks, resume)
     except RunFolderError as e:
         if e.exists:
-            raise UsageError(f"{out} already holds a run ({e.last})",
-                             "add --resume to continue it, or choose another --out") from None
+            raise UsageError(
+                f"{out} already holds a run ({e.last})", "add --resume to continue it, or choose another --out"
+            ) from None
         raise UsageError(f"--resume: no {e.last}") from None
     trainer, report = run.trainer, run.shard.shows_progress  # under torchrun, rank 0 alone speaks
     if report and run.missing_masks:

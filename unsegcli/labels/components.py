@@ -1,4 +1,5 @@
-"""Binarise, connected components, boxes and the area filter of MOVE sec. 4.2 (pure functions on arrays).
+"""Binarise, connected components, boxes and the area filter of MOVE sec. 4.2 (pure functions on arrays),
+and ``read_box_mask``, which tells a mask file from a photo before any box is made of it.
 
 Boxes are 0-based continuous XYXY: a component spanning columns 3..5 has x0 = 3, x1 = 6.
 """
@@ -10,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 
 DEFAULT_MIN_AREA = 0.01  # MOVE sec. 4.2: drop boxes smaller than 1% of the image
 Connectivity = Literal[4, 8]  # pixel connectivity of components (OpenCV's two choices)
@@ -115,3 +116,119 @@ def rle_encode_many(masks: np.ndarray) -> list[dict]:
     if masks.shape[2] == 0:
         return []
     return [_jsonable(r) for r in mask_utils.encode(np.asfortranarray(masks, dtype=np.uint8))]
+
+
+# start of the message of a colour image refused as a mask (the CLI counts these to suggest its flag)
+COLOUR_IMAGE = "a colour image, not a mask"
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_header(path: str) -> tuple[int, int, int] | None:
+    """(width, height, colour type) from a PNG's IHDR (26 bytes), or None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != _PNG_MAGIC or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[25]
+
+
+def read_box_mask(path: str, allow_color: bool = False, max_pixels: int | None = None) -> tuple[str, np.ndarray]:
+    """A mask file -> ("mask", HxW uint8) or ("instances", HxW uint8 label map for a palette PNG).
+
+    Masks are grayscale (L, LA, 1, 16-bit) or RGB whose channels are all equal. An image whose
+    channels differ is a photo, not a mask: InputError (``COLOUR_IMAGE``) unless ``allow_color``,
+    which boxes its luminance. ``max_pixels`` refuses larger files before decoding them."""
+    from PIL import Image
+
+    from ..io.images import TOO_LARGE, pil_errors
+    from ..io.instances import decode_instances
+    from ..io.masks import read_mask
+
+    header = _png_header(path)
+    if header is not None:
+        w, h, colour_type = header
+        if max_pixels is not None and w * h > max_pixels:
+            raise InputError(f"{path}: {TOO_LARGE} ({w}x{h} pixels > max_pixels {max_pixels})")
+        if colour_type == 3:  # palette: an instance map (io/instances.py)
+            return "instances", decode_instances(path)
+        if colour_type in (0, 4):  # gray, gray + alpha
+            return "mask", read_mask(path)
+    with pil_errors(path, "mask"), Image.open(path) as img:
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            raise InputError(f"{path}: {TOO_LARGE} ({img.width}x{img.height} pixels > max_pixels {max_pixels})")
+        if img.mode == "P":
+            return "instances", decode_instances(path)
+        if img.mode in _COLOUR_MODES:
+            img.load()
+            rgb = np.asarray(img.convert("RGB") if img.mode != "RGB" else img)
+            if (rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 1] == rgb[:, :, 2]).all():
+                return "mask", np.ascontiguousarray(rgb[:, :, 0])
+            if not allow_color:
+                raise InputError(f"{path}: {COLOUR_IMAGE} (mode {img.mode}, its channels differ)")
+    return "mask", read_mask(path)
+
+
+def instance_components(
+    labels: np.ndarray, min_area: float = DEFAULT_MIN_AREA, split_components: bool = False, connectivity: int = 8
+) -> tuple[list[Component], np.ndarray, int]:
+    """An instance label map -> (one Component per object whose box covers ``min_area`` of the image,
+    or per connected piece of an object with ``split_components``, sorted as ``extract_boxes`` sorts
+    components; the label image; the number of objects or pieces before ``min_area``)."""
+    from ..io.instances import object_ids
+
+    comps, out_labels = instance_boxes(labels, split_components, connectivity, min_area)
+    comps.sort(key=lambda c: (-(c.xyxy[2] - c.xyxy[0]) * (c.xyxy[3] - c.xyxy[1]), -c.area, c.xyxy[1], c.xyxy[0]))
+    return comps, out_labels, int(out_labels.max(initial=0)) if split_components else len(object_ids(labels))
+
+
+def instances_to_components(
+    labels: np.ndarray, split_components: bool = False, connectivity: int = 8
+) -> list[np.ndarray]:
+    """Per-object boolean HxW masks in object order; with ``split_components`` each object is cut
+    into its connected components (largest first within an object)."""
+    from ..io.instances import object_ids
+
+    out = []
+    for k in object_ids(labels):
+        obj = labels == k
+        if not split_components:
+            out.append(obj)
+            continue
+        n, comp, stats = label_components(obj, connectivity)
+        for i in sorted(range(1, n), key=lambda i: (-int(stats[i, 4]), int(stats[i, 1]), int(stats[i, 0]))):
+            out.append(comp == i)
+    return out
+
+
+def instance_boxes(
+    labels: np.ndarray, split_components: bool = False, connectivity: int = 8, min_area: float = 0.0
+) -> tuple[list[Component], np.ndarray]:
+    """Label map -> (one Component per object, or per connected piece of each object, in object
+    order; a label image in which ``Component.label`` marks it), the shape of ``extract_boxes``' result so
+    ``component_masks`` and the COCO writers take it unchanged. Boxes whose area is under
+    ``min_area`` of the image are dropped; the score is 1 (MaskCut masks carry none; CutLER #18)."""
+    from ..io.instances import object_ids
+
+    h, w = labels.shape
+    ids = object_ids(labels)
+    if not split_components:
+        out_labels = labels
+        pieces = [(int(k), labels == k) for k in ids]
+    else:
+        out_labels = np.zeros((h, w), np.int32)
+        pieces = []
+        for mask in instances_to_components(labels, True, connectivity):
+            pieces.append((len(pieces) + 1, mask))
+            out_labels[mask] = len(pieces)
+    boxes = []
+    for lab, mask in pieces:
+        ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        x0, x1, y0, y1 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1
+        if (x1 - x0) * (y1 - y0) < min_area * h * w:
+            continue
+        boxes.append(Component((float(x0), float(y0), float(x1), float(y1)), int(mask.sum()), 1.0, lab))
+    return boxes, out_labels

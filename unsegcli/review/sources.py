@@ -32,17 +32,18 @@ class ImageIndex:
     number at the end of the stem (COCO ids: COCO_train2014_000000000009.jpg -> 9)."""
 
     def __init__(self, root: str):
-        from ..io.images import IMAGE_EXTENSIONS, list_inputs
+        from ..io.images import IMAGE_EXTENSIONS, scan_inputs
 
         if not os.path.isdir(root):
             raise UsageError(f"images must be a folder: {root}")
         self.root = root
-        self.by_rel: dict[str, str] = {}
+        self.by_rel: dict[str, str | None] = {}  # None: ambiguous (a.jpg and a.png)
         self.by_stem: dict[str, str | None] = {}  # None: ambiguous stem
         self.by_number: dict[int, str | None] = {}
         self.rel_of: dict[str, str] = {}
-        for it in list_inputs([root], IMAGE_EXTENSIONS):
-            self.by_rel[os.path.splitext(it.rel)[0]] = it.path
+        for it in scan_inputs([root], IMAGE_EXTENSIONS, key=lambda rel: rel).items:
+            key = os.path.splitext(it.rel)[0]
+            self.by_rel[key] = None if key in self.by_rel else it.path
             self.rel_of[it.path] = it.rel
             stem = _stem(it.rel)
             self.by_stem[stem] = None if stem in self.by_stem else it.path
@@ -79,7 +80,7 @@ def _mask_facts(args: tuple[str, float, int, float, bool]) -> tuple[tuple[int, i
                                                                    np.ndarray]:
     """One mask -> ((width, height), boxes, scores, areas). Raises InputError for unreadable files."""
     path, threshold, connectivity, min_area, multi = args
-    from ..io.instances import instance_boxes
+    from ..labels.components import instance_boxes
     from ..labels.components import extract_boxes
 
     mask, inst = read_mask_any(path)
@@ -128,7 +129,8 @@ def from_masks(folder: str, images: str | None, threshold: float = 0.5, connecti
         if index is not None:
             found = index.by_rel.get(key)
             if found is None:
-                item.error = f"{m.path}: no image '{key}.*' under {images}"
+                what = "two images" if key in index.by_rel else "no image"
+                item.error = f"{m.path}: {what} '{key}.*' under {images}"
                 on_error(item.error)
             else:
                 item.image_path, item.name = found, index.rel_of[found]

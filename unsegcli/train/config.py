@@ -1,49 +1,18 @@
-"""Training configuration: typed, torch-free (``unseg --help`` imports it), and the table of objectives.
+"""Training configuration: typed and torch-free (``unseg --help`` imports it).
 
 Defaults are MOVE's (Bielski & Favaro, NeurIPS 2022, sec. 3) and the official train.py
 (github adambielski/move-seg); each cites its source.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..config import ModelConfig, PreprocessConfig, PresetName
-from ..sempart.config import TRAIN_DEFAULTS as SEMPART_RECIPE
 from ..sempart.config import SempartLossConfig
-
-if TYPE_CHECKING:
-    from .objectives import Objective
 
 Precision = Literal["fp32", "bf16", "fp16"]
 InpainterName = Literal["mae", "blur"]
-
-# name -> "module:Class" of each training objective (imported lazily: this table is read by `--help`).
-# A new objective is one class implementing `objectives.Objective` plus one line here; `unseg train
-# --method NAME` offers every key.
-OBJECTIVES: dict[str, str] = {
-    "move": "unsegcli.train.objectives:MoveObjective",
-    "self": "unsegcli.train.objectives:SelfTraining",
-    "sempart": "unsegcli.sempart.objective:SempartObjective",
-}
-
-
-# Recipes that differ from MOVE's (the TrainConfig field defaults): objective -> field defaults. The CLI fills
-# options the user did not give from here, so `--method sempart` trains with Sempart's published settings.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sempart": {k: v for k, v in SEMPART_RECIPE.items() if k in ("batch_size", "crop", "lr", "betas")},
-}
-
-
-def objective_class(name: str) -> type[Objective]:
-    from ..errors import UsageError
-
-    if name not in OBJECTIVES:
-        raise UsageError(f"unknown objective '{name}'", f"choose one of {', '.join(OBJECTIVES)}")
-    module, cls = OBJECTIVES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
 
 @dataclass(frozen=True)
 class MAEConfig:

@@ -3,7 +3,7 @@ metrics, image grids, gradient sync and precision; an objective owns its network
 one optimisation step, and the loop never asks which objective it runs.
 
 Adding an objective (e.g. Sempart): write a class with the members of `Objective` below, and add
-``"name": "module:Class"`` to `config.OBJECTIVES`; `unseg train --method name` then offers it.
+``"name": "module:Class"`` to `registry.OBJECTIVES`; `unseg train --method name` then offers it.
 
 Contract, in the order the loop uses it:
 - ``cls.create(cfg, sources, device)`` builds the networks (with `build.py`), moves them to ``device``
@@ -79,7 +79,7 @@ class TrainData(Protocol):
 
 @runtime_checkable
 class Objective(Protocol):
-    name: ClassVar[str]  # a key of config.OBJECTIVES; stored in train_state and checked on resume
+    name: ClassVar[str]  # a key of registry.OBJECTIVES; stored in train_state and checked on resume
     needs_masks: ClassVar[bool]  # trains on (image, pseudo-mask) pairs
     batches_per_step: int
 

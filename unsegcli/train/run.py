@@ -1,5 +1,6 @@
 """Starting a training run from files: guard the run folder, find the images (and pair their pseudo-masks),
 pick the device and rank, build the objective and the loop, and resume when asked."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -8,11 +9,13 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
-from ..io.images import list_inputs
+from ..io.files import check_output_dir
+from ..io.images import list_inputs, scan_inputs
 from ..runtime import Shard, init_shard, local_device, resolve_device
-from .config import TrainConfig, WeightSources, objective_class
+from .config import TrainConfig, WeightSources
 from .data import pair_masks
 from .loop import Trainer
+from .registry import objective_class
 
 
 class RunFolderError(UsageError):
@@ -26,12 +29,14 @@ class RunFolderError(UsageError):
 
 def setup_run(out: str | Path, resume: bool) -> Path | None:
     """The checkpoint to resume from (None for a fresh run); never lets a fresh run clobber an old one."""
+    check_output_dir(out, "run folder")
     last = Path(out) / "last.pt"
     if resume and not last.exists():
         raise RunFolderError(f"nothing to resume: no {last}", last, exists=False)
     if not resume and last.exists():
-        raise RunFolderError(f"{out} already holds a run ({last})", last, exists=True,
-                             hint="resume it, or choose another output folder")
+        raise RunFolderError(
+            f"{out} already holds a run ({last})", last, exists=True, hint="resume it, or choose another output folder"
+        )
     return last if resume else None
 
 
@@ -44,8 +49,14 @@ class TrainingRun:
     resumed_from: Path | None
 
 
-def start_training(inputs: list[str], out: str | Path, cfg: TrainConfig, sources: WeightSources,
-                   masks: str | None = None, resume: bool = False) -> TrainingRun:
+def start_training(
+    inputs: list[str],
+    out: str | Path,
+    cfg: TrainConfig,
+    sources: WeightSources,
+    masks: str | None = None,
+    resume: bool = False,
+) -> TrainingRun:
     """Everything up to the first step. ``masks``: the folder of pseudo-masks (same relative paths as the
     images, .png), required exactly by objectives that train on masks. Under torchrun this starts the
     process group; close it with `runtime.close_shard(run.shard)` after `run.trainer.run()`."""
@@ -57,7 +68,13 @@ def start_training(inputs: list[str], out: str | Path, cfg: TrainConfig, sources
     if (cfg.steps is None) == (cfg.epochs is None):
         raise UsageError("give exactly one of steps or epochs")
     last = setup_run(out, resume)
-    found = [(it.path, it.rel) for it in list_inputs(inputs)]
+    if masks is None:  # images only: two files whose names differ only by extension are two images
+        listing = scan_inputs(inputs, key=lambda rel: rel)
+        if listing.problems:
+            raise UsageError("; ".join(listing.problems))
+        found = [(it.path, it.rel) for it in listing.items]
+    else:  # a pseudo-mask a/b.png must pair with one image: a/b.jpg and a/b.png together are ambiguous
+        found = [(it.path, it.rel) for it in list_inputs(inputs)]
     if masks is not None:
         paths, mask_paths, missing = pair_masks(found, masks)
     else:
