@@ -7,6 +7,7 @@ fp32, naive (unfused) attention, PIL writes. Both write the same mask PNGs.
     python benchmarks/predict_throughput.py --n 512 --size 448 --device cuda --batch-size 32 --precision bf16
     python benchmarks/predict_throughput.py --gpu-sweep --n 512      # batch 1/8/32/64 x fp32/bf16 at 448
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import generated_images, machine  # noqa: E402
+from _common import generated_images, machine
 
 
 def official_style(model, paths, out: Path, size: int, device: str) -> float:
@@ -74,22 +75,44 @@ def main() -> None:
         save_checkpoint(tmp / "w.pt", checkpoint_dict(model, PreprocessConfig(size=args.size)))
         print(f"machine: {machine()}")
         print(f"images: {args.n} generated 500x375/375x500 JPEGs, size {args.size}, ViT-S/8 + MOVE head")
-        configs = [(b, p) for p in ("fp32", "bf16") for b in (1, 8, 32, 64)] if args.gpu_sweep \
+        configs = (
+            [(b, p) for p in ("fp32", "bf16") for b in (1, 8, 32, 64)]
+            if args.gpu_sweep
             else [(args.batch_size, args.precision)]
+        )
         best = 0.0
         for batch, precision in configs:
             out = tmp / f"unseg_{batch}_{precision}"
-            cmd = [sys.executable, "-m", "unsegcli", "predict", str(tmp / "imgs"), "--out", str(out),
-                   "--weights", str(tmp / "w.pt"), "--device", args.device, "--batch-size", str(batch),
-                   "--precision", precision, "--workers", str(args.workers), "--quiet"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "unsegcli",
+                "predict",
+                str(tmp / "imgs"),
+                "--out",
+                str(out),
+                "--weights",
+                str(tmp / "w.pt"),
+                "--device",
+                args.device,
+                "--batch-size",
+                str(batch),
+                "--precision",
+                precision,
+                "--workers",
+                str(args.workers),
+                "--quiet",
+            ]
             warm = cmd[:6] + [str(out) + "_warm"] + cmd[7:]
             subprocess.run(warm, check=True)  # warm-up run: file caches, cuDNN autotuning
             start = time.perf_counter()
             subprocess.run(cmd, check=True)
             ours = args.n / (time.perf_counter() - start)
             best = max(best, ours)
-            print(f"unseg predict (batch {batch}, {precision}, {args.workers} workers, process start included): "
-                  f"{ours:.2f} images/s")
+            print(
+                f"unseg predict (batch {batch}, {precision}, {args.workers} workers, process start included): "
+                f"{ours:.2f} images/s"
+            )
         if not args.skip_official:
             off = official_style(model, paths, tmp / "official", args.size, args.device)
             print(f"official-style loop (batch 1, fp32, naive attention, main-thread decode): {off:.2f} images/s")

@@ -10,6 +10,7 @@ matrix sums, SciPy CG (with the SciPy >= 1.14 fix: ``rtol``/``atol=0`` for the r
 and ``binary_solver``'s per-label pixel count in a Python loop with the second-largest-label rule. It is both
 the speed baseline and the independent reference that tests/test_refine.py checks our solver against.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 _YUV = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
-def official_style(image: np.ndarray, target: np.ndarray, sigma_spatial: float = 16, sigma_luma: float = 16,
-                   sigma_chroma: float = 8) -> tuple[np.ndarray, np.ndarray]:
+def official_style(
+    image: np.ndarray, target: np.ndarray, sigma_spatial: float = 16, sigma_luma: float = 16, sigma_chroma: float = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """(soft solver output, binary_solver) with the official constants: λ 256, confidence 0.999, CG tol 1e-5,
     25 iterations, diagonal clamp 1e-5, 10 bistochastisation rounds."""
     h, w = target.shape
     yuv = np.tensordot(image, _YUV, ([2], [1])) + np.array([0, 128.0, 128.0]).reshape(1, 1, -1)
     gy, gx = np.mgrid[:h, :w]
-    grid = np.dstack(((gx / sigma_spatial).astype(int), (gy / sigma_spatial).astype(int),
-                      (yuv[..., 0] / sigma_luma).astype(int), (yuv[..., 1:] / sigma_chroma).astype(int)))
+    grid = np.dstack(
+        (
+            (gx / sigma_spatial).astype(int),
+            (gy / sigma_spatial).astype(int),
+            (yuv[..., 0] / sigma_luma).astype(int),
+            (yuv[..., 1:] / sigma_chroma).astype(int),
+        )
+    )
     flat = grid.reshape(-1, 5)
     n_pix = flat.shape[0]
     radix = 255.0 ** np.arange(5)
@@ -136,8 +144,10 @@ def main() -> None:
     print(f"per image, 500x375, {args.n} images ({min(vertices)}-{max(vertices)} grid vertices), soft + component:")
     print(f"  official-style median {off_med * 1e3:.0f} ms (mean {np.mean(off_t) * 1e3:.0f})")
     print(f"  ours           median {ours_med * 1e3:.0f} ms (mean {np.mean(ours_t) * 1e3:.0f})")
-    print(f"  speed-up: median {off_med / ours_med:.1f}x, per-image {min(ratios):.1f}-{max(ratios):.1f}x; "
-          f"max |soft difference| {worst:.1e}")
+    print(
+        f"  speed-up: median {off_med / ours_med:.1f}x, per-image {min(ratios):.1f}-{max(ratios):.1f}x; "
+        f"max |soft difference| {worst:.1e}"
+    )
 
     import cv2
 
@@ -158,8 +168,10 @@ def main() -> None:
             summary = refine_files(tasks, RefineOptions(), workers=workers)
             dt = time.perf_counter() - t0
             assert summary.written == args.throughput_n and not summary.failed
-            print(f"refine_files soft, {args.throughput_n} pairs, {workers} worker(s): {dt:.2f} s, "
-                  f"{args.throughput_n / dt:.2f} pairs/s (decode + solve + PNG write)")
+            print(
+                f"refine_files soft, {args.throughput_n} pairs, {workers} worker(s): {dt:.2f} s, "
+                f"{args.throughput_n / dt:.2f} pairs/s (decode + solve + PNG write)"
+            )
 
 
 if __name__ == "__main__":

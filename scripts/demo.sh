@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole chain on the embedded defaults, offline, on CPU:
-# synth (with a VOC tree) -> predict (demo checkpoint) -> boxes --multi -> corloc -> eval saliency.
+# synth (with a VOC tree) -> predict (demo checkpoint) -> boxes --multi -> corloc -> eval saliency
+# -> a YOLO export -> a review report (`unseg show`).
 set -euo pipefail
 OUT=${1:-demo_out}
 UNSEG=${UNSEG:-.venv/bin/unseg}
@@ -10,6 +11,8 @@ rm -rf "$OUT"
 "$UNSEG" boxes "$OUT/masks" --images "$OUT/data/VOCdevkit/VOC2007/JPEGImages" --multi --out "$OUT/pseudo_multi.json"
 "$UNSEG" corloc voc07 --root "$OUT/data/VOCdevkit" --pred "$OUT/masks" --json "$OUT/corloc.json"
 "$UNSEG" eval saliency --gt "$OUT/data/masks" --pred "$OUT/masks" --json "$OUT/saliency.json"
+"$UNSEG" boxes "$OUT/masks" --images "$OUT/data/VOCdevkit/VOC2007/JPEGImages" --multi --format yolo --out "$OUT/yolo" --quiet
+"$UNSEG" show "$OUT/pseudo_multi.json" --images "$OUT/data/VOCdevkit/VOC2007/JPEGImages" --gt "$OUT/data/VOCdevkit/VOC2007" --out "$OUT/review"
 cat >&2 <<MSG
 
 demo finished:
@@ -18,4 +21,6 @@ demo finished:
   COCO pseudo-labels     $OUT/pseudo_multi.json
   CorLoc (VOC07 layout)  $OUT/corloc.json
   saliency metrics       $OUT/saliency.json
+  YOLO dataset           $OUT/yolo  (yolo train data=$OUT/yolo/data.yaml)
+  review report          $OUT/review/index.html  (open in a browser)
 MSG

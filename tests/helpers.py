@@ -47,3 +47,38 @@ def write_images(folder: Path, sizes: list[tuple[int, int]], ext: str = "png") -
         Image.fromarray(random_image(h, w, seed=i)).save(p)
         paths.append(p)
     return paths
+
+
+def dino_key_names(depth: int) -> set[str]:
+    """The keys of DINO's own ViT checkpoints (dino_deitsmall16_pretrain.pth: a plain state dict of
+    vision_transformer.py's VisionTransformer, no head), transcribed from DINO's module names."""
+    block = [
+        f"{m}.{p}"
+        for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
+        for p in ("weight", "bias")
+    ]
+    names = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight", "norm.bias"}
+    return names | {f"blocks.{i}.{k}" for i in range(depth) for k in block}
+
+
+def save_dino_backbone(
+    path: Path, patch_size: int = 16, embed_dim: int = 64, depth: int = 2, img_size: int = 64, seed: int = 0
+) -> Path:
+    """A random DINO-shaped ViT (64-d heads, as every DINO ViT) saved as DINO's own .pth: a plain state
+    dict in DINO's key layout (checked against ``dino_key_names``)."""
+    from unsegcli.config import BackboneConfig
+    from unsegcli.model.backbone import build_vit
+
+    torch.manual_seed(seed)
+    cfg = BackboneConfig(
+        timm_name="",
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=max(1, embed_dim // 64),
+        img_size=img_size,
+    )
+    state = dict(build_vit(cfg).state_dict())
+    assert set(state) == dino_key_names(depth), set(state) ^ dino_key_names(depth)
+    torch.save(state, path)
+    return path

@@ -148,7 +148,8 @@ def test_single_mode_selfmask_lostcad_and_jsonl(tmp_path, cli):
     cad = json.loads((tmp_path / "cad.json").read_text())
     assert cad["meta_data"]["thing_classes"] == ["object"]
     rec = cad["dataset"][0]
-    assert rec["file_name"] == "a.jpg" and rec["image_id"] == "a" and (rec["height"], rec["width"]) == (40, 60)
+    assert rec["file_name"] == str(tmp_path / "imgs" / "a.jpg")  # the root joined, absolute: LOST opens it as is
+    assert rec["image_id"] == "a" and (rec["height"], rec["width"]) == (40, 60)
     assert rec["annotations"] == [{"bbox": [30.0, 20.0, 58.0, 38.0], "bbox_mode": 0, "category_id": 0, "iscrowd": 0}]
 
     res = cli("boxes", *args, "--multi", "--format", "jsonl", "--out", "-")
@@ -218,6 +219,9 @@ def test_every_format_name_has_one_writer_that_declares_its_needs():
         "selfmask": (False, True, False),
         "lost-cad": (False, False, False),
         "jsonl": (False, False, False),
+        "yolo": (False, False, True),
+        "yolo-seg": (True, False, True),  # polygons are traced from each component's RLE
+        "voc": (False, False, True),
     }
 
 

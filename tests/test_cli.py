@@ -57,10 +57,13 @@ def test_choices_are_usage_errors(cli, tmp_path):
 
 
 def test_library_errors_are_one_line_with_their_exit_code(cli, tmp_path):
-    res = cli("weights", "info", tmp_path / "nothing.pt")
-    assert res.exit_code == 1 and "weights file not found" in res.stderr and "Traceback" not in res.stderr
+    res = cli("weights", "info", tmp_path / "nothing.pt")  # a path that is not there: a usage error
+    assert res.exit_code == 2 and "weights file not found" in res.stderr and "Traceback" not in res.stderr
     res = cli("--debug", "weights", "info", tmp_path / "nothing.pt")
-    assert res.exit_code == 1 and "Traceback" in res.stderr  # --debug shows where it came from
+    assert res.exit_code == 2 and "Traceback" in res.stderr  # --debug shows where it came from
+    (tmp_path / "junk.pt").write_bytes(b"junk")  # there but unusable: exit 1
+    res = cli("weights", "info", tmp_path / "junk.pt")
+    assert res.exit_code == 1 and "junk.pt" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.slow

@@ -100,7 +100,15 @@ def test_corloc_voc_from_masks_with_and_without_hard(tmp_path, cli):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     # hits: 000002, 000003, 000005; misses: 000001 (IoU = 0.5), 000004 (no prediction)
-    assert out == {"dataset": "voc07", "corloc": 60.0, "hits": 3, "images": 5, "missing": 1, "skipped_hard": 0}
+    assert out == {
+        "dataset": "voc07",
+        "corloc": 60.0,
+        "hits": 3,
+        "images": 5,
+        "missing": 1,
+        "skipped_hard": 0,
+        "failed": 0,
+    }
     rows = list(csv.DictReader(open(tmp_path / "per.csv")))
     assert [(r["image"], r["hit"]) for r in rows] == [
         ("000001", "0"),
@@ -243,6 +251,7 @@ def test_corloc_coco20k(tmp_path, cli):
         "images": 2,
         "missing": 0,
         "skipped_hard": 0,
+        "failed": 0,
     }
 
 
@@ -359,7 +368,20 @@ def test_detection_is_class_agnostic_and_keeps_crowd(tmp_path, cli):
     (tmp_path / "det2.json").write_text(json.dumps(perfect + fp))
     out = json.loads(cli("eval", "detection", "--gt", gt, "--pred", tmp_path / "det2.json", "--json", "-").stdout)
     assert out["AP50"] < 1.0  # a higher-scored false positive lowers precision
-    assert list(out) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "images", "detections"]
+    assert list(out) == [
+        "AP",
+        "AP50",
+        "AP75",
+        "APs",
+        "APm",
+        "APl",
+        "AR1",
+        "AR10",
+        "AR100",
+        "images",
+        "detections",
+        "unmatched_images",
+    ]
     assert (out["images"], out["detections"]) == (3, 3)
     (tmp_path / "rows.jsonl").write_text(json.dumps({"file_name": "a.jpg", "boxes": []}) + "\n")
     res = cli("eval", "detection", "--gt", gt, "--pred", tmp_path / "rows.jsonl")

@@ -12,7 +12,8 @@ import torch
 from unsegcli.config import ModelConfig, PreprocessConfig
 from unsegcli.errors import CheckpointError, UnsegError, WeightsNotFoundError
 from unsegcli.model.backbone import dino_pos_embed, timm_pos_embed
-from unsegcli.model.checkpoint import checkpoint_dict, load_segmenter, save_checkpoint
+from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
+from unsegcli.model.families import load_segmenter
 from unsegcli.model.official_move import import_official_move
 from unsegcli.model.segmenter import Segmenter
 

@@ -211,12 +211,17 @@ def test_stdin_paths_and_single_files(tmp_path, cli, tiny_ckpt):
         tiny_ckpt,
         "-j",
         "0",
+        "--root",
+        tmp_path / "imgs",
         input="\n".join(str(p) for p in paths[:2]) + "\n\n",
     )
     assert res.exit_code == 0, res.output
-    assert sorted(f.name for f in (tmp_path / "m").iterdir()) == ["img_00.png", "img_01.png"]
-    res = cli("predict", paths[2], "-o", tmp_path / "m", "-w", tiny_ckpt, "-j", "0")
+    assert sorted(f.name for f in (tmp_path / "m").glob("*.png")) == ["img_00.png", "img_01.png"]
+    res = cli("predict", paths[2], "-o", tmp_path / "m", "-w", tiny_ckpt, "-j", "0", "--root", tmp_path / "imgs")
     assert res.exit_code == 0 and (tmp_path / "m" / "img_02.png").exists()
+    # without --root, an absolute path outside the current folder keeps its path without the leading '/'
+    res = cli("predict", paths[2], "-o", tmp_path / "abs", "-w", tiny_ckpt, "-j", "0")
+    assert res.exit_code == 0 and (tmp_path / "abs" / str(paths[2].with_suffix(".png")).lstrip("/")).exists()
 
 
 def test_nested_folders_keep_relative_paths(tmp_path, cli, tiny_ckpt):
@@ -292,7 +297,7 @@ def test_predict_files_writes_instance_maps_as_palette_pngs(tmp_path):
     from unsegcli.io.instances import decode_instances
 
     write_images(tmp_path / "imgs" / "sub", [(20, 30), (12, 9)])
-    items = list_prediction_inputs([str(tmp_path / "imgs")], tmp_path / "out")
+    items = list_prediction_inputs([str(tmp_path / "imgs")], tmp_path / "out").items
     progress = []
     summary = predict_files(_Instances(), items, tmp_path / "out", on_progress=lambda n, t: progress.append((n, t)))
     assert (summary.images, summary.written, summary.skipped, summary.failed) == (2, 2, 0, 0)

@@ -1,6 +1,7 @@
 """Mask refinement: the bilateral solver against hand-checkable cases and an independent official-style
 transcription (benchmarks/refine_speed.py), the component rule, the large-image key, the dense CRF, and the
 streaming runner."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,7 +44,7 @@ def textured(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def step_image(h: int = 48, w: int = 64) -> np.ndarray:
     img = np.full((h, w, 3), 20, np.uint8)
-    img[:, w // 2:] = 235
+    img[:, w // 2 :] = 235
     return img
 
 
@@ -107,8 +108,12 @@ def test_parity_with_official_style_transcription(official, seed):
         ref, _ = official.official_style(img, target, 16, 16, 8)
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
     # other sigmas too (the function's own defaults, 24/4/4)
-    np.testing.assert_allclose(bilateral_solve(img, mask.astype(float), 24, 4, 4),
-                               official.official_style(img, mask.astype(float), 24, 4, 4)[0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        bilateral_solve(img, mask.astype(float), 24, 4, 4),
+        official.official_style(img, mask.astype(float), 24, 4, 4)[0],
+        rtol=0,
+        atol=1e-9,
+    )
 
 
 def test_component_rule_on_object_larger_than_background(official):
@@ -166,8 +171,9 @@ def test_mask_of_another_size_is_resized_bilinearly():
     img, mask = textured(40, 60, 3)
     small = cv2.resize(mask.astype(np.float32), (30, 20), interpolation=cv2.INTER_AREA)
     assert match_size(small, (40, 60)).shape == (40, 60)
-    np.testing.assert_array_equal(refine_mask(small, img),
-                                  refine_mask(cv2.resize(small, (60, 40), interpolation=cv2.INTER_LINEAR), img))
+    np.testing.assert_array_equal(
+        refine_mask(small, img), refine_mask(cv2.resize(small, (60, 40), interpolation=cv2.INTER_LINEAR), img)
+    )
 
 
 def test_bad_options_are_usage_errors():
@@ -188,7 +194,7 @@ def test_crf_missing_names_the_install_command(monkeypatch):
 def test_crf_snaps_a_blocky_mask_to_the_object_and_gates():
     h, w = 96, 128
     yy, xx = np.mgrid[:h, :w]
-    obj = (xx - 64) ** 2 / 36 ** 2 + (yy - 48) ** 2 / 26 ** 2 < 1
+    obj = (xx - 64) ** 2 / 36**2 + (yy - 48) ** 2 / 26**2 < 1
     img = np.where(obj[..., None], [220, 40, 40], [30, 90, 160]).astype(np.uint8)
     blocky = np.kron(obj.reshape(12, 8, 16, 8).mean((1, 3)) > 0.5, np.ones((8, 8))).astype(np.float32)
     assert iou(blocky > 0, obj) < 0.95
@@ -227,8 +233,9 @@ def test_refine_files_resume_and_bad_inputs(tmp_path):
     assert any("broken.png" in e for e in errors)
     assert len(notices) == 1 and "b.png" in notices[0] and "24x16" in notices[0] and "48x32" in notices[0]
     written = cv2.imread(str(out / "a.png"), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(written, (np.clip(refine_mask(mask.astype(np.float32), img), 0, 1) * 255)
-                                  .astype(np.uint8))
+    np.testing.assert_array_equal(
+        written, (np.clip(refine_mask(mask.astype(np.float32), img), 0, 1) * 255).astype(np.uint8)
+    )
     assert cv2.imread(str(out / "sub" / "b.png"), cv2.IMREAD_UNCHANGED).shape == (32, 48)
     # resume: existing outputs are skipped; --overwrite recomputes them, here in two worker processes
     again = refine_files(tasks, RefineOptions(), on_error=lambda m: None)
@@ -288,5 +295,7 @@ def test_refine_image_file_for_one_pass_predict(tmp_path):
     cv2.imwrite(str(tmp_path / "i.png"), img[..., ::-1])
     opts = RefineOptions(output="component")
     refine_image_file(str(tmp_path / "o" / "i.png"), mask.astype(np.float32), str(tmp_path / "i.png"), opts)
-    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "o" / "i.png"), cv2.IMREAD_UNCHANGED),
-                                  refine_mask(mask.astype(np.float32), img, opts) * 255)
+    np.testing.assert_array_equal(
+        cv2.imread(str(tmp_path / "o" / "i.png"), cv2.IMREAD_UNCHANGED),
+        refine_mask(mask.astype(np.float32), img, opts) * 255,
+    )

@@ -67,7 +67,7 @@ def test_merge_renumbers_and_rejects_conflicts(tmp_path, cli):
         "area": 4,
         "iscrowd": 0,
         "score": 0.9,
-        "segmentation": {"size": [4, 4], "counts": "05000;"},
+        "segmentation": {"size": [4, 4], "counts": "02208"},  # the 2x2 box at (0, 0)
     }
     a = coco([{"id": 7, "file_name": "b.jpg", "width": 4, "height": 4}], [{**ann, "id": 3, "image_id": 7}])
     b = coco(
@@ -98,7 +98,7 @@ def test_merge_renumbers_and_rejects_conflicts(tmp_path, cli):
     assert cli("merge", tmp_path / "l1.jsonl", tmp_path / "a.json", "--out", "-").exit_code == 2  # a mix
     (tmp_path / "det.json").write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]))
     res = cli("merge", tmp_path / "det.json", "--out", "-")
-    assert res.exit_code == 2 and "detector results" in res.stderr
+    assert res.exit_code == 1 and "detector results" in res.stderr
 
 
 def _torchrun(args: list, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
 """Sempart: losses against hand-computed values, model shapes and gradient routing, the polarity rule, the
 predictor, the training objective (resume, oracle-feature toy)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -246,8 +247,19 @@ def _objective(seed: int = 0, lr: float = 1e-3, **loss_kw):
     from unsegcli.sempart.objective import SempartObjective
     from unsegcli.train.config import TrainConfig
 
-    cfg = TrainConfig(objective="sempart", steps=4, batch_size=2, crop=64, lr=lr, betas=(0.9, 0.999), workers=0,
-                      save_every=2, log_every=1, log_images_every=2, device="cpu")
+    cfg = TrainConfig(
+        objective="sempart",
+        steps=4,
+        batch_size=2,
+        crop=64,
+        lr=lr,
+        betas=(0.9, 0.999),
+        workers=0,
+        save_every=2,
+        log_every=1,
+        log_images_every=2,
+        device="cpu",
+    )
     return cfg, SempartObjective(cfg, tiny(seed), SempartLossConfig(**loss_kw))
 
 
@@ -338,7 +350,7 @@ class OracleFeatures(torch.nn.Module):
 
         frac = torch.nn.functional.avg_pool2d((x[:, :1] > x[:, 1:2]).float(), self.patch)
         f = frac * self.u[:, None, None] + (1 - frac) * self.v[:, None, None]
-        g = torch.Generator().manual_seed(int(x.abs().sum().item() * 1000) % 2 ** 31)
+        g = torch.Generator().manual_seed(int(x.abs().sum().item() * 1000) % 2**31)
         f = 20 * (f + 0.05 * torch.randn(f.shape, generator=g))
         return DinoFeatures(f, f.mean((2, 3)))
 
@@ -352,8 +364,10 @@ def _iou(model: SempartModel, x: torch.Tensor, truth: torch.Tensor) -> tuple[flo
         coarse = torch.nn.functional.interpolate(apply_polarity(out.coarse.sigmoid()), size=x.shape[-2:]) > 0.5
     model.train()
     t = truth > 0.5
-    return tuple(((p & t).sum((1, 2, 3)) / (p | t).sum((1, 2, 3)).clamp(min=1)).mean().item()  # type: ignore
-                 for p in (coarse, fine))
+    return tuple(
+        ((p & t).sum((1, 2, 3)) / (p | t).sum((1, 2, 3)).clamp(min=1)).mean().item()  # type: ignore
+        for p in (coarse, fine)
+    )
 
 
 def test_oracle_features_toy_learns_the_object():
@@ -384,13 +398,43 @@ def test_oracle_features_toy_learns_the_object():
 def test_cli_ten_step_random_init_run_predict_eval(tmp_path, cli):
     """The issue's "done": a 10-step random-init run whose checkpoint predict, boxes and eval use like MOVE's."""
     assert cli("synth", tmp_path / "d", "--n", "6", "--size", "64", "-q").exit_code == 0
-    res = cli("train", tmp_path / "d" / "images", "--method", "sempart", "--random-init", "--arch", "tiny", "--crop",
-              "64", "--batch-size", "2", "--steps", "10", "--out", tmp_path / "run", "--device", "cpu", "-j", "0", "-q")
+    res = cli(
+        "train",
+        tmp_path / "d" / "images",
+        "--method",
+        "sempart",
+        "--random-init",
+        "--arch",
+        "tiny",
+        "--crop",
+        "64",
+        "--batch-size",
+        "2",
+        "--steps",
+        "10",
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        "-j",
+        "0",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     for branch in ("fine", "coarse"):
         out = tmp_path / branch
-        res = cli("predict", tmp_path / "d" / "images", "-o", out, "-w", tmp_path / "run" / "last.pt", "-j", "0", "-q",
-                  *(["--branch", branch] if branch == "coarse" else []))
+        res = cli(
+            "predict",
+            tmp_path / "d" / "images",
+            "-o",
+            out,
+            "-w",
+            tmp_path / "run" / "last.pt",
+            "-j",
+            "0",
+            "-q",
+            *(["--branch", branch] if branch == "coarse" else []),
+        )
         assert res.exit_code == 0, res.output
         assert len(list(out.glob("*.png"))) == 6
     assert cli("eval", "saliency", "--gt", tmp_path / "d" / "masks", "--pred", tmp_path / "fine").exit_code == 0

@@ -1,5 +1,6 @@
 """`unseg show`: overlay pixels on known masks and boxes, the report's contents, flags, sampling,
 label-file readers, GT matching, and a bad image among good ones."""
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ def grey(h: int = 64, w: int = 64) -> np.ndarray:
 
 
 # --- overlay pixels ----------------------------------------------------------------------------------
+
 
 def test_soft_mask_tint_inside_outline_on_border_nothing_outside():
     mask = np.zeros((64, 64), np.uint8)
@@ -90,11 +92,19 @@ def test_mask_of_another_size_is_refused():
 
 # --- flags, sampling, names --------------------------------------------------------------------------
 
+
 def item(name: str, boxes, scores=None, size=(64, 64), **kw) -> ReviewItem:
     b = np.asarray(boxes, float).reshape(-1, 4)
     s = np.asarray(scores if scores is not None else [0.9] * len(b), float)
-    return ReviewItem(name=name, image_path=kw.pop("image_path", None), size=size, boxes=b, scores=s,
-                      areas=(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), **kw)
+    return ReviewItem(
+        name=name,
+        image_path=kw.pop("image_path", None),
+        size=size,
+        boxes=b,
+        scores=s,
+        areas=(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]),
+        **kw,
+    )
 
 
 def test_flags():
@@ -128,6 +138,7 @@ def test_output_stems_stay_inside_and_do_not_clash():
 
 # --- the report --------------------------------------------------------------------------------------
 
+
 def write_image(path: Path, h: int = 64, w: int = 64, value: int = 120) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(path)
@@ -151,8 +162,9 @@ def test_report_lists_every_image_and_the_flagged_ones(tmp_path):
     items = [
         item("clean.png", [[10, 10, 40, 40]], image_path=write_image(imgs / "clean.png")),
         item("empty.png", [], image_path=write_image(imgs / "empty.png")),
-        item("crowd.png", [[2 + 6 * k, 10, 6 + 6 * k, 20] for k in range(7)],
-             image_path=write_image(imgs / "crowd.png")),
+        item(
+            "crowd.png", [[2 + 6 * k, 10, 6 + 6 * k, 20] for k in range(7)], image_path=write_image(imgs / "crowd.png")
+        ),
         item("edge.png", [[0, 10, 30, 30]], image_path=write_image(imgs / "edge.png")),
         item("weak.png", [[10, 10, 40, 40]], [0.52], image_path=write_image(imgs / "weak.png")),
         item('odd <b>&"name.png', [[10, 10, 40, 40]], image_path=write_image(imgs / "odd.png")),
@@ -162,18 +174,30 @@ def test_report_lists_every_image_and_the_flagged_ones(tmp_path):
     data = page_data(summary.index)
     assert [d["n"] for d in data["items"]] == [it.name for it in items]
     assert {d["n"]: d["f"] for d in data["items"]} == {
-        "clean.png": [], "empty.png": ["no-box"], "crowd.png": ["many-boxes"], "edge.png": ["border"],
-        "weak.png": ["low-score"], 'odd <b>&"name.png': []}
-    for flag, name in [("no-box", "empty.png"), ("many-boxes", "crowd.png"), ("border", "edge.png"),
-                       ("low-score", "weak.png")]:
+        "clean.png": [],
+        "empty.png": ["no-box"],
+        "crowd.png": ["many-boxes"],
+        "edge.png": ["border"],
+        "weak.png": ["low-score"],
+        'odd <b>&"name.png': [],
+    }
+    for flag, name in [
+        ("no-box", "empty.png"),
+        ("many-boxes", "crowd.png"),
+        ("border", "edge.png"),
+        ("low-score", "weak.png"),
+    ]:
         section = flag_section(text, flag)
         assert name in section and "clean.png" not in section
     assert "odd <b>" not in text  # the name is escaped everywhere: in HTML and in the embedded JSON
     for d in data["items"]:
         assert (summary.index.parent / unquote(d["o"])).is_file() and (summary.index.parent / unquote(d["t"])).is_file()
     assert summary.flagged["no-box"] == 1 and summary.shown == 6 and summary.boxes == 11
-    assert {p.name for p in (tmp_path / "review" / "plots").iterdir()} == {"boxes_per_image.svg", "box_area.svg",
-                                                                           "scores.svg"}
+    assert {p.name for p in (tmp_path / "review" / "plots").iterdir()} == {
+        "boxes_per_image.svg",
+        "box_area.svg",
+        "scores.svg",
+    }
     over = np.asarray(Image.open(summary.index.parent / data["items"][0]["o"]))
     assert over[25, 10].tolist() == list(ov.PRED)  # the clean image's box, on its left edge
 
@@ -194,8 +218,10 @@ def test_a_bad_image_is_named_and_the_rest_still_written(tmp_path):
     bad = tmp_path / "images" / "bad.jpg"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a jpeg at all")
-    items = [item("good.png", [[5, 5, 20, 20]], image_path=write_image(tmp_path / "images" / "good.png")),
-             item("bad.jpg", [[5, 5, 20, 20]], image_path=str(bad))]
+    items = [
+        item("good.png", [[5, 5, 20, 20]], image_path=write_image(tmp_path / "images" / "good.png")),
+        item("bad.jpg", [[5, 5, 20, 20]], image_path=str(bad)),
+    ]
     errors: list[str] = []
     summary = write_report(items, tmp_path / "review", ReportOptions(workers=2), on_error=errors.append)
     assert len(errors) == 1 and str(bad) in errors[0]
@@ -207,15 +233,25 @@ def test_a_bad_image_is_named_and_the_rest_still_written(tmp_path):
 
 def test_gt_gives_ious_hits_misses_and_the_corloc_plot(tmp_path):
     imgs = tmp_path / "images"
-    items = [item("000001.jpg", [[10, 10, 40, 40], [0, 0, 8, 8]], [0.9, 0.8], image_path=write_image(imgs / "a.png")),
-             item("000002.jpg", [[10, 10, 20, 20]], image_path=write_image(imgs / "b.png"))]
-    gt = [GTImage("000001", "000001.jpg", 128, 128, np.array([[20.0, 20, 80, 80]])),  # 2x frame: box scales
-          GTImage("000002", "000002.jpg", 64, 64, np.array([[30.0, 30, 60, 60]])),
-          GTImage("000003", "000003.jpg", 64, 64, np.array([[0.0, 0, 10, 10]]))]
+    items = [
+        item("000001.jpg", [[10, 10, 40, 40], [0, 0, 8, 8]], [0.9, 0.8], image_path=write_image(imgs / "a.png")),
+        item("000002.jpg", [[10, 10, 20, 20]], image_path=write_image(imgs / "b.png")),
+    ]
+    gt = [
+        GTImage("000001", "000001.jpg", 128, 128, np.array([[20.0, 20, 80, 80]])),  # 2x frame: box scales
+        GTImage("000002", "000002.jpg", 64, 64, np.array([[30.0, 30, 60, 60]])),
+        GTImage("000003", "000003.jpg", 64, 64, np.array([[0.0, 0, 10, 10]])),
+    ]
     unmatched = attach_gt(items, gt, "largest")
     assert unmatched == 1
-    det = ReviewItem(name="results-7", image_path=None, image_id="000002", boxes=np.array([[30.0, 30, 60, 60]]),
-                     scores=np.array([0.5]), areas=np.array([900.0]))
+    det = ReviewItem(
+        name="results-7",
+        image_path=None,
+        image_id="000002",
+        boxes=np.array([[30.0, 30, 60, 60]]),
+        scores=np.array([0.5]),
+        areas=np.array([900.0]),
+    )
     attach_gt([det], gt, "score")  # detector results match by image id
     assert det.hit and det.gt_size == (64, 64)
     ious = items[0].ious
@@ -233,6 +269,7 @@ def test_gt_gives_ious_hits_misses_and_the_corloc_plot(tmp_path):
 
 
 # --- inputs ------------------------------------------------------------------------------------------
+
 
 def test_masks_folder_soft_and_instance_pngs(tmp_path):
     masks, imgs = tmp_path / "masks", tmp_path / "images"
@@ -267,19 +304,53 @@ def test_label_files_of_every_format(tmp_path, fmt):
     rle = mask_utils.encode(m)
     rle = {"size": rle["size"], "counts": rle["counts"].decode()}
     docs = {
-        "coco": {"images": [{"id": 1, "file_name": "x.jpg", "width": 60, "height": 40}],
-                 "annotations": [{"id": 1, "image_id": 1, "bbox": [10, 5, 20, 10], "area": 200, "score": 0.7,
-                                  "segmentation": rle, "category_id": 1, "iscrowd": 0}]},
-        "lost-cad": {"dataset": [{"file_name": "x.jpg", "image_id": "x", "width": 60, "height": 40,
-                                  "annotations": [{"bbox": [10, 5, 30, 15], "bbox_mode": 0}]}], "meta_data": {}},
+        "coco": {
+            "images": [{"id": 1, "file_name": "x.jpg", "width": 60, "height": 40}],
+            "annotations": [
+                {
+                    "id": 1,
+                    "image_id": 1,
+                    "bbox": [10, 5, 20, 10],
+                    "area": 200,
+                    "score": 0.7,
+                    "segmentation": rle,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                }
+            ],
+        },
+        "lost-cad": {
+            "dataset": [
+                {
+                    "file_name": "x.jpg",
+                    "image_id": "x",
+                    "width": 60,
+                    "height": 40,
+                    "annotations": [{"bbox": [10, 5, 30, 15], "bbox_mode": 0}],
+                }
+            ],
+            "meta_data": {},
+        },
         "selfmask": {"x.jpg": rle},
         "detector results": [{"image_id": 7, "bbox": [10, 5, 20, 10], "score": 0.7, "category_id": 1}],
     }
     path = tmp_path / "labels.json"
     if fmt == "jsonl":
-        path.write_text(_lines([{"file_name": "x.jpg", "width": 60, "height": 40, "boxes": [[10, 5, 30, 15]],
-                                 "areas": [200], "scores": [0.7]},
-                                {"file_name": "y.jpg", "width": 60, "height": 40, "boxes": []}]))
+        path.write_text(
+            _lines(
+                [
+                    {
+                        "file_name": "x.jpg",
+                        "width": 60,
+                        "height": 40,
+                        "boxes": [[10, 5, 30, 15]],
+                        "areas": [200],
+                        "scores": [0.7],
+                    },
+                    {"file_name": "y.jpg", "width": 60, "height": 40, "boxes": []},
+                ]
+            )
+        )
     else:
         path.write_text(json.dumps(docs[fmt]))
     got_fmt, items = read_labels(str(path))
@@ -305,6 +376,7 @@ def test_unreadable_label_file_is_an_input_error(tmp_path):
 
 # --- the command -------------------------------------------------------------------------------------
 
+
 def test_show_command_writes_the_report_and_exits_1_naming_a_missing_image(tmp_path):
     from unsegcli.cli.show import EXAMPLES, show
 
@@ -313,11 +385,17 @@ def test_show_command_writes_the_report_and_exits_1_naming_a_missing_image(tmp_p
     imgs = tmp_path / "images"
     write_image(imgs / "x.jpg")
     labels = tmp_path / "pseudo.jsonl"
-    labels.write_text(_lines([{"file_name": "x.jpg", "width": 64, "height": 64, "boxes": [[4, 4, 30, 30]],
-                               "scores": [0.9]},
-                              {"file_name": "gone.jpg", "width": 64, "height": 64, "boxes": []}]))
-    res = CliRunner().invoke(app, [str(labels), "--images", str(imgs), "--out", str(tmp_path / "review"), "-j", "0",
-                                   "-q"])
+    labels.write_text(
+        _lines(
+            [
+                {"file_name": "x.jpg", "width": 64, "height": 64, "boxes": [[4, 4, 30, 30]], "scores": [0.9]},
+                {"file_name": "gone.jpg", "width": 64, "height": 64, "boxes": []},
+            ]
+        )
+    )
+    res = CliRunner().invoke(
+        app, [str(labels), "--images", str(imgs), "--out", str(tmp_path / "review"), "-j", "0", "-q"]
+    )
     assert res.exit_code == 1, res.output
     assert "gone.jpg" in res.output
     data = page_data(tmp_path / "review" / "index.html")

@@ -1,4 +1,5 @@
 """Training: losses, composition, the MAE inpainter, gradient flow, short runs, resume, synth."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,16 @@ from unsegcli.train.config import MAEConfig
 from unsegcli.train.inpainters import BlurInpainter, MAEInpainter, load_mae
 from unsegcli.train.objectives import Objective
 
-TINY_MAE = MAEConfig(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16,
-                     decoder_depth=1, decoder_num_heads=2)
+TINY_MAE = MAEConfig(
+    img_size=64,
+    patch_size=16,
+    embed_dim=32,
+    depth=1,
+    num_heads=2,
+    decoder_embed_dim=16,
+    decoder_depth=1,
+    decoder_num_heads=2,
+)
 
 
 def test_mask_losses_hand_computed():
@@ -26,7 +35,7 @@ def test_mask_losses_hand_computed():
     assert losses.min_area_loss(m).item() == pytest.approx((0 + 0.03) / 2)
     # L_bin: only the 0.32 pixel is non-binary: min(0.32, 0.68) / 16 pixels, then mean over 2 images
     assert losses.binarization_loss(m).item() == pytest.approx(0.32 / 16 / 2)
-    assert losses.bin_weight(0) == 0 and losses.bin_weight(1250) == 6.25 and losses.bin_weight(10 ** 6) == 12.5
+    assert losses.bin_weight(0) == 0 and losses.bin_weight(1250) == 6.25 and losses.bin_weight(10**6) == 12.5
     terms = losses.mask_losses(m, step=2500, pool=2)
     # 2x2 max-pool of image 1: [[0.32, 0], [0, 0]] -> area 0.08 -> no L_min; bin min(.32,.68)/4/2
     assert terms["min_max"].item() == pytest.approx(100 * (0 + 0) / 2)
@@ -67,15 +76,28 @@ def _official_mae_state(cfg: MAEConfig) -> dict:
     """A state dict with the official MAE key names and shapes, random values."""
     torch.manual_seed(0)
     ref = MAEInpainter(cfg)
-    return {k: torch.randn_like(v) if k not in ("pos_embed", "decoder_pos_embed") else v
-            for k, v in ref.state_dict().items()}
+    return {
+        k: torch.randn_like(v) if k not in ("pos_embed", "decoder_pos_embed") else v
+        for k, v in ref.state_dict().items()
+    }
 
 
 def test_mae_loads_official_layout_and_soft_masking_equals_mask_token(tmp_path):
     sd = _official_mae_state(TINY_MAE)
-    expected_keys = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight",
-                     "decoder_embed.weight", "mask_token", "decoder_pos_embed", "decoder_norm.bias",
-                     "decoder_pred.weight", "blocks.0.attn.qkv.weight", "decoder_blocks.0.mlp.fc2.bias"}
+    expected_keys = {
+        "cls_token",
+        "pos_embed",
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "norm.weight",
+        "decoder_embed.weight",
+        "mask_token",
+        "decoder_pos_embed",
+        "decoder_norm.bias",
+        "decoder_pred.weight",
+        "blocks.0.attn.qkv.weight",
+        "decoder_blocks.0.mlp.fc2.bias",
+    }
     assert expected_keys <= set(sd)
     assert sd["decoder_pred.weight"].shape == (16 * 16 * 3, 16)
     torch.save({"model": sd}, tmp_path / "mae.pth")
@@ -121,11 +143,22 @@ def _trainer(tmp_path, objective="move", steps=3, inpainter="blur", resume=False
 
     write_dataset(tmp_path / "data", 8, 64, seed=0)
     masks = str(tmp_path / "data" / "masks") if objective == "self" else None
-    cfg = TrainConfig(objective=objective, steps=steps, batch_size=4, crop=64, workers=0, inpainter=inpainter,
-                      log_every=1, log_images_every=2, save_every=2, preprocess=PreprocessConfig(size=64),
-                      **kw).with_preset("tiny")
-    run = start_training([str(tmp_path / "data" / "images")], tmp_path / "run", cfg, WeightSources(random_init=True),
-                         masks, resume)
+    cfg = TrainConfig(
+        objective=objective,
+        steps=steps,
+        batch_size=4,
+        crop=64,
+        workers=0,
+        inpainter=inpainter,
+        log_every=1,
+        log_images_every=2,
+        save_every=2,
+        preprocess=PreprocessConfig(size=64),
+        **kw,
+    ).with_preset("tiny")
+    run = start_training(
+        [str(tmp_path / "data" / "images")], tmp_path / "run", cfg, WeightSources(random_init=True), masks, resume
+    )
     return run.trainer
 
 
@@ -211,9 +244,30 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, c
         return loss * float("nan") if len(calls) == 3 else loss
 
     monkeypatch.setattr(train_losses, "self_training_loss", nan_at_third_call)
-    res = cli("train", tmp_path / "d" / "images", "--from-masks", tmp_path / "d" / "masks", "--out", tmp_path / "r",
-              "--arch", "tiny", "--random-init", "--crop", "64", "-b", "2", "-j", "0", "--steps", "5",
-              "--save-every", "2", "--log-every", "1", "-q")
+    res = cli(
+        "train",
+        tmp_path / "d" / "images",
+        "--from-masks",
+        tmp_path / "d" / "masks",
+        "--out",
+        tmp_path / "r",
+        "--arch",
+        "tiny",
+        "--random-init",
+        "--crop",
+        "64",
+        "-b",
+        "2",
+        "-j",
+        "0",
+        "--steps",
+        "5",
+        "--save-every",
+        "2",
+        "--log-every",
+        "1",
+        "-q",
+    )
     assert res.exit_code == 1
     assert "step 3" in res.stderr and "not finite" in res.stderr and "step 2) is kept" in res.stderr
     ckpt = read_checkpoint(tmp_path / "r" / "last.pt")
@@ -230,7 +284,7 @@ def test_fp16_loss_scaling_keeps_gradients_that_fp16_would_flush_to_zero():
         opt = torch.optim.SGD([w], lr=0.0)
         ctx = RunContext(torch.device("cpu"), torch.Generator(), precision, {"w": opt})
         for scaler in ctx.scalers.values():  # 2^14: the default 2^16 is itself inf in fp16 (the scaler backs off)
-            scaler.load_state_dict({**scaler.state_dict(), "scale": 2.0 ** 14})
+            scaler.load_state_dict({**scaler.state_dict(), "scale": 2.0**14})
         a = torch.tensor([1e-4], dtype=torch.float16)
         loss = ((w.half() * a) * a).float().sum()  # d loss / d w = 1e-8: below fp16's smallest subnormal, 6e-8
         ctx.backward(loss, "w")
@@ -285,8 +339,18 @@ def test_cli_train_requires_weights_offline_with_one_clear_message(tmp_path, cli
     res = cli("train", tmp_path / "d" / "images", "--out", tmp_path / "r", "--steps", "1", "--crop", "64")
     assert res.exit_code == 1 and "backbone (DINO ViT) weights are required" in res.stderr
     assert "dino_deitsmall8_pretrain.pth" in res.stderr
-    res = cli("train", tmp_path / "d" / "images", "--out", tmp_path / "r", "--steps", "1", "--crop", "64",
-              "--backbone-weights", tmp_path / "nope.pth")
+    res = cli(
+        "train",
+        tmp_path / "d" / "images",
+        "--out",
+        tmp_path / "r",
+        "--steps",
+        "1",
+        "--crop",
+        "64",
+        "--backbone-weights",
+        tmp_path / "nope.pth",
+    )
     assert res.exit_code == 1 and "nope.pth" in res.stderr
     res = cli("train", tmp_path / "d" / "images", "--out", tmp_path / "r", "--steps", "1", "--method", "nope")
     assert res.exit_code == 2 and "move, self" in res.stderr

@@ -15,7 +15,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 _API = {
-    "load_segmenter": "unsegcli.model.checkpoint",
+    "load_segmenter": "unsegcli.model.families",
     "import_official_move": "unsegcli.model.official_move",
     "predict_masks": "unsegcli.inference",
     "predict_files": "unsegcli.inference",

@@ -7,8 +7,11 @@ official code (github adambielski/move-seg).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+import types
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from .errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # official infer.py / DINO normalisation
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,12 +24,57 @@ Precision = Literal["fp32", "bf16", "fp16"]
 PosEmbedRule = Literal["dino", "timm"]
 
 
-def _from_dict(cls, data: dict[str, Any]):
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a JSON-ish ``value`` (lists for tuples) fits the annotation ``hint``."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return value in args
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args, strict=True))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type) and is_dataclass(hint):  # a nested config: its own from_dict checks its fields
+        return isinstance(value, dict) or isinstance(value, hint)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # nested configs and other annotations: their own from_dict checks them
+
+
+def checked_fields(cls: Any, data: Any) -> dict[str, Any]:
+    """A stored config mapping -> keyword arguments for the dataclass ``cls``; raises UsageError naming
+    the field for a non-mapping, an unknown field or a value of the wrong type (a checkpoint from another
+    version, a hand-edited file). Lists become tuples."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{cls.__name__} must be a mapping, not {type(data).__name__}")
+    hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        raise UsageError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    for k, v in data.items():
+        if not _type_ok(v, hints[k]):
+            raise UsageError(f"{cls.__name__}.{k} = {v!r} is not a valid {_type_name(hints[k])}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    return cls(**checked_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -81,7 +129,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return cls(backbone=_from_dict(BackboneConfig, data["backbone"]), head=_from_dict(HeadConfig, data["head"]))
+        kw = checked_fields(cls, data)
+        missing = {"backbone", "head"} - set(kw)
+        if missing:
+            raise UsageError(f"ModelConfig lacks {', '.join(sorted(missing))}")
+        return cls(backbone=_from_dict(BackboneConfig, kw["backbone"]), head=_from_dict(HeadConfig, kw["head"]))
 
     @classmethod
     def tiny(

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from .config import PreprocessConfig
 from .errors import InputError, UsageError
-from .io.files import BackgroundWriter, atomic_write_bytes
-from .io.images import TOO_LARGE, InputItem, decode_image, list_inputs, normalize
-from .io.masks import binary_to_uint8, mask_path_for, soft_to_uint8, write_mask
+from .io.files import BackgroundWriter, atomic_write_bytes, remove_stale_temps
+from .io.images import TOO_LARGE, InputItem, InputListing, decode_image, normalize, scan_inputs
+from .io.masks import binary_to_uint8, mask_path_for, soft_to_uint8, with_tag, write_mask
 from .model.segmenter import Segmenter, pad_to_multiple
 from .runtime import AUTOCAST_DTYPES, Shard, sum_across
 
@@ -236,14 +236,18 @@ def run_prediction(
             on_progress(len(batch))
 
 
-def list_prediction_inputs(inputs: Sequence[str], out_dir: str | Path) -> list[InputItem]:
+def list_prediction_inputs(
+    inputs: Sequence[str], out_dir: str | Path, *, root: str | None = None, null: bool = False, stdin: Any = None
+) -> InputListing:
     """The images of ``inputs`` (files, folders, '-'), without any under ``out_dir``: an output folder
-    inside an input folder must not feed its own masks back in on a re-run."""
+    inside an input folder must not feed its own masks back in on a re-run. Inputs whose names collide
+    are left out and listed in ``problems`` (see ``io.images.scan_inputs``)."""
     out_real = os.path.realpath(out_dir)
-    items = [it for it in list_inputs(inputs) if not os.path.realpath(it.path).startswith(out_real + os.sep)]
-    if not items:
+    listing = scan_inputs(inputs, stdin=stdin, root=root, null=null)
+    listing.items = [it for it in listing.items if not os.path.realpath(it.path).startswith(out_real + os.sep)]
+    if not listing.items and not listing.problems:
         raise UsageError("no images found in the inputs", "accepted extensions: jpg jpeg png bmp webp tif tiff")
-    return items
+    return listing
 
 
 @dataclass
@@ -262,10 +266,10 @@ class PredictSummary:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
-def _write_instances(path: str, labels: np.ndarray) -> None:
+def _write_instances(path: str, labels: np.ndarray, tag: str | None) -> None:
     from .io.instances import encode_instances  # only instance predictors need it
 
-    atomic_write_bytes(path, encode_instances(labels))
+    atomic_write_bytes(path, with_tag(encode_instances(labels), tag))
 
 
 def predict_files(
@@ -281,6 +285,7 @@ def predict_files(
     workers: int = 0,
     max_pixels: int | None = None,
     refine: RefineOptions | None = None,
+    tag: str | None = None,
     on_error: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> PredictSummary:
@@ -291,7 +296,8 @@ def predict_files(
     floor(m * 255), or 0/255 at ``threshold`` when ``binary``; instance label maps as palette PNGs.
     ``on_error(message)`` is called per failed image; ``on_progress(n, total)`` once with n = 0 when
     ``total`` is known, then per finished batch. ``refine``: each soft mask is refined with its image
-    (bilateral solver or dense CRF) before it is written, in the writer threads.
+    (bilateral solver or dense CRF) before it is written, in the writer threads. ``tag``: the settings tag
+    every written PNG carries (``io.masks.settings_tag``).
     """
     if binary and predictor.kind != "soft":
         raise UsageError("binary applies to soft masks; this predictor writes instance label maps")
@@ -301,6 +307,8 @@ def predict_files(
     mine = shard.take(items)
     outputs = [os.path.join(out_dir, mask_path_for(it.rel)) for it in mine]
     todo = [i for i, o in enumerate(outputs) if overwrite or not os.path.exists(o)]
+    for folder in sorted({os.path.dirname(o) for o in outputs}):  # temps a killed run left (SIGKILL)
+        remove_stale_temps(folder)
     failures: list[str] = []
 
     def failed(message: str) -> None:
@@ -322,11 +330,11 @@ def predict_files(
             if refine is not None:
                 from .refine.runner import refine_image_file
 
-                writer.submit(refine_image_file, outputs[todo[j]], mask, mine[todo[j]].path, refine, max_pixels)
+                writer.submit(refine_image_file, outputs[todo[j]], mask, mine[todo[j]].path, refine, max_pixels, tag)
             elif predictor.kind == "instances":
-                writer.submit(_write_instances, outputs[todo[j]], mask)
+                writer.submit(_write_instances, outputs[todo[j]], mask, tag)
             else:
-                writer.submit(write_mask, outputs[todo[j]], encode(mask))
+                writer.submit(write_mask, outputs[todo[j]], encode(mask), tag)
             written += 1
 
         run_prediction(

@@ -15,22 +15,33 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, get_args
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from .config import Precision
 from .errors import UsageError
 
+if TYPE_CHECKING:
+    import torch
+
 T = TypeVar("T")
 
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
-# torch.autocast dtype per precision name; None = no autocast (fp32)
-AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def __getattr__(name: str) -> Any:
+    """``AUTOCAST_DTYPES``: torch.autocast dtype per precision name (None = no autocast, fp32). Built on
+    first use so that importing this module (every command's shard handling) does not import torch."""
+    if name == "AUTOCAST_DTYPES":
+        import torch
+
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_device(spec: str) -> torch.device:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a device that exists here (auto: CUDA when available)."""
+    import torch
+
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -46,8 +57,8 @@ def resolve_device(spec: str) -> torch.device:
 
 def effective_precision(device: torch.device, precision: str) -> str:
     """Autocast applies on GPU only: CPU runs fp32 whatever was asked."""
-    if precision not in AUTOCAST_DTYPES:
-        raise UsageError(f"unknown precision '{precision}'", f"use one of {', '.join(AUTOCAST_DTYPES)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
     return precision if device.type == "cuda" else "fp32"
 
 
@@ -90,6 +101,7 @@ def init_shard(spec: str | None = None) -> Shard:
         return parse_shard(spec)
     if world <= 1:
         return Shard()
+    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -111,6 +123,8 @@ def close_shard(shard: Shard) -> None:
 
 def local_device(spec: str, shard: Shard) -> str:
     """Under torchrun each rank binds its own GPU (LOCAL_RANK)."""
+    import torch
+
     if shard.torchrun and spec in ("auto", "cuda", "cuda:0") and torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return spec

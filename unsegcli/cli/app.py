@@ -2,12 +2,17 @@
 this module; it imports and registers them, in workflow order, which is the order `unseg --help` lists.
 
 Library errors become one red line and an exit code (0 ok, 1 some inputs failed or a handled error,
-2 usage, 130 interrupted), all in ``_ErrorMappingGroup.invoke``; --debug shows tracebacks instead.
+2 usage, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP), all in ``_ErrorMappingGroup.invoke``; --debug
+shows tracebacks instead. SIGTERM and SIGHUP (Slurm time-outs, preemption, a dropped ssh session) raise a
+KeyboardInterrupt subclass, so they unwind exactly like Ctrl-C: every ``finally`` and ``open_output``
+cleanup runs, temps are deleted, worker pools are shut down.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from typing import Annotated, Any
 
@@ -31,9 +36,50 @@ class _ErrorMappingGroup(TyperGroup):
                 console.print_exception()
             report_failure(str(e))
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            report_failure("interrupted; finished outputs are complete, re-run the same command to resume")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            if ctx.params.get("debug"):
+                console.print_exception()
+            raise typer.Exit(_interrupted(e)) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the main thread is, so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_MAIN_PID = os.getpid()
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    if os.getpid() != _MAIN_PID:  # a forked worker (pool, DataLoader): die as the signal says, quietly;
+        signal.signal(signum, signal.SIG_DFL)  # pools stop their workers with SIGTERM
+        os.kill(os.getpid(), signum)
+        return
+    # a second signal while cleaning up must not interrupt the cleanup: ignore it from now on
+    signal.signal(signum, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:  # leave a parent's (e.g. nohup's SIG_IGN) choice alone
+            signal.signal(sig, _raise_terminated)
+
+
+def _interrupted(e: BaseException) -> int:
+    """Report an interruption; the exit code is 128 + the signal number, as a shell reports it."""
+    signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+    name = signal.Signals(signum).name
+    report_failure(
+        f"interrupted by {name}; finished outputs are complete, temporary files were removed, "
+        "re-run the same command to resume"
+    )
+    return 128 + int(signum)
 
 
 app = typer.Typer(
@@ -82,4 +128,8 @@ app.add_typer(weights.weights_app, name="weights")
 
 
 def main() -> None:
-    app(prog_name="unseg")
+    _install_signal_handlers()
+    try:
+        app(prog_name="unseg")
+    except KeyboardInterrupt as e:  # outside a command (while parsing or importing)
+        sys.exit(_interrupted(e))

@@ -9,13 +9,14 @@ import typer
 
 from ..config import DEFAULT_WORKERS
 from ..labels.components import DEFAULT_MIN_AREA
+from ..labels.formats import Segmentation
 from ..labels.runner import BoxOptions
-from .console import Failures, console, progress_bar
+from .console import Failures, console, notice, progress_bar
 from .options import (
     ConnectivityOpt,
     LabelFormatOpt,
+    MaxPixelsOpt,
     MinAreaOpt,
-    OutFileOpt,
     QuietOpt,
     ShardOpt,
     ThresholdOpt,
@@ -33,6 +34,12 @@ EXAMPLES = """
 
   unseg boxes masks/ --images images/ --format lost-cad --out voc07_cad.json
 
+  unseg boxes masks/ --images images/ --multi --format yolo --out yolo_ds   # then: yolo train data=yolo_ds/data.yaml
+
+  unseg boxes masks/ --images images/ --multi --format voc --min-score 0.7 --max-boxes 5 --out Annotations
+
+  unseg boxes masks/ --images images/ --multi --segmentation polygon --out pseudo_poly.json
+
   unseg boxes masks/ --images images/ --multi --format jsonl --out - | jq -c '.boxes | length'
 
   unseg boxes masks/ --images /data/imgs --multi --shard 3/16 --out part-03.json   # then: unseg merge part-*.json
@@ -43,7 +50,15 @@ def boxes(
     masks: Annotated[
         list[str], typer.Argument(help="Mask PNGs (as written by `unseg predict`), folders, or '-' for paths on stdin.")
     ],
-    out: OutFileOpt,
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="PATH",
+            help="Output file, or '-' for stdout; a folder for --format yolo, yolo-seg and voc.",
+        ),
+    ],
     images: Annotated[
         str | None,
         typer.Option(
@@ -58,38 +73,122 @@ def boxes(
     multi: Annotated[
         bool,
         typer.Option(
-            "--multi", metavar="", help="Keep every component box (sorted by area); default keeps the largest."
+            "--multi",
+            metavar="",
+            help="Keep every component box (sorted by area); default keeps the largest. Instance masks (palette "
+            "PNGs, e.g. from --method maskcut) give one box per object, score 1.",
         ),
     ] = False,
+    split_components: Annotated[
+        bool,
+        typer.Option(
+            "--split-components",
+            metavar="",
+            help="Instance masks: a box per connected piece of each object instead of one per object (CutLER's "
+            "own annotations are one per object).",
+        ),
+    ] = BoxOptions.split_components,
     threshold: ThresholdOpt = BoxOptions.threshold,
     connectivity: ConnectivityOpt = BoxOptions.connectivity,
     min_area: MinAreaOpt = DEFAULT_MIN_AREA,
+    min_score: Annotated[
+        float,
+        typer.Option(
+            "--min-score",
+            min=0.0,
+            max=1.0,
+            help="Drop boxes whose score (mean mask value inside the box's component) is lower.",
+        ),
+    ] = BoxOptions.min_score,
+    max_boxes: Annotated[
+        int | None,
+        typer.Option("--max-boxes", min=1, help="Keep at most this many boxes per image, the highest scores."),
+    ] = BoxOptions.max_boxes,
+    segmentation: Annotated[
+        Segmentation,
+        typer.Option(
+            "--segmentation",
+            help="COCO masks as RLE, or as polygons traced along the component's outline (for polygon-only tools).",
+        ),
+    ] = "rle",
+    allow_color: Annotated[
+        bool,
+        typer.Option(
+            "--allow-color",
+            metavar="",
+            help="Box colour images by their luminance; by default an input whose channels differ is refused "
+            "as a photo, not a mask.",
+        ),
+    ] = False,
+    max_pixels: MaxPixelsOpt = None,
     workers: WorkersOpt = DEFAULT_WORKERS,
     shard: ShardOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Masks -> boxes -> COCO / SelfMask / LOST-CAD / JSONL pseudo-labels. With --shard each process
+    """Masks -> boxes -> COCO / SelfMask / LOST-CAD / JSONL / YOLO / VOC pseudo-labels. With --shard each process
     writes a part file for `unseg merge`; under torchrun rank 0 gathers and writes one file."""
     from ..errors import UsageError
+    from ..io.files import check_output_dir, check_output_file
+    from ..io.images import TOO_LARGE
+    from ..labels.components import COLOUR_IMAGE
+    from ..labels.formats import writer_class
     from ..labels.runner import label_files, plan_tasks
     from ..runtime import close_shard, init_shard
 
     if images is not None and not os.path.isdir(images):
         raise UsageError(f"--images must be a folder: {images}")
+    if segmentation != "rle" and format != "coco":
+        raise UsageError("--segmentation applies to --format coco only")
+    if format in ("yolo", "yolo-seg") and images is None:
+        raise UsageError(f"--format {format} needs --images: the dataset links to the images")
+    if writer_class(format).writes_folder:  # every output location is checked before any input is read
+        if out == "-":
+            raise UsageError(f"--format {format} writes a folder: --out cannot be '-'")
+        check_output_dir(out, "--out")
+    else:
+        check_output_file(out, "--out")
     sh = init_shard(shard)
     quiet = quiet or not sh.shows_progress
     plan = plan_tasks(masks, images, sh)  # image ids are positions in the full list: shards agree with one run
     failed = Failures()
-    opts = BoxOptions(threshold, connectivity, min_area, multi)
+    opts = BoxOptions(
+        threshold,
+        connectivity,
+        min_area,
+        multi,
+        min_score,
+        max_boxes,
+        allow_color=allow_color,
+        max_pixels=max_pixels,
+        split_components=split_components,
+    )
     with progress_bar(len(plan.tasks), "boxes", quiet) as advance:
         counts = label_files(
-            plan, out, format, opts, workers, sh, dirname=images or "", on_error=failed, on_progress=advance
+            plan,
+            out,
+            format,
+            opts,
+            workers,
+            sh,
+            dirname=images or "",
+            segmentation=segmentation,
+            on_error=failed,
+            on_progress=advance,
         )
     if not quiet:
         console.print(
             f"images {counts.images} · boxes {counts.boxes} · without any box {counts.empty} · "
             f"failed {counts.failed}" + (f" · wrote {out}" if out != "-" else "")
         )
+        console.print(
+            "removed by --min-area {min_area} · --min-score {min_score} · --max-boxes {max_boxes}".format(
+                **counts.removed
+            )
+        )
+    if any(COLOUR_IMAGE in m for m in failed.messages):
+        notice("colour images are refused as masks; --allow-color boxes their luminance")
+    if any(TOO_LARGE in m for m in failed.messages):
+        notice("images over the pixel limit were refused; raise --max-pixels for trusted files")
     close_shard(sh)
     if counts.failed:
         raise typer.Exit(1)

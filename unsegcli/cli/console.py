@@ -1,8 +1,15 @@
-"""One rich Console on stderr for everything human; stdout is left for data."""
+"""One rich Console on stderr for everything human; stdout is left for data.
+
+User text (file names, messages that quote them) is never markup: the console has markup off, and the
+few styled words are passed as ``rich.text.Text``. A name like ``bad [edited].jpg`` prints as it is.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import time
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
@@ -14,28 +21,99 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)  # never break paths in messages
+console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # never break paths in messages
 
 
 Advance = Callable[..., None]
+
+# seconds between plain progress lines when stderr is not a terminal (Slurm logs, `2>log`); 0 = every update
+PROGRESS_SECONDS_ENV = "UNSEG_PROGRESS_SECONDS"
+DEFAULT_PROGRESS_SECONDS = 30.0
+
+
+def _progress_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(PROGRESS_SECONDS_ENV, DEFAULT_PROGRESS_SECONDS)))
+    except ValueError:
+        return DEFAULT_PROGRESS_SECONDS
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class _PlainProgress:
+    """Progress as plain lines (no cursor moves, no colour) every ``every`` seconds and at the end:
+    'predict 40/120 (33%) · 12.5/s · elapsed 0:00:03 · eta 0:00:06'."""
+
+    def __init__(self, description: str, total: int | None, every: float):
+        self.description, self.total, self.every = description, total, every
+        self.done = 0
+        self.info = ""
+        self.start = time.monotonic()
+        self.last = self.start
+        self.printed_at: int | None = None
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.description} {self.done}" + (f"/{self.total}" if self.total is not None else "")]
+        if self.total:
+            parts[0] += f" ({100 * self.done // self.total}%)"
+        parts.append(f"{rate:.3g}/s")
+        parts.append(f"elapsed {_clock(elapsed)}")
+        if self.total is not None and rate > 0:
+            parts.append(f"eta {_clock(max(0, self.total - self.done) / rate)}")
+        if self.info:
+            parts.append(self.info)
+        return " · ".join(parts)
+
+    def emit(self) -> None:
+        self.printed_at = self.done
+        self.last = time.monotonic()
+        sys.stderr.write(self.line() + "\n")
+        sys.stderr.flush()
+
+    def advance(self, n: int = 1, info: str | None = None, total: int | None = None) -> None:
+        self.done += n
+        if total is not None:
+            self.total = total
+        if info is not None:
+            self.info = info
+        if n and time.monotonic() - self.last >= self.every:
+            self.emit()
+
+    def finish(self) -> None:
+        if self.printed_at != self.done and (self.done or self.total):
+            self.emit()
 
 
 @contextlib.contextmanager
 def progress_bar(total: int | None, description: str, quiet: bool = False) -> Iterator[Advance]:
     """Yields ``advance(n=1, info=None, total=None)``; ``info`` is shown after the bar (e.g. losses),
-    ``total`` sets the total when it was not known at the start. Draws nothing when quiet."""
+    ``total`` sets the total when it was not known at the start. Draws nothing when quiet. When stderr is
+    not a terminal, prints a plain line every $UNSEG_PROGRESS_SECONDS seconds (default 30) instead."""
     if quiet:
         yield lambda n=1, info=None, total=None: None
         return
+    if not console.is_terminal:
+        plain = _PlainProgress(description, total, _progress_seconds())
+        try:
+            yield plain.advance
+        finally:
+            plain.finish()
+        return
     prog = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", markup=False),
         console=console,
         transient=False,
     )
@@ -51,11 +129,11 @@ def progress_bar(total: int | None, description: str, quiet: bool = False) -> It
 
 
 def report_failure(message: str) -> None:
-    console.print(f"[red]error[/red] {message}", markup=True, soft_wrap=True)
+    console.print(Text.assemble(("error", "red"), " ", message), soft_wrap=True)
 
 
 def notice(message: str) -> None:
-    console.print(f"[yellow]note[/yellow] {message}", soft_wrap=True)
+    console.print(Text.assemble(("note", "yellow"), " ", message), soft_wrap=True)
 
 
 class Failures:

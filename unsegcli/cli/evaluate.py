@@ -10,7 +10,7 @@ import typer
 from ..config import DEFAULT_WORKERS
 from ..evaluation.results import EvalResult
 from ..io.files import write_output
-from .console import Failures, console, show_result
+from .console import Failures, notice, show_result
 from .options import ConnectivityOpt, DatasetArg, JsonOpt, MissingOpt, PickOpt, ThresholdOpt, WorkersOpt
 
 eval_app = typer.Typer(no_args_is_help=True, help="Saliency (Acc/IoU/maxFβ) and class-agnostic detection (AP).")
@@ -45,6 +45,22 @@ DETECTION_EXAMPLES = """
 def report(res: EvalResult, json_out: str | None) -> None:
     """Any evaluation result: a one-row table on stderr, and its JSON payload when asked."""
     show_result(res.title, res.columns(), json_out, res.to_dict())
+
+
+def check_outputs(**outputs: str | None) -> None:
+    """Every output location, before any input is read: one usage error (exit 2) for a folder where
+    a file goes, a path under a file, a read-only folder, one file or '-' (stdout) asked twice."""
+    from ..errors import UsageError
+    from ..io.files import check_output_file
+
+    given = {flag: path for flag, path in outputs.items() if path is not None}
+    if list(given.values()).count("-") > 1:
+        raise UsageError(f"only one of {', '.join(given)} can be '-' (stdout)")
+    files = [os.path.abspath(p) for p in given.values() if p != "-"]
+    if len(set(files)) < len(files):
+        raise UsageError(f"{', '.join(given)} name the same file: one would overwrite the other")
+    for flag, path in given.items():
+        check_output_file(path, flag)
 
 
 def corloc(
@@ -94,25 +110,42 @@ def corloc(
     ] = None,
     workers: WorkersOpt = DEFAULT_WORKERS,
 ) -> None:
-    """CorLoc (single-object discovery) by the LOST / TokenCut protocol."""
-    from ..errors import UsageError
+    """CorLoc (single-object discovery) by the LOST / TokenCut protocol.
+
+    An image without a prediction is a miss (the protocol), counted as 'missing'; an unreadable
+    prediction is named, scored as a miss, and makes the exit code 1. An unreadable VOC annotation is
+    named and its image left out of the score (it cannot be judged), also with exit 1."""
+    from ..errors import InputError, UsageError
     from ..evaluation.corloc import evaluate_corloc
     from ..io.datasets import COCO20K_HINT, DATASETS, load_gt
 
+    check_outputs(**{"--json": json_out, "--per-image": per_image})
     kind, _ = DATASETS[dataset]
     if kind == "voc" and root is None:
         raise UsageError("--root is required for VOC datasets")
+    if root is not None and not os.path.isdir(root):
+        raise UsageError(f"--root must be a folder: {root}")
     if kind == "coco" and no_hard:
         raise UsageError("--no-hard applies to VOC only (COCO crowd boxes are always skipped)")
     if dataset == "coco20k" and image_list is None:
         raise UsageError("coco20k needs --list coco_20k_filenames.txt", COCO20K_HINT)
     if kind == "coco" and ann is None and root is None:
         raise UsageError("--ann (or --root holding annotations/instances_train2014.json) is required")
-    gt = load_gt(dataset, root, split, ann, image_list)
     if pred != "-" and not os.path.exists(pred):
         raise UsageError(f"--pred not found: {pred}")
     failed = Failures()
+    gt = load_gt(dataset, root, split, ann, image_list, on_error=failed)
+    if not gt:
+        raise InputError("no image could be evaluated: every annotation of the split failed")
     res = evaluate_corloc(gt, pred, dataset, no_hard, pick, threshold, connectivity, workers, on_error=failed)
+    res.failed = len(failed)
+    if res.images == 0:
+        raise InputError("no image to evaluate" + (" (every image is all hard with --no-hard)" if no_hard else ""))
+    if res.missing:
+        notice(
+            f"{res.missing} of {res.images} images have no predicted box (no prediction, an empty mask or an "
+            "unreadable file): scored as misses, as the CorLoc protocol does"
+        )
     report(res, json_out)
     if per_image:
         write_output(per_image, res.per_image_csv())
@@ -139,20 +172,27 @@ def saliency(
     ] = None,
     workers: WorkersOpt = DEFAULT_WORKERS,
 ) -> None:
-    """Saliency Acc / IoU / maxFβ as MOVE's segmentation_eval.py."""
-    from ..errors import UsageError
+    """Saliency Acc / IoU / maxFβ as MOVE's segmentation_eval.py.
+
+    An unreadable GT mask is named and left out; an unreadable prediction is named and treated as a
+    missing one (--missing). Either makes the exit code 1."""
+    from ..errors import InputError, UsageError
     from ..evaluation.saliency import evaluate_saliency
 
-    for d in (gt, pred):
+    check_outputs(**{"--json": json_out, "--per-image": per_image})
+    for flag, d in (("--gt", gt), ("--pred", pred)):
         if not os.path.isdir(d):
-            raise UsageError(f"not a folder: {d}")
+            raise UsageError(f"{flag} must be a folder: {d}")
     failed = Failures()
     res = evaluate_saliency(gt, pred, threshold, missing, workers, on_error=failed)
-    if res.images == 0 and not failed:
+    res.failed = len(failed)
+    if res.images == 0:
+        if failed:
+            raise InputError("no image could be scored")
         raise UsageError(f"no GT PNGs with predictions under {gt}")
     if res.missing:
-        console.print(
-            f"[yellow]note[/yellow] {res.missing} GT masks have no prediction: "
+        notice(
+            f"{res.missing} GT masks have no prediction: "
             + ("skipped" if missing == "skip" else "scored as empty masks")
         )
     report(res, json_out)
@@ -164,9 +204,14 @@ def saliency(
 
 @eval_app.command(epilog=DETECTION_EXAMPLES)
 def detection(
-    gt: Annotated[str, typer.Option("--gt", metavar="FILE", help="COCO instances JSON (GT).")],
+    gt: Annotated[str, typer.Option("--gt", metavar="FILE", help="COCO instances JSON (GT), or '-' for stdin.")],
     pred: Annotated[
-        str, typer.Option("--pred", metavar="FILE", help="Detector results (JSON list) or an `unseg boxes` COCO file.")
+        str,
+        typer.Option(
+            "--pred",
+            metavar="FILE",
+            help="Detector results (JSON list) or an `unseg boxes` COCO file, or '-' for stdin.",
+        ),
     ],
     json_out: JsonOpt = None,
 ) -> None:
@@ -174,7 +219,15 @@ def detection(
     from ..errors import UsageError
     from ..evaluation.detection import evaluate_detection
 
-    for f in (gt, pred):
-        if not os.path.isfile(f):
-            raise UsageError(f"file not found: {f}")
-    report(evaluate_detection(gt, pred), json_out)
+    check_outputs(**{"--json": json_out})
+    if gt == "-" and pred == "-":
+        raise UsageError("only one of --gt and --pred can be '-' (stdin)")
+    for flag, f in (("--gt", gt), ("--pred", pred)):
+        if f != "-" and not os.path.isfile(f):
+            raise UsageError(
+                f"{flag} " + ("must be a file, not a folder" if os.path.isdir(f) else "not found") + f": {f}"
+            )
+    res = evaluate_detection(gt, pred)
+    if res.unmatched_images:
+        notice(f"{res.unmatched_images} images of {pred} are not in the ground truth; left out")
+    report(res, json_out)

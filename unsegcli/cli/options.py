@@ -41,6 +41,20 @@ OverwriteOpt = Annotated[
 ]
 OutFileOpt = Annotated[str, typer.Option("--out", "-o", metavar="FILE", help="Output file, or '-' for stdout.")]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")]
+# how file arguments and '-' lists are named in the outputs (io.images.relative_name)
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        metavar="DIR",
+        show_default="the current folder",
+        help="Name outputs by the inputs' paths relative to DIR (files, folders and '-' lists).",
+    ),
+]
+NullOpt = Annotated[
+    bool,
+    typer.Option("--null", "-0", metavar="", help="Paths on stdin ('-') are NUL-separated, as find -print0 writes."),
+]
 
 
 # --- scale-out and hardware ------------------------------------------------------------------------

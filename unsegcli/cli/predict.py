@@ -1,21 +1,25 @@
-"""`unseg predict`: images -> 8-bit soft (or binary) mask PNGs at the original image size."""
+"""`unseg predict`: images -> 8-bit soft (or binary) mask PNGs, or instance PNGs (maskcut), at the original size."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
+from ..methods.options import KINDS, OPTIONS, Eigensolver, Geometry, Orientation, option_names
 from ..refine import RefineMethod, RefineOutput
 from .options import (
     BatchSizeOpt,
     DeviceOpt,
     MaxPixelsOpt,
+    NullOpt,
     OverwriteOpt,
     PrecisionOpt,
     QuietOpt,
+    RootOpt,
     ShardOpt,
     ThresholdOpt,
     WeightsOpt,
@@ -29,7 +33,9 @@ EXAMPLES = """
 
   unseg predict photo.jpg scans/ --out masks/ --binary --threshold 0.5
 
-  find photos -name '*.jpg' | unseg predict - --out masks/ --device cuda --batch-size 32 --precision bf16
+  find photos -name '*.jpg' | unseg predict - --root photos --out masks/ --device cuda --batch-size 32
+
+  find photos -name '*.jpg' -print0 | unseg predict - --null --root photos --out masks/
 
   unseg predict images/ --out masks/ --weights weights/move-dino-vits8.pt --max-size 1024
 
@@ -38,7 +44,62 @@ EXAMPLES = """
   unseg predict /data/imgs --out masks/ --shard 3/16          # one Slurm array task of 16
 
   torchrun --nproc-per-node 8 -m unsegcli predict /data/coco/train2017 --out masks/ --precision bf16
+
+  unseg predict images/ --out masks_tc/ --method tokencut               # training-free: TokenCut, DINO ViT-S/16
+
+  unseg predict images/ --out masks_lost/ --method lost --backbone dino-vits8
+
+  unseg predict images/ --out inst/ --method maskcut --max-objects 3   # instance PNGs: one index per object
 """
+
+MethodChoice = Literal["move", "tokencut", "lost", "maskcut"]  # "move" + methods.options.OPTIONS (tested)
+_PANEL = "Training-free methods"
+
+
+def _defaults(name: str) -> str:
+    """The official default of option ``name`` for --help: one value, or each value with its methods."""
+    by_value: dict[object, list[str]] = {}
+    for m, cls in OPTIONS.items():
+        if hasattr(cls, name):
+            by_value.setdefault(getattr(cls, name), []).append(m)
+    if len(by_value) == 1:
+        return str(next(iter(by_value)))
+    return "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_value.items())
+
+
+def _flags(names: list[str]) -> str:
+    return ", ".join("--" + n.replace("_", "-") for n in names)
+
+
+def _check_method_flags(
+    method: str, given: dict[str, Any], checkpoint_flags: list[str], weights: str | None, binary: bool, refine: object
+) -> None:
+    """Flags that do not fit --method are usage errors, in flag words, before any input is read."""
+    from ..errors import UsageError
+
+    if method == "move":
+        if given:
+            raise UsageError(
+                f"{_flags(list(given))}: options of the training-free methods (--method tokencut, "
+                "lost or maskcut), not of --method move"
+            )
+        return
+    foreign = [n for n in given if n not in option_names(method)]
+    if foreign:
+        raise UsageError(
+            f"{_flags(foreign)}: not an option of --method {method}", f"its options: {_flags(option_names(method))}"
+        )
+    if weights is not None:
+        raise UsageError(f"--weights names a checkpoint (--method move); --method {method} takes --backbone")
+    if checkpoint_flags:
+        raise UsageError(
+            f"{_flags(checkpoint_flags)}: options of checkpoints (--method move), not of --method {method}",
+            "the training-free methods run in float32 at the size --geometry gives",
+        )
+    if KINDS[method] == "instances" and (binary or refine is not None):
+        raise UsageError(
+            f"{'--binary' if binary else '--refine'} applies to soft masks; --method {method} writes instance masks"
+        )
 
 
 def predict(
@@ -49,6 +110,16 @@ def predict(
             "--out", "-o", metavar="DIR", help="Output folder; masks keep the inputs' relative paths, as .png."
         ),
     ],
+    method: Annotated[
+        MethodChoice,
+        typer.Option(
+            "--method",
+            help="move: a trained checkpoint (--weights: MOVE, Sempart, self-trained). tokencut, lost: "
+            "training-free, one object per image as a 0/255 mask, from a DINO backbone (--backbone). maskcut: "
+            "training-free, up to --max-objects objects per image in one instance PNG (palette, index k = object "
+            "k), which boxes, corloc, eval and show read. Options: the 'Training-free methods' panel.",
+        ),
+    ] = "move",
     weights: WeightsOpt = None,
     binary: Annotated[
         bool, typer.Option("--binary", metavar="", help="Write 0/255 masks at --threshold instead of soft masks.")
@@ -77,8 +148,9 @@ def predict(
     max_pixels: MaxPixelsOpt = None,
     branch: Annotated[
         Literal["fine", "coarse"] | None,
-        typer.Option("--branch", show_default="fine",
-                     help="Sempart checkpoints: the fine (pixel) or coarse (patch-grid) mask."),
+        typer.Option(
+            "--branch", show_default="fine", help="Sempart checkpoints: the fine (pixel) or coarse (patch-grid) mask."
+        ),
     ] = None,
     refine: Annotated[
         RefineMethod | None,
@@ -86,7 +158,7 @@ def predict(
             "--refine",
             show_default="no refinement",
             help="Refine each soft mask with its image before writing it: the bilateral solver (MOVE's "
-            "'+Bilateral', TokenCut's '+BS' rows) or CutLER's dense CRF (needs unseg[crf]); as `unseg refine`.",
+            "'+Bilateral', TokenCut's '+BS' rows) or CutLER's dense CRF (needs the crf extra); as `unseg refine`.",
         ),
     ] = None,
     refine_output: Annotated[
@@ -97,17 +169,203 @@ def predict(
         bool, typer.Option("--compile", metavar="", help="torch.compile the model (GPU; pays off on large runs).")
     ] = False,
     shard: ShardOpt = None,
+    root: RootOpt = None,
+    null: NullOpt = False,
     quiet: QuietOpt = False,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone",
+            metavar="NAME|PATH",
+            rich_help_panel=_PANEL,
+            show_default=_defaults("backbone"),
+            help="DINO ViT whose last-block keys are cut: a known name (dino-vits16, dino-vits8, dino-vitb8, ...; "
+            "get it with `unseg weights fetch NAME`), DINO's own .pth or a timm file, or timm:NAME.",
+        ),
+    ] = None,
+    tau: Annotated[
+        float | None,
+        typer.Option(
+            "--tau",
+            min=-1.0,
+            max=1.0,
+            rich_help_panel=_PANEL,
+            show_default=_defaults("tau"),
+            help="Cosine threshold of the patch graph: pairs above it get weight 1, the others --eps.",
+        ),
+    ] = None,
+    eps: Annotated[
+        float | None,
+        typer.Option(
+            "--eps",
+            min=0.0,
+            max=1.0,
+            rich_help_panel=_PANEL,
+            show_default=_defaults("eps"),
+            help="Weight of the patch graph's dissimilar pairs.",
+        ),
+    ] = None,
+    k_patches: Annotated[
+        int | None,
+        typer.Option(
+            "--k-patches",
+            min=1,
+            rich_help_panel=_PANEL,
+            show_default=_defaults("k_patches"),
+            help="LOST: lowest-degree patches the seed may expand over.",
+        ),
+    ] = None,
+    max_objects: Annotated[
+        int | None,
+        typer.Option(
+            "--max-objects",
+            min=1,
+            max=255,
+            rich_help_panel=_PANEL,
+            show_default=_defaults("max_objects"),
+            help="MaskCut: cuts per image, so the most objects one instance mask holds.",
+        ),
+    ] = None,
+    max_iou: Annotated[
+        float | None,
+        typer.Option(
+            "--max-iou",
+            min=0.0,
+            max=1.0,
+            rich_help_panel=_PANEL,
+            show_default=_defaults("max_iou"),
+            help="MaskCut: drop a new mask whose IoU with the previous one is higher.",
+        ),
+    ] = None,
+    min_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--min-fraction",
+            min=0.0,
+            max=1.0,
+            rich_help_panel=_PANEL,
+            show_default=_defaults("min_fraction"),
+            help="MaskCut: drop a mask covering at most this fraction of the patch grid.",
+        ),
+    ] = None,
+    orientation: Annotated[
+        Orientation | None,
+        typer.Option(
+            "--orientation",
+            rich_help_panel=_PANEL,
+            show_default=_defaults("orientation"),
+            help="MaskCut: which side of the cut is the object. official: CutLER's rule, which tests the corners "
+            "only under one eigenvector sign (with --eigensolver exact that sign is LAPACK's, exactly as in the "
+            "official code; the fast solver makes the largest-|v| entry positive, and under that sign official "
+            "equals symmetric). symmetric: the side touching >= 3 grid corners is background whatever the sign.",
+        ),
+    ] = None,
+    eigensolver: Annotated[
+        Eigensolver | None,
+        typer.Option(
+            "--eigensolver",
+            rich_help_panel=_PANEL,
+            show_default=_defaults("eigensolver"),
+            help="TokenCut, MaskCut: exact = the official dense generalised eigh on the CPU (O(N^3): slow on large "
+            "grids), with DINO's explicit attention, for parity with the official code; fast = batched Lanczos on "
+            "the device. They agree up to sign and ~1e-10 except when the 2nd and 3rd eigenvalues (nearly) "
+            "coincide, where the eigenvector is ill-defined, or when an entry sits on the partition threshold.",
+        ),
+    ] = None,
+    geometry: Annotated[
+        Geometry | None,
+        typer.Option(
+            "--geometry",
+            rich_help_panel=_PANEL,
+            show_default=_defaults("geometry"),
+            help="How an image meets the patch grid. pad: the official CorLoc code, full resolution, zero-padded "
+            "to a patch multiple (the mask's box equals the official box). resize: TokenCut's saliency code, "
+            "resized to a patch multiple and the mask resized back. fixed: MaskCut's --fixed-size square.",
+        ),
+    ] = None,
+    fixed_size: Annotated[
+        int | None,
+        typer.Option(
+            "--fixed-size",
+            min=8,
+            rich_help_panel=_PANEL,
+            show_default=_defaults("fixed_size"),
+            help="Side of the square images are resized to with --geometry fixed.",
+        ),
+    ] = None,
 ) -> None:
-    """Run the segmenter on images and write one mask PNG per image (same relative path, .png)."""
-    from ..inference import list_prediction_inputs, predict_files
+    """Run a segmenter (a checkpoint, or a training-free method) on images and write one mask PNG per image
+    (same relative path, .png)."""
+    from ..errors import UsageError
+    from ..inference import MaskPredictor, list_prediction_inputs, predict_files
+    from ..io.files import check_output_dir
+    from ..io.masks import mask_path_for, settings_tag
     from ..model.families import load_predictor
-    from ..refine import RefineOptions
     from ..model.registry import resolve_weights
+    from ..refine import RefineOptions
     from ..runtime import close_shard, effective_precision, init_shard, local_device, resolve_device
     from .console import Failures, console, notice, progress_bar
+    from .outputs import check_not_an_input, check_same_settings, weights_identity
 
-    items = list_prediction_inputs(inputs, out)
+    given: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "backbone": backbone,
+            "tau": tau,
+            "eps": eps,
+            "k_patches": k_patches,
+            "max_objects": max_objects,
+            "max_iou": max_iou,
+            "min_fraction": min_fraction,
+            "orientation": orientation,
+            "eigensolver": eigensolver,
+            "geometry": geometry,
+            "fixed_size": fixed_size,
+        }.items()
+        if v is not None
+    }
+    checkpoint_flags = [n for n, v in (("size", size), ("max_size", max_size), ("branch", branch)) if v is not None]
+    checkpoint_flags += [n for n, on in (("compile", compile), ("precision", precision != "fp32")) if on]
+    _check_method_flags(method, given, checkpoint_flags, weights, binary, refine)
+    check_output_dir(out, "--out")
+    check_not_an_input(inputs, out)
+    if root is not None and not Path(root).is_dir():
+        raise UsageError(f"--root {root} is not a folder")
+    listing = list_prediction_inputs(inputs, out, root=root, null=null)
+    items = listing.items
+    settings: dict[str, Any]
+    if method == "move":
+        weights_path = resolve_weights(weights)
+        settings = {
+            "weights": weights_identity(weights_path),
+            "size": size,
+            "max_size": max_size,
+            "binary": binary,
+            "threshold": threshold if binary else None,
+            "branch": branch,
+            "refine": refine,
+            "refine_output": refine_output if refine else None,
+        }
+    else:
+        from dataclasses import asdict
+
+        from ..methods import method_options
+
+        opts = method_options(method, **given)  # the official defaults, the given flags over them
+        spec = opts.backbone
+        backbone_path = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)
+        settings = {
+            "method": method,
+            **asdict(opts),
+            "backbone": spec if spec.startswith("timm:") else weights_identity(backbone_path),
+            "binary": binary,
+            "threshold": threshold if binary else None,
+            "refine": refine,
+            "refine_output": refine_output if refine else None,
+        }
+    tag = settings_tag(settings)
+    if not overwrite:  # every output, this shard's or not: all shards of a run must agree
+        check_same_settings((os.path.join(out, mask_path_for(it.rel)) for it in items), tag)
     sh = init_shard(shard)
     quiet = quiet or not sh.shows_progress  # under torchrun, one progress bar and summary: rank 0's
     dev = resolve_device(local_device(device, sh))
@@ -116,11 +374,26 @@ def predict(
         notice("no CUDA device found; running on CPU")
     if run_precision != precision and not quiet:
         notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
-    predictor = load_predictor(
-        resolve_weights(weights), dev, run_precision, size=size, max_size=max_size, compile=compile,
-        options={"branch": branch} if branch else None,
-    )
+    predictor: MaskPredictor
+    if method == "move":
+        predictor = load_predictor(
+            weights_path,
+            dev,
+            run_precision,
+            size=size,
+            max_size=max_size,
+            compile=compile,
+            options={"branch": branch} if branch else None,
+        )
+    else:
+        from ..methods import SpectralPredictor
+
+        predictor = SpectralPredictor(method, opts, backbone=backbone_path, device=dev)
     failed = Failures()
+    for problem in listing.problems if sh.shows_progress else ():  # every rank lists them; rank 0 reports
+        failed(problem)
+    if not quiet and listing.ignored_summary():
+        notice(str(listing.ignored_summary()))
     with progress_bar(None, "predict", quiet) as advance:
         summary = predict_files(
             predictor,
@@ -134,6 +407,7 @@ def predict(
             workers=workers,
             max_pixels=max_pixels,
             refine=RefineOptions(method=refine, output=refine_output) if refine else None,
+            tag=tag,
             on_error=failed,
             on_progress=lambda n, total: advance(n, total=total),
         )
@@ -142,10 +416,10 @@ def predict(
             notice(f"{summary.too_large} images exceed the pixel limit; raise it with --max-pixels if they are trusted")
         console.print(
             f"images {summary.images} · written {summary.written} · skipped {summary.skipped} (existing) · "
-            f"failed {summary.failed} · {summary.rate:.2f} images/s · device {dev}"
+            f"failed {summary.failed + len(listing.problems)} · {summary.rate:.2f} images/s · device {dev}"
             + (f" {run_precision}" if dev.type == "cuda" else "")
             + (f" · {sh.world} processes" if sh.world > 1 else "")
         )
     close_shard(sh)
-    if summary.failed:
+    if summary.failed or listing.problems:
         raise typer.Exit(1)

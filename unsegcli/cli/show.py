@@ -1,4 +1,5 @@
 """`unseg show`: overlays and a static HTML review report, to look at labels before training on them."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,56 +31,101 @@ EXAMPLES = """
 
 
 def show(
-    labels: Annotated[str, typer.Argument(
-        help="A masks folder (soft or instance PNGs from `unseg predict`), or a label file: COCO, "
-        "SelfMask, LOST-CAD, JSON lines (`unseg boxes`) or detector results (coco_instances_results.json).")],
+    labels: Annotated[
+        str,
+        typer.Argument(
+            help="A masks folder (soft or instance PNGs from `unseg predict`), or a label file: COCO, "
+            "SelfMask, LOST-CAD, JSON lines (`unseg boxes`) or detector results (coco_instances_results.json)."
+        ),
+    ],
     out: OutDirOpt,
-    images: Annotated[str | None, typer.Option(
-        "--images", metavar="DIR", help="Image root the masks or file_names are relative to (detector results: "
-        "matched by image id). Without it, overlays are drawn on a grey canvas.")] = None,
-    gt: Annotated[str | None, typer.Option(
-        "--gt", metavar="VOC|JSON", help="Ground truth: a VOC folder (VOCdevkit/, VOC2007/, ...) or a COCO instances "
-        "JSON. Adds GT boxes, each box's IoU, CorLoc hits and misses.")] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            "--images",
+            metavar="DIR",
+            help="Image root the masks or file_names are relative to (detector results: "
+            "matched by image id). Without it, overlays are drawn on a grey canvas.",
+        ),
+    ] = None,
+    gt: Annotated[
+        str | None,
+        typer.Option(
+            "--gt",
+            metavar="VOC|JSON",
+            help="Ground truth: a VOC folder (VOCdevkit/, VOC2007/, ...) or a COCO instances "
+            "JSON. Adds GT boxes, each box's IoU, CorLoc hits and misses.",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="VOC ImageSets/Main/<split>.txt of --gt.")] = "trainval",
     pick: PickOpt = "auto",
-    sample: Annotated[int | None, typer.Option(
-        "--sample", min=1, metavar="N", help="Draw N images chosen at random (same --seed, same images); plots and "
-        "flag counts still cover every image.")] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            min=1,
+            metavar="N",
+            help="Draw N images chosen at random (same --seed, same images); plots and "
+            "flag counts still cover every image.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --sample.")] = ReportOptions.seed,
     sort: Annotated[SortKey, typer.Option("--sort", help="Initial order of the grid (the page can re-sort).")] = "name",
-    only_flagged: Annotated[bool, typer.Option(
-        "--only-flagged", metavar="", help="Draw only the images that are flagged.")] = False,
-    many: Annotated[int, typer.Option(
-        "--many", min=0, metavar="N", help="Flag images with more than N boxes.")] = FlagRules.many_boxes,
-    low_score: Annotated[float, typer.Option(
-        "--low-score", min=0.0, max=1.0, help="Flag images with a box scoring below this.")] = FlagRules.low_score,
+    only_flagged: Annotated[
+        bool, typer.Option("--only-flagged", metavar="", help="Draw only the images that are flagged.")
+    ] = False,
+    many: Annotated[
+        int, typer.Option("--many", min=0, metavar="N", help="Flag images with more than N boxes.")
+    ] = FlagRules.many_boxes,
+    low_score: Annotated[
+        float, typer.Option("--low-score", min=0.0, max=1.0, help="Flag images with a box scoring below this.")
+    ] = FlagRules.low_score,
     threshold: ThresholdOpt = ReportOptions.threshold,
     connectivity: ConnectivityOpt = 8,
     min_area: MinAreaOpt = DEFAULT_MIN_AREA,
-    multi: Annotated[bool, typer.Option(
-        "--multi", metavar="", help="Masks: a box per component, as `unseg boxes --multi` (default: the largest; "
-        "every component is outlined either way).")] = False,
-    thumb_size: Annotated[int, typer.Option("--thumb-size", min=32, metavar="PX", help="Longer side of thumbnails.")
-                          ] = ReportOptions.thumb_side,
-    page_size: Annotated[int, typer.Option(
-        "--page-size", min=1, help="Thumbnails per page of the grid.")] = ReportOptions.page_size,
+    multi: Annotated[
+        bool,
+        typer.Option(
+            "--multi",
+            metavar="",
+            help="Masks: a box per component, as `unseg boxes --multi` (default: the largest; "
+            "every component is outlined either way).",
+        ),
+    ] = False,
+    thumb_size: Annotated[
+        int, typer.Option("--thumb-size", min=32, metavar="PX", help="Longer side of thumbnails.")
+    ] = ReportOptions.thumb_side,
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=1, help="Thumbnails per page of the grid.")
+    ] = ReportOptions.page_size,
     workers: WorkersOpt = DEFAULT_WORKERS,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Review masks or labels: overlays + a static index.html (grid, facts, plots, flags)."""
     from ..errors import UsageError
+    from ..io.files import check_output_dir
     from ..review import sources
     from ..review.report import write_report
     from .console import Failures, console, progress_bar
 
+    check_output_dir(out, "--out")
     failed = Failures()
     if images is not None and not os.path.isdir(images):
         raise UsageError(f"--images must be a folder: {images}")
     if os.path.isdir(labels):
         with contextlib.ExitStack() as bars:
-            items = sources.from_masks(labels, images, threshold, connectivity, min_area, multi, workers, failed,
-                                       lambda n: bars.enter_context(progress_bar(n, "reading masks", quiet)))
+            items = sources.from_masks(
+                labels,
+                images,
+                threshold,
+                connectivity,
+                min_area,
+                multi,
+                workers,
+                failed,
+                lambda n: bars.enter_context(progress_bar(n, "reading masks", quiet)),
+            )
         if not items and not failed:
             raise UsageError(f"no mask PNGs under {labels}")
         fmt = "masks"
@@ -91,21 +137,42 @@ def show(
     if gt is not None:
         rule = pick if pick != "auto" else ("score" if fmt == "detector results" else "largest")
         unmatched = sources.attach_gt(items, sources.load_gt(gt, split), rule)
-    source = f"{labels} ({fmt}, {len(items)} images)" + (f" · images {images}" if images else "") + \
-        (f" · GT {gt}" if gt else "")
-    opts = ReportOptions(source=source, sample=sample, seed=seed, only_flagged=only_flagged, sort=sort,
-                         page_size=page_size, thumb_side=thumb_size, threshold=threshold, workers=workers,
-                         redraw=overwrite)
+    source = (
+        f"{labels} ({fmt}, {len(items)} images)"
+        + (f" · images {images}" if images else "")
+        + (f" · GT {gt}" if gt else "")
+    )
+    opts = ReportOptions(
+        source=source,
+        sample=sample,
+        seed=seed,
+        only_flagged=only_flagged,
+        sort=sort,
+        page_size=page_size,
+        thumb_side=thumb_size,
+        threshold=threshold,
+        workers=workers,
+        redraw=overwrite,
+    )
     rules = FlagRules(many_boxes=many, low_score=low_score)
     with contextlib.ExitStack() as bars:
-        summary = write_report(items, Path(out), opts, rules, unmatched, failed,
-                               lambda n: bars.enter_context(progress_bar(n, "drawing", quiet)))
+        summary = write_report(
+            items,
+            Path(out),
+            opts,
+            rules,
+            unmatched,
+            failed,
+            lambda n: bars.enter_context(progress_bar(n, "drawing", quiet)),
+        )
     if not quiet:
         flags = " · ".join(f"{k} {v}" for k, v in summary.flagged.items() if v)
-        console.print(f"images {summary.images} · shown {summary.shown} (drawn {summary.drawn}, the others were up to "
-                      f"date) · boxes {summary.boxes}"
-                      + (f" · {flags}" if flags else "")
-                      + (f" · CorLoc {summary.corloc:.2f}%" if summary.corloc is not None else "")
-                      + f" · wrote {summary.index}")
+        console.print(
+            f"images {summary.images} · shown {summary.shown} (drawn {summary.drawn}, the others were up to "
+            f"date) · boxes {summary.boxes}"
+            + (f" · {flags}" if flags else "")
+            + (f" · CorLoc {summary.corloc:.2f}%" if summary.corloc is not None else "")
+            + f" · wrote {summary.index}"
+        )
     if failed:
         raise typer.Exit(1)

@@ -29,8 +29,11 @@ def synth(
     quiet: QuietOpt = False,
 ) -> None:
     """Generate images with known masks (and a VOC tree) for testing."""
+    from ..io.files import check_output_dir
     from ..synth import write_dataset
     from .console import console, progress_bar
+
+    check_output_dir(out, "OUT")
 
     with progress_bar(n, "synth", quiet) as advance:
         write_dataset(out, n, size, seed, voc, on_progress=advance)

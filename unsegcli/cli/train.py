@@ -254,7 +254,7 @@ def train(
         lr=recipe["lr"],
         betas=recipe["betas"],
         lr_d=recipe["lr"],
-        sempart_loss=SempartLossConfig(**sempart),
+        sempart_loss=SempartLossConfig.from_dict(sempart),
         save_every=save_every,
         log_every=log_every,
         log_images_every=log_images_every,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from ..config import PreprocessConfig
 
@@ -55,7 +56,7 @@ def list_(
         bool, typer.Option("--json", metavar="", help="Print JSON on stdout instead of a table.")
     ] = False,
 ) -> None:
-    """Show known weights: name, kind, file, present or not, source and checksum."""
+    """Show known weights: name, kind, licence, file, present or not, source and checksum."""
     from rich.table import Table
 
     from ..model.registry import KNOWN, path_of
@@ -71,6 +72,7 @@ def list_(
                 "url": w.url,
                 "source": w.source,
                 "sha256": w.sha256,
+                "licence": w.licence,
                 "how": w.how,
                 "description": w.description,
             }
@@ -79,19 +81,22 @@ def list_(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="known weights")
-    for col in ("name", "kind", "present", "file"):
+    for col in ("name", "kind", "present", "licence", "file"):
         table.add_column(col, overflow="fold")
     for w in KNOWN.values():
-        present = "[green]yes[/green]" if path_of(w.name).exists() else "[red]no[/red]"
-        table.add_row(w.name, w.kind, present, os.path.relpath(path_of(w.name)))
+        present = Text("yes", "green") if path_of(w.name).exists() else Text("no", "red")
+        table.add_row(w.name, w.kind, present, w.licence.split(" (")[0].split(":")[0], os.path.relpath(path_of(w.name)))
     console.print(table)
     for w in KNOWN.values():
         how = w.url or w.source or ""
         if w.how:
             how += ("\n    then: " if how else "") + w.how
         console.print(
-            f"[bold]{w.name}[/bold]: {w.description}\n    {how}\n    sha256: "
-            f"{w.sha256 or 'not published by the source'}",
+            Text.assemble(
+                (w.name, "bold"),
+                f": {w.description}\n    {how}\n    sha256: "
+                f"{w.sha256 or 'not published by the source'}\n    licence: {w.licence}",
+            ),
             soft_wrap=True,
         )
 
@@ -170,11 +175,16 @@ def import_move(
     from ..model.official_move import import_official_move
     from .console import console
 
-    with warnings.catch_warnings(record=True) as caught:
+    def show_warning(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        # shown as raised, so the trust warning comes BEFORE the unpickling it warns about
+        console.print(Text.assemble(("warning", "yellow"), f" {message}"), soft_wrap=True)
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = show_warning
         model, meta = import_official_move(checkpoint, backbone, args)
-    for w in caught:
-        console.print(f"[yellow]warning[/yellow] {w.message}")
     save_checkpoint(out, checkpoint_dict(model, PreprocessConfig(size=size, max_size=max_size), meta))
     console.print(
         f"wrote {out} ({model.cfg.backbone.timm_name or 'custom ViT'}, head widths "

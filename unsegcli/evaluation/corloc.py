@@ -35,6 +35,7 @@ class CorLocResult:
     images: int = 0
     missing: int = 0
     skipped_hard: int = 0
+    failed: int = 0  # inputs that could not be read (GT left out, predictions scored as misses)
     no_hard: bool = False  # how it was computed (shown in the title, not in to_dict)
     per_image: list[tuple[str, float, bool]] = field(default_factory=list)  # image id, best IoU, hit
 
@@ -50,6 +51,7 @@ class CorLocResult:
             "images": self.images,
             "missing": self.missing,
             "skipped_hard": self.skipped_hard,
+            "failed": self.failed,
         }
 
     @property
@@ -65,6 +67,8 @@ class CorLocResult:
         }
         if self.no_hard:
             cols["skipped (all hard)"] = str(self.skipped_hard)
+        if self.failed:
+            cols["failed"] = str(self.failed)
         return cols
 
     def per_image_csv(self) -> bytes:

@@ -84,10 +84,12 @@ class _MaskJob:
 
 
 def _biggest_box_of_mask(job: _MaskJob, threshold: float, connectivity: int) -> tuple[str, np.ndarray | None]:
-    from ..io.masks import read_mask
-    from ..labels.components import extract_boxes
+    from ..io.instances import instances_to_mask_u8
+    from ..labels.components import extract_boxes, read_box_mask
 
-    mask = read_mask(job.path)
+    kind, mask = read_box_mask(job.path)
+    if kind == "instances":  # one object is the single box: the largest (MOVE's biggest component)
+        mask = instances_to_mask_u8(mask, "largest")
     # MOVE sec. 4.2: connected components -> boxes -> the biggest one; no 1% filter for CorLoc.
     comps, _ = extract_boxes(mask, threshold, connectivity, min_area=0.0, multi=False)
     if not comps:
@@ -155,6 +157,8 @@ def boxes_from_file(path: str, gt: list[GTImage], pick: Pick = "auto") -> dict[s
     def add(g: GTImage | None, box_xyxy, score, wh: tuple[int, int] | None) -> None:
         if g is None:
             return
+        if wh is not None and not (wh[0] > 0 and wh[1] > 0):
+            raise ValueError(f"image size {wh[0]}x{wh[1]}")
         cands.setdefault(str(g.image_id), []).append((list(box_xyxy), float(score)))
         sizes[str(g.image_id)] = wh or (g.width, g.height)
 
@@ -215,7 +219,7 @@ def read_box_predictions(
 class MaskPair:
     rel: str  # the GT's path relative to its folder
     gt_path: str
-    pred_path: str | None  # None: no prediction (scored as an empty mask when asked)
+    pred_path: str | None  # None: no prediction (scored as an empty mask, or skipped: ``Missing``)
 
 
 def pair_masks_for_saliency(gt_dir: str, pred_dir: str) -> tuple[list[MaskPair], list[str]]:
@@ -233,23 +237,38 @@ def pair_masks_for_saliency(gt_dir: str, pred_dir: str) -> tuple[list[MaskPair],
     return pairs, list(matches.errors.values())
 
 
-def read_saliency_pair(pair: MaskPair) -> tuple[np.ndarray, np.ndarray]:
-    """Official reading -> (prediction uint8 at the GT size, GT bool): GT raw (first channel if
-    several) / 255 > 0.5; prediction .convert("L"), PIL-bilinear resized; a missing one is empty."""
+def read_saliency_gt(path: str) -> np.ndarray:
+    """A GT mask -> HxW bool, the official reading for 8-bit files: raw values (first channel if
+    several) / 255 > 0.5. Other modes, which the official script misreads, by their meaning: 1-bit
+    as is, 16-bit and wider scaled to 8 bits first, a palette PNG's non-zero indices as foreground."""
     from PIL import Image
 
-    try:
-        with Image.open(pair.gt_path) as g:
-            gt = np.asarray(g).astype(np.float32)
-        if gt.ndim > 2:
-            gt = gt[:, :, 0]
-        gt_bool = gt / 255.0 > 0.5
-        if pair.pred_path is None:
-            return np.zeros(gt_bool.shape, np.uint8), gt_bool
-        with Image.open(pair.pred_path) as p:
-            return resize_prediction(np.asarray(p.convert("L")), gt_bool.shape), gt_bool
-    except Exception as e:  # noqa: BLE001 - report the file, keep evaluating the rest
-        raise InputError(f"{pair.pred_path or pair.gt_path}: cannot read ({type(e).__name__}: {e})") from None
+    from ..io.images import pil_errors, to_uint8_gray
+
+    with pil_errors(path, "GT mask"), Image.open(path) as img:
+        img.load()
+        if img.mode == "1":
+            return np.asarray(img, dtype=bool).copy()
+        if img.mode == "P":
+            return np.asarray(img) > 0
+        wide = to_uint8_gray(img)
+        gt = wide if wide is not None else np.asarray(img)
+    if gt.ndim > 2:
+        gt = gt[:, :, 0]
+    if gt.size == 0:
+        raise InputError(f"{path}: GT mask has no pixels")
+    return gt.astype(np.float32) / 255.0 > 0.5
+
+
+def read_saliency_prediction(path: str, size_hw: tuple[int, ...]) -> np.ndarray:
+    """A predicted mask -> HxW uint8 at the GT size: as the official .convert("L") for 8-bit files
+    (``io.masks.read_mask``, which also scales 16-bit), a palette PNG as the union of its objects."""
+    from ..io.instances import read_mask_or_instances
+
+    pred = read_mask_or_instances(path, "union")
+    if pred.size == 0:
+        raise InputError(f"{path}: predicted mask has no pixels")
+    return resize_prediction(pred, size_hw)
 
 
 def resize_prediction(pred_u8: np.ndarray, size_hw: tuple[int, ...]) -> np.ndarray:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from ..parallel import Failed, parallel_map
-from .inputs import MaskPair, Missing, pair_masks_for_saliency, read_saliency_pair
+from .inputs import MaskPair, Missing, pair_masks_for_saliency, read_saliency_gt, read_saliency_prediction
 from .results import csv_bytes
 
 BETA_SQ = 0.3  # official F_score betta_sq
@@ -69,7 +70,8 @@ class SaliencyResult:
     max_fbeta_per_image: float
     threshold: float
     missing: int = 0
-    skipped: int = 0
+    skipped: int = 0  # GT masks left out: no prediction (or an unreadable one) with missing "skip"
+    failed: int = 0  # unreadable GT masks (left out), unreadable predictions, ambiguous matches
     per_image: list[tuple[str, float]] = field(default_factory=list)  # GT relative path, IoU
 
     def to_dict(self) -> dict:
@@ -83,6 +85,7 @@ class SaliencyResult:
             "threshold": self.threshold,
             "missing": self.missing,
             "skipped": self.skipped,
+            "failed": self.failed,
         }
 
     @property
@@ -97,6 +100,7 @@ class SaliencyResult:
             "maxFβ": f"{self.max_fbeta:.4f}",
             "maxFβ per-image": f"{self.max_fbeta_per_image:.4f}",
             "missing": str(self.missing),
+            **({"failed": str(self.failed)} if self.failed else {}),
         }
 
     def per_image_csv(self) -> bytes:
@@ -122,13 +126,25 @@ def aggregate(stats: list[ImageStats], threshold: float) -> SaliencyResult:
     )
 
 
-def _score_pair(pair: MaskPair, threshold: float) -> tuple[str, ImageStats]:
-    pred, gt = read_saliency_pair(pair)
-    return pair.rel, image_stats(pred, gt, threshold)
+def _score_pair(pair: MaskPair, threshold: float, missing: Missing) -> tuple[str, ImageStats | None, str | None]:
+    """-> (GT relative path, stats or None when skipped, the prediction's read error or None). An
+    unreadable GT raises (the pair cannot be scored); an unreadable prediction is a missing one."""
+    gt = read_saliency_gt(pair.gt_path)
+    pred, error = None, None
+    if pair.pred_path is not None:
+        try:
+            pred = read_saliency_prediction(pair.pred_path, gt.shape)
+        except InputError as e:
+            error = e.message
+    if pred is None:
+        if missing == "skip":
+            return pair.rel, None, error
+        pred = np.zeros(gt.shape, np.uint8)
+    return pair.rel, image_stats(pred, gt, threshold), error
 
 
 def _pair_name(pair: MaskPair) -> str:
-    return pair.pred_path or pair.gt_path
+    return pair.gt_path
 
 
 def evaluate_saliency(
@@ -140,23 +156,34 @@ def evaluate_saliency(
     on_error: Callable[[str], None] = lambda message: None,
 ) -> SaliencyResult:
     """GT and prediction folders (matched by ``evaluation.inputs.match_predictions``) -> the metrics.
-    A GT without prediction is scored as an empty mask (``missing`` "empty") or left out ("skip");
-    unreadable or ambiguous pairs go to ``on_error`` and are left out."""
+
+    A GT without prediction is scored as an empty mask (``missing`` "empty") or left out ("skip"). Each
+    failure goes to ``on_error`` and is counted in ``failed``: an unreadable GT or an ambiguous match
+    is left out; an unreadable prediction is then treated as a missing one."""
     pairs, errors = pair_masks_for_saliency(gt_dir, pred_dir)
     for message in errors:
         on_error(message)
+    n_failed = len(errors)
     n_missing = sum(p.pred_path is None for p in pairs)
     jobs = [p for p in pairs if p.pred_path is not None or missing == "empty"]
     stats, per_image = [], []
-    work = functools.partial(_score_pair, threshold=threshold)
+    skipped = n_missing if missing == "skip" else 0
+    work = functools.partial(_score_pair, threshold=threshold, missing=missing)
     for r in parallel_map(work, jobs, workers, describe=_pair_name, chunksize=32):
         if isinstance(r, Failed):
             on_error(r.message)
+            n_failed += 1
             continue
-        rel, st = r
+        rel, st, error = r
+        if error is not None:
+            on_error(error)
+            n_failed += 1
+        if st is None:
+            skipped += 1
+            continue
         stats.append(st)
         per_image.append((rel, st.iou))
     res = aggregate(stats, threshold)
-    res.missing, res.skipped = n_missing, n_missing if missing == "skip" else 0
+    res.missing, res.skipped, res.failed = n_missing, skipped, n_failed
     res.per_image = per_image
     return res

@@ -6,9 +6,9 @@ CorLoc; each is applied here, once, with the reason beside it.
 
 from __future__ import annotations
 
-import json
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,6 +32,10 @@ COCO20K_HINT = (
     "COCO20k is the 19,817 train2014 images listed in LOST's datasets/coco_20k_filenames.txt "
     "(github.com/valeoai/LOST); pass that file as the image list"
 )
+
+
+def _raise(message: str) -> None:
+    raise InputError(message)
 
 
 @dataclass
@@ -70,21 +74,43 @@ def _text(node, tag: str, default: str = "0") -> str:
     return el.text.strip() if el is not None and el.text else default
 
 
+def _number(path: Path, node, tag: str, where: str) -> int:
+    """A required integer field; a missing or non-numeric value is this annotation's error, named."""
+    el = node.find(tag)
+    text = el.text.strip() if el is not None and el.text else ""
+    if not text:
+        raise InputError(f"{path}: no <{tag}> in <{where}>")
+    try:
+        # float() first because a few VOC2012 files write decimals; LOST then takes int()
+        return int(float(text))
+    except ValueError:
+        raise InputError(f"{path}: <{tag}> in <{where}> is not a number ({text!r})") from None
+
+
 def read_voc_annotation(path: Path) -> tuple[str, int, int, np.ndarray, np.ndarray]:
+    """One VOC XML -> (file name, width, height, boxes, hard). Raises InputError naming the file and
+    what is wrong: not XML, no <size> or <bndbox>, a missing or non-numeric coordinate."""
     try:
         tree = ET.parse(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: annotation not found") from None
     except (ET.ParseError, OSError) as e:
-        raise InputError(f"{path}: cannot parse annotation ({e})") from None
+        raise InputError(f"{path}: not a readable XML annotation ({e})") from None
     ann = tree.getroot()
     size = ann.find("size")
-    width, height = int(_text(size, "width")), int(_text(size, "height"))
+    if size is None:
+        raise InputError(f"{path}: no <size> element")
+    width, height = _number(path, size, "width", "size"), _number(path, size, "height", "size")
+    if width <= 0 or height <= 0:
+        raise InputError(f"{path}: <size> is {width}x{height}")
     boxes, hard = [], []
-    for obj in ann.findall("object"):
+    for k, obj in enumerate(ann.findall("object"), 1):
         bb = obj.find("bndbox")
+        if bb is None:
+            raise InputError(f"{path}: <object> {k} has no <bndbox>")
         # LOST extract_gt_VOC: int() of each value, then xmin - 1 and ymin - 1 (1-based inclusive pixel
-        # indices -> continuous 0-based coordinates), xmax / ymax unchanged. float() first because a few
-        # VOC2012 files write decimals.
-        x0, y0, x1, y1 = (int(float(_text(bb, t))) for t in ("xmin", "ymin", "xmax", "ymax"))
+        # indices -> continuous 0-based coordinates), xmax / ymax unchanged.
+        x0, y0, x1, y1 = (_number(path, bb, t, "bndbox") for t in ("xmin", "ymin", "xmax", "ymax"))
         boxes.append([x0 - 1, y0 - 1, x1, y1])
         # LOST discard_hard_voc / extract_gt_VOC: "hard" = truncated == "1" or difficult == "1".
         hard.append(_text(obj, "truncated") == "1" or _text(obj, "difficult") == "1")
@@ -97,15 +123,33 @@ def read_voc_annotation(path: Path) -> tuple[str, int, int, np.ndarray, np.ndarr
     )
 
 
-def read_voc(root: str | Path, split: str = "trainval", year: str | None = None) -> list[GTImage]:
-    """Images of ImageSets/Main/<split>.txt with ALL their objects (difficult and truncated too)."""
+def read_voc(
+    root: str | Path,
+    split: str = "trainval",
+    year: str | None = None,
+    on_error: Callable[[str], None] = _raise,
+) -> list[GTImage]:
+    """Images of ImageSets/Main/<split>.txt with ALL their objects (difficult and truncated too).
+
+    An unreadable annotation goes to ``on_error`` and its image is left out of the ground truth (it
+    cannot be scored); by default it raises. An empty split is a UsageError."""
     base = find_voc_year_dir(root, year)
     ids_file = base / "ImageSets" / "Main" / f"{split}.txt"
-    if not ids_file.exists():
+    if not ids_file.is_file():
         raise UsageError(f"split file not found: {ids_file}")
+    try:
+        ids = ids_file.read_text().split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the split file {ids_file} ({e})") from None
+    if not ids:
+        raise UsageError(f"the split file {ids_file} lists no images")
     out = []
-    for line in ids_file.read_text().split():
-        filename, w, h, boxes, hard = read_voc_annotation(base / "Annotations" / f"{line}.xml")
+    for line in ids:
+        try:
+            filename, w, h, boxes, hard = read_voc_annotation(base / "Annotations" / f"{line}.xml")
+        except InputError as e:
+            on_error(e.message)
+            continue
         out.append(GTImage(line, filename, w, h, boxes, hard))
     return out
 
@@ -115,19 +159,38 @@ def coco_id_from_filename(name: str) -> int:
     return int(os.path.basename(name).split("_")[-1].split(".")[0])
 
 
+def _read_image_list(image_list: str | Path) -> list[int]:
+    """COCO image ids of a list of file names (COCO20k's coco_20k_filenames.txt)."""
+    try:
+        names = [s.strip() for s in Path(image_list).expanduser().read_text().splitlines() if s.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the image list {image_list} ({e})") from None
+    ids = []
+    for n, name in enumerate(names, 1):
+        try:
+            ids.append(coco_id_from_filename(name))
+        except ValueError:
+            raise UsageError(
+                f"{image_list}:{n}: '{name}' is not a COCO file name (no numeric id before the extension)"
+            ) from None
+    if not ids:
+        raise UsageError(f"the image list {image_list} names no images")
+    return ids
+
+
 def read_coco(ann_file: str | Path, image_list: str | Path | None = None) -> list[GTImage]:
     """COCO instances -> records; crowd annotations skipped (LOST extract_gt_COCO remove_iscrowd),
     boxes xywh -> xyxy rounded with int(round(v)) as LOST does. Images whose GT is all crowd stay
     (they can only be misses). ``image_list`` restricts to the listed files (COCO20k)."""
+    from .labels import read_coco_document
+
     ann_file = Path(ann_file).expanduser()
-    if not ann_file.exists():
+    if not ann_file.is_file():
         raise UsageError(f"annotation file not found: {ann_file}")
-    with open(ann_file) as f:
-        data = json.load(f)
+    data = read_coco_document(str(ann_file))
     images = {img["id"]: img for img in data["images"]}
     if image_list is not None:
-        names = [s.strip() for s in Path(image_list).read_text().splitlines() if s.strip()]
-        ids = [coco_id_from_filename(n) for n in names]
+        ids = _read_image_list(image_list)
         missing = [i for i in ids if i not in images]
         if missing:
             raise UsageError(
@@ -135,7 +198,9 @@ def read_coco(ann_file: str | Path, image_list: str | Path | None = None) -> lis
                 "COCO20k needs instances_train2014.json",
             )
     else:
-        ids = sorted(images)
+        ids = sorted(images, key=lambda i: (isinstance(i, str), i))
+    if not ids:
+        raise UsageError(f"{ann_file} holds no images")
     boxes: dict[int, list] = {i: [] for i in ids}
     for a in data["annotations"]:
         if a["image_id"] in boxes and not a.get("iscrowd", 0):
@@ -145,8 +210,8 @@ def read_coco(ann_file: str | Path, image_list: str | Path | None = None) -> lis
         GTImage(
             i,
             images[i]["file_name"],
-            images[i]["width"],
-            images[i]["height"],
+            int(images[i]["width"]),
+            int(images[i]["height"]),
             np.asarray(boxes[i], np.float64).reshape(-1, 4),
         )
         for i in ids
@@ -159,17 +224,19 @@ def load_gt(
     split: str = "trainval",
     ann: str | Path | None = None,
     image_list: str | Path | None = None,
+    on_error: Callable[[str], None] = _raise,
 ) -> list[GTImage]:
     """Ground truth of a dataset of ``DATASETS``. VOC reads ``root``'s ImageSets/Main/<split>.txt;
     COCO reads ``ann`` (default ``root``/annotations/instances_train2014.json, the COCO20k source),
-    restricted to ``image_list`` (required for coco20k)."""
+    restricted to ``image_list`` (required for coco20k). VOC annotations that cannot be read go to
+    ``on_error`` and are left out; a COCO file that cannot be read is one InputError."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset '{name}'", f"use one of {', '.join(DATASETS)}")
     kind, year = DATASETS[name]
     if kind == "voc":
         if root is None:
             raise UsageError("VOC datasets need a root folder")
-        return read_voc(root, split, year)
+        return read_voc(root, split, year, on_error)
     if name == "coco20k" and image_list is None:
         raise UsageError("coco20k needs its image list (coco_20k_filenames.txt)", COCO20K_HINT)
     if ann is None:

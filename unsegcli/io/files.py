@@ -1,22 +1,34 @@
-"""Atomic writes: temp name in the same folder, then os.replace; and a background writer.
+"""Atomic writes: temp name in the same folder, then os.replace; output checks; a background writer.
 
-A killed run therefore leaves either the old file, the complete new file, or a stray
-``.<name>.tmp-*`` that a re-run ignores and overwrites — never a half-written output.
+NOTE for every command (P-B: boxes/merge/corloc/eval too): check each output location with
+``check_output_dir(path, what)`` / ``check_output_file(path, what)`` BEFORE loading a model or reading inputs;
+they raise ``UsageError`` (exit 2) naming ``what`` (pass the CLI flag, e.g. "--out"), and accept '-'.
+
+A killed run leaves either the old file, the complete new file, or a short temp named
+``.unseg-tmp-<pid>-<random>`` in the target's folder (short, so a 255-byte target name still fits);
+``remove_stale_temps(folder)`` deletes those of processes that no longer exist, never a live run's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
+
+from ..errors import UsageError
+
+TEMP_PREFIX = ".unseg-tmp-"
 
 
 @functools.cache
@@ -28,11 +40,119 @@ def _umask() -> int:
     return mask
 
 
+@functools.cache
+def _host_tag() -> str:
+    """6 hex digits naming this host in temp names, so that runs on other hosts sharing a folder (Slurm
+    array tasks writing one output folder) never take each other's live temps for dead ones."""
+    return hashlib.blake2s(socket.gethostname().encode(), digest_size=3).hexdigest()
+
+
+_cleaned: set[str] = set()
+_cleaned_lock = threading.Lock()
+
+
 def mkstemp_beside(path: Path) -> tuple[int, str]:
-    """A temp file in the target's folder with the permissions open() would give (mkstemp's are 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    """A temp file in the target's folder with the permissions open() would give (mkstemp's are 0600).
+    Named ``.unseg-tmp-<pid>-<host>-<random>``: the PID tells a dead run's temp from a live one's; the
+    target's name is left out so that a 255-byte target name still has a temp name. The first write
+    into a folder removes the temps that dead runs left there (``remove_stale_temps``)."""
+    folder = os.path.abspath(path.parent)
+    with _cleaned_lock:
+        first = folder not in _cleaned
+        _cleaned.add(folder)
+    if first:
+        remove_stale_temps(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-{_host_tag()}-", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_umask())
     return fd, tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+# another host's temp is only removed once untouched this long: its PID cannot be checked from here
+_OTHER_HOST_STALE_SECONDS = 24 * 3600
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete ``.unseg-tmp-<pid>-*`` files in ``folder`` (not below) that no live run owns: this host's
+    whose process is gone (what SIGKILL or a power loss left), other hosts' after a day untouched.
+    Returns how many were removed."""
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith(TEMP_PREFIX):
+            continue
+        pid_text, _, tail = name[len(TEMP_PREFIX) :].partition("-")
+        if not pid_text.isdigit():
+            continue
+        path = os.path.join(folder, name)
+        host = tail[:6] if len(tail) > 7 and tail[6] == "-" else _host_tag()
+        if host == _host_tag():
+            stale = not _pid_alive(int(pid_text))
+        else:
+            try:
+                stale = time.time() - os.lstat(path).st_mtime > _OTHER_HOST_STALE_SECONDS
+            except OSError:
+                continue
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed += 1
+    return removed
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_creatable_dir(path: Path, what: str) -> None:
+    """``path`` is (or can be created as) a folder we can write into."""
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{what} {path} is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{what} {path}: the folder is not writable")
+        return
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise UsageError(f"{what} {path}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: cannot create it, {base} is not writable")
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Fail early (UsageError, exit 2) when ``path`` cannot be used as an output folder: an existing file,
+    a path under a file, a read-only folder. Creates nothing. ``what`` names it in the message."""
+    p = Path(path)
+    _check_creatable_dir(p, what)
+    return p
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> None:
+    """Fail early (UsageError, exit 2) when ``path`` cannot be written as a file: an existing folder, a path
+    under a file, a read-only folder. '-' (stdout) is always fine. Creates nothing."""
+    if str(path) == "-":
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {p} is a folder, not a file")
+    _check_creatable_dir(p.parent if str(p.parent) else Path("."), what)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,49 +37,164 @@ def _has_ext(name: str, exts: tuple[str, ...]) -> bool:
     return name.lower().endswith(exts)
 
 
-def _walk(root: Path, exts: tuple[str, ...]) -> list[Path]:
+def _walk(root: Path, exts: tuple[str, ...], ignored: dict[str, int]) -> list[Path]:
+    """Files under ``root`` with one of ``exts``, following folder symlinks but visiting each real folder
+    once (by (st_dev, st_ino)), so a link loop ends. Hidden files and folders are skipped; other
+    extensions are counted in ``ignored`` (extension -> count)."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath) / f for f in filenames if not f.startswith(".") and _has_ext(f, exts))
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    linked: list[Path] = []  # folders reached through a symlink: visited after the real tree, so a
+    while stack or linked:  # folder that is both inside the tree and linked keeps its real name
+        folder = stack.pop() if stack else linked.pop(0)
+        try:
+            st = folder.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                is_dir = e.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                (linked if e.is_symlink() else stack).append(folder / e.name)
+            elif _has_ext(e.name, exts):
+                found.append(folder / e.name)
+            else:
+                ext = os.path.splitext(e.name)[1].lower() or "(none)"
+                ignored[ext] = ignored.get(ext, 0) + 1
     return found
 
 
-def list_inputs(
-    inputs: Iterable[str], exts: tuple[str, ...] = IMAGE_EXTENSIONS, stdin: TextIO | None = None
-) -> list[InputItem]:
-    """Expand files, folders (recursive) and '-' (one path per line on stdin) into sorted items.
+def _read_list(stream: Any, null: bool) -> list[str]:
+    """Paths from a list stream: one per line (only the line break is removed, so names may start or end
+    with spaces; empty lines are skipped), or NUL-separated (``find -print0``)."""
+    data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+    if isinstance(data, bytes):
+        text = os.fsdecode(data)
+    else:
+        text = data
+    parts = text.split("\0") if null else text.split("\n")
+    return [p[:-1] if (not null and p.endswith("\r")) else p for p in parts if p not in ("", "\r")]
 
-    A folder's files are named relative to that folder; a single file or a stdin path by its
-    base name. Duplicated output names are an error, since one would overwrite the other.
+
+def relative_name(path: str, root: str | None = None) -> str | None:
+    """The relative name an input file's outputs take: relative to ``root`` when given (None when the
+    path is outside it), else relative to the current folder; a path outside the current folder keeps
+    its absolute path without the leading '/' (``/data/a/b.jpg`` -> ``data/a/b.jpg``)."""
+    absolute = os.path.normpath(os.path.abspath(path))
+    base = os.path.normpath(os.path.abspath(root if root is not None else os.curdir))
+    if absolute == base or absolute.startswith(base.rstrip(os.sep) + os.sep):
+        return Path(os.path.relpath(absolute, base)).as_posix()
+    if root is not None:
+        return None
+    return Path(absolute).relative_to(Path(absolute).anchor).as_posix()
+
+
+@dataclass
+class InputListing:
+    """What ``scan_inputs`` found: the usable items (sorted), per-input problems (each names its path(s)
+    and reason; those inputs are left out) and the files of other extensions that folders held."""
+
+    items: list[InputItem]
+    problems: list[str]
+    ignored: dict[str, int]  # extension -> count
+
+    def ignored_summary(self) -> str | None:
+        """'ignored 3 files with other extensions (.avif .gif .heic)', or None."""
+        n = sum(self.ignored.values())
+        if not n:
+            return None
+        return f"ignored {n} file{'s' if n != 1 else ''} with other extensions ({' '.join(sorted(self.ignored))})"
+
+
+def scan_inputs(
+    inputs: Iterable[str],
+    exts: tuple[str, ...] = IMAGE_EXTENSIONS,
+    stdin: Any = None,
+    *,
+    root: str | None = None,
+    null: bool = False,
+    key: Any = None,
+) -> InputListing:
+    """Expand files, folders (recursive) and '-' (paths on stdin, one per line or NUL-separated when
+    ``null``) into sorted items.
+
+    Names: a folder's files are named relative to that folder, a file or stdin path by ``relative_name``
+    (relative to ``root`` or the current folder); with ``root``, folders are named relative to it too.
+    Inputs whose output names collide (``key(rel)``, by default the name without its extension:
+    ``a.jpg`` and ``a.png``) are all left out and reported, both paths named, as is a path outside
+    ``root``. A missing file argument is a UsageError.
     """
+    key = key or (lambda rel: os.path.splitext(rel)[0])
     items: list[InputItem] = []
+    problems: list[str] = []
+    ignored: dict[str, int] = {}
+
+    def add_file(path: str) -> None:
+        rel = relative_name(path, root)
+        if rel is None:
+            problems.append(f"{path}: outside the root folder {root}")
+        else:
+            items.append(InputItem(path, rel))
+
     for spec in inputs:
         if spec == "-":
-            lines = (stdin or sys.stdin).read().splitlines()
-            for line in lines:
-                line = line.strip()
-                if line:
-                    items.append(InputItem(line, Path(line).name))
+            for line in _read_list(stdin or sys.stdin, null):
+                add_file(line)
             continue
         p = Path(spec)
         if p.is_dir():
-            items.extend(InputItem(str(f), f.relative_to(p).as_posix()) for f in _walk(p, exts))
+            base_rel = relative_name(spec, root) if root is not None else ""
+            if base_rel is None:
+                problems.append(f"{spec}: outside the root folder {root}")
+                continue
+            prefix = "" if base_rel in ("", ".") else base_rel + "/"
+            items.extend(InputItem(str(f), prefix + f.relative_to(p).as_posix()) for f in _walk(p, exts, ignored))
         elif p.exists() or p.is_symlink():
-            items.append(InputItem(str(p), p.name))
+            add_file(spec)
         else:
             raise UsageError(f"input not found: {spec}")
     items.sort(key=lambda it: (it.rel, it.path))
-    seen: dict[str, str] = {}
+    groups: dict[str, list[InputItem]] = {}
     for it in items:
-        key = os.path.splitext(it.rel)[0]
-        if key in seen and seen[key] != it.path:
-            raise UsageError(
-                f"two inputs map to the same output name '{key}': {seen[key]} and {it.path}",
-                hint="pass their folders instead of the files, or rename one",
+        groups.setdefault(key(it.rel), []).append(it)
+    kept: list[InputItem] = []
+    for name, group in groups.items():
+        paths = list(dict.fromkeys(it.path for it in group))
+        if len(paths) == 1:
+            kept.append(group[0])  # one file listed twice is one input
+        else:
+            problems.append(
+                f"{' and '.join(paths)}: both map to the output name '{name}'; none of them is "
+                "processed (rename one, or give their folders separately)"
             )
-        seen[key] = it.path
-    return items
+    return InputListing(kept, problems, ignored)
+
+
+def list_inputs(
+    inputs: Iterable[str],
+    exts: tuple[str, ...] = IMAGE_EXTENSIONS,
+    stdin: Any = None,
+    *,
+    root: str | None = None,
+    null: bool = False,
+) -> list[InputItem]:
+    """``scan_inputs``' items, for callers that treat any problem as fatal: raises UsageError naming
+    every problem (colliding names, paths outside ``root``)."""
+    listing = scan_inputs(inputs, exts, stdin, root=root, null=null)
+    if listing.problems:
+        raise UsageError("; ".join(listing.problems))
+    return listing.items
 
 
 Stats = tuple[float, float, float]

@@ -39,35 +39,133 @@ class DetectorResults:
 LabelFile = CocoFile | JsonlRows | DetectorResults
 
 
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_box(v: object) -> bool:
+    return isinstance(v, list) and len(v) == 4 and all(_is_number(x) for x in v)
+
+
+def coco_problem(doc: object) -> str | None:
+    """What makes ``doc`` unusable as a COCO document, or None: 'images' and 'annotations' lists, each
+    image with id, file_name, width and height, each annotation with an image_id among them and an
+    XYWH bbox of 4 numbers. The first problem found is named (with the item's position)."""
+    if not isinstance(doc, dict):
+        return f"a COCO file is a JSON object, not a {type(doc).__name__}"
+    lacking = [k for k in ("images", "annotations") if not isinstance(doc.get(k), list)]
+    if lacking:
+        return "a COCO file needs " + " and ".join(f"an '{k}' list" for k in lacking) + f" (it has no {lacking[0]!r})"
+    ids = set()
+    for n, img in enumerate(doc["images"]):
+        if not isinstance(img, dict):
+            return f"images[{n}] is not an object"
+        gone = [k for k in ("id", "file_name", "width", "height") if k not in img]
+        if gone:
+            return f"images[{n}] has no {', '.join(repr(k) for k in gone)}"
+        if not isinstance(img["file_name"], str) or not _is_number(img["width"]) or not _is_number(img["height"]):
+            return f"images[{n}]: file_name must be a string, width and height numbers"
+        if img["width"] <= 0 or img["height"] <= 0:
+            return f"images[{n}]: size {img['width']}x{img['height']}"
+        if img["id"] in ids:
+            return f"images[{n}]: image id {img['id']!r} appears twice"
+        ids.add(img["id"])
+    for n, a in enumerate(doc["annotations"]):
+        if not isinstance(a, dict):
+            return f"annotations[{n}] is not an object"
+        if "image_id" not in a or "bbox" not in a:
+            return f"annotations[{n}] has no {'image_id' if 'image_id' not in a else 'bbox'!r}"
+        if a["image_id"] not in ids:
+            return f"annotations[{n}]: image_id {a['image_id']!r} is not among the images"
+        if not _is_box(a["bbox"]):
+            return f"annotations[{n}]: bbox must be 4 numbers [x, y, w, h], not {a['bbox']!r}"
+    return None
+
+
+def _read_text(path: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def read_coco_document(path: str) -> dict:
+    """A COCO document (ground truth), checked by ``coco_problem``; InputError naming the file otherwise."""
+    text = _read_text(path)
+    if not text.strip():
+        raise InputError(f"{path}: empty file, not a COCO file")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    problem = coco_problem(doc)
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    return doc
+
+
+def _detector_problem(results: list) -> str | None:
+    for n, r in enumerate(results):
+        if not isinstance(r, dict) or "image_id" not in r or "bbox" not in r:
+            return f"item {n} is not a detection (each needs image_id and bbox)"
+        if not _is_box(r["bbox"]):
+            return f"item {n}: bbox must be 4 numbers [x, y, w, h], not {r['bbox']!r}"
+        if "score" in r and not _is_number(r["score"]):
+            return f"item {n}: score must be a number, not {r['score']!r}"
+    return None
+
+
+def _row_problem(row: object) -> str | None:
+    if not isinstance(row, dict):
+        return f"a JSON line is an object with 'file_name' and 'boxes', not a {type(row).__name__}"
+    gone = [k for k in ("file_name", "boxes") if k not in row]
+    if gone:
+        return f"a JSON line needs 'file_name' and 'boxes' (no {' and '.join(repr(k) for k in gone)})"
+    if not isinstance(row["boxes"], list) or not all(_is_box(b) for b in row["boxes"]):
+        return "'boxes' must be a list of [x0, y0, x1, y1] boxes"
+    return None
+
+
 def read_label_file(path: str) -> LabelFile:
     """Read ``path`` ('-' = stdin) and say which of the three shapes it is.
 
-    A JSON list is detector results; one JSON object with ``images`` and ``annotations`` is COCO;
-    anything else must be JSON lines of objects with ``file_name`` and ``boxes``. Raises InputError
-    naming the file (and line) otherwise.
+    A JSON list is detector results; one JSON object with ``images`` or ``annotations`` is COCO;
+    objects with ``file_name`` and ``boxes``, one per line, are JSON lines. Anything else (an empty
+    file, other JSON, a shape with missing or mistyped fields) raises InputError naming the file
+    (and line or item) and what it lacks.
     """
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read {path}: {e}") from None
+    text = _read_text(path)
+    if not text.strip():
+        raise InputError(f"{path}: empty file (not a COCO file, JSON lines or detector results)")
     head = text.lstrip()[:1]
-    if head == "[":
-        try:
-            results = json.loads(text)
-        except json.JSONDecodeError as e:
+    doc: object = None
+    try:
+        doc = json.loads(text)
+        whole = True
+    except json.JSONDecodeError as e:
+        whole = False
+        if head != "{":
             raise InputError(f"{path}: not valid JSON ({e})") from None
-        if not all(isinstance(r, dict) and "image_id" in r and "bbox" in r for r in results):
-            raise InputError(f"{path}: a JSON list, but not detector results (each needs image_id and bbox)")
-        return DetectorResults(path, results)
-    if head == "{":
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            doc = None  # several objects: JSON lines
-        if isinstance(doc, dict) and "annotations" in doc:
-            if not isinstance(doc.get("images"), list) or not isinstance(doc["annotations"], list):
-                raise InputError(f"{path}: a COCO file needs 'images' and 'annotations' lists")
+    if whole:
+        if isinstance(doc, list):
+            problem = _detector_problem(doc)
+            if problem:
+                raise InputError(f"{path}: a JSON list, but not detector results: {problem}")
+            return DetectorResults(path, doc)
+        if isinstance(doc, dict) and ("annotations" in doc or "images" in doc):
+            problem = coco_problem(doc)
+            if problem:
+                raise InputError(f"{path}: {problem}")
             return CocoFile(path, doc)
+        if not isinstance(doc, dict) or not ({"file_name", "boxes"} & doc.keys()):
+            if isinstance(doc, dict):
+                keys = f"keys {', '.join(sorted(doc)[:5])}" if doc else "an empty object"
+            else:
+                keys = f"a JSON {type(doc).__name__}"
+            raise InputError(
+                f"{path}: not a COCO file ('images' and 'annotations'), JSON lines ('file_name' and 'boxes') "
+                f"or detector results (a list); it holds {keys}"
+            )
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -76,7 +174,8 @@ def read_label_file(path: str) -> LabelFile:
             row = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{path}:{n}: not JSON lines, a COCO file or detector results") from None
-        if not isinstance(row, dict) or "file_name" not in row or "boxes" not in row:
-            raise InputError(f"{path}:{n}: a JSON line needs 'file_name' and 'boxes'")
+        problem = _row_problem(row)
+        if problem:
+            raise InputError(f"{path}:{n}: {problem}")
         rows.append(row)
     return JsonlRows(path, rows)

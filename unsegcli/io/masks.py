@@ -1,9 +1,21 @@
-"""8-bit mask PNGs: where a mask goes, encoding soft masks, atomic writing, and reading masks of any
-PNG flavour."""
+"""8-bit mask PNGs: where a mask goes, encoding soft masks, atomic writing, reading masks of any PNG
+flavour, and the settings tag each mask carries.
+
+The tag: a ``tEXt`` chunk (keyword ``unseg``) right after the header holding a short hash of the settings
+that made the mask (weights, size, binary, threshold, ...). Decoders ignore it; a re-run into the same
+folder reads it from the masks it would skip, so outputs of two settings are never silently mixed. It
+lives inside each file, so it survives copying and merging folders and every shard of a run sees it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
+import struct
+import zlib
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +47,53 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def write_mask(path: str, arr_u8: np.ndarray) -> None:
-    atomic_write_bytes(path, encode_png(arr_u8))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_HEADER_END = 33  # signature (8) + IHDR chunk (4 length + 4 type + 13 data + 4 CRC): always first
+TAG_KEYWORD = b"unseg"
+
+
+def settings_tag(settings: dict[str, Any]) -> str:
+    """16 hex digits naming a set of (JSON) settings: equal settings, equal tag."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def with_tag(png: bytes, tag: str | None) -> bytes:
+    """PNG bytes with a ``tEXt`` chunk ``unseg\0<tag>`` inserted right after the header (None: unchanged)."""
+    if tag is None:
+        return png
+    if png[:8] != PNG_SIGNATURE or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG stream")
+    data = TAG_KEYWORD + b"\0" + tag.encode("ascii")
+    chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+    return png[:_HEADER_END] + chunk + png[_HEADER_END:]
+
+
+def read_tag(path: str) -> str | None:
+    """The settings tag of a mask written by ``with_tag`` (None: untagged, not a PNG, or unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEADER_END + 8 + len(TAG_KEYWORD) + 1 + 64)
+    except OSError:
+        return None
+    if head[:8] != PNG_SIGNATURE or head[_HEADER_END + 4 : _HEADER_END + 8] != b"tEXt":
+        return None
+    (n,) = struct.unpack(">I", head[_HEADER_END : _HEADER_END + 4])
+    key, _, value = head[_HEADER_END + 8 : _HEADER_END + 8 + n].partition(b"\0")
+    return value.decode("ascii", "replace") if key == TAG_KEYWORD else None
+
+
+def first_with_other_tag(paths: Iterable[str], tag: str) -> str | None:
+    """The first existing file among ``paths`` whose tag is not ``tag`` (untagged files pass: made by
+    another tool or an older unseg, their settings are unknown)."""
+    for path in paths:
+        found = read_tag(path)
+        if found is not None and found != tag:
+            return path
+    return None
+
+
+def write_mask(path: str, arr_u8: np.ndarray, tag: str | None = None) -> None:
+    atomic_write_bytes(path, with_tag(encode_png(arr_u8), tag))
 
 
 def _read_gray8(path: str) -> np.ndarray | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError, UsageError
@@ -34,7 +35,7 @@ def _ann_key(a: dict) -> str:
 
 
 def merge_coco(files: Sequence[CocoFile]) -> dict:
-    """One COCO document from several, validated by loading it in pycocotools."""
+    """One COCO document from several (``merge_files`` checks each part first)."""
     seen: dict[str, tuple[str, dict, list[dict]]] = {}
     for f in files:
         by_image: dict[int, list[dict]] = {}
@@ -63,7 +64,6 @@ def merge_coco(files: Sequence[CocoFile]) -> dict:
     categories = files[0].data.get("categories") if files else None
     if categories:
         merged["categories"] = categories
-    _validate(merged)
     return merged
 
 
@@ -79,16 +79,63 @@ def merge_jsonl(files: Sequence[JsonlRows]) -> list[dict]:
     return [seen[k][1] for k in sorted(seen)]
 
 
-def merge_files(paths: Sequence[str], out: str) -> MergeCounts:
-    """Merge COCO files or JSON-lines files (not a mix) and write the result to ``out`` ('-' = stdout)."""
-    loaded = [read_label_file(p) for p in paths]
-    for f in loaded:
+def _raise(message: str) -> None:
+    raise InputError(message)
+
+
+def _is_empty_file(path: str) -> bool:
+    try:
+        return path != "-" and os.path.getsize(path) == 0
+    except OSError:
+        return False
+
+
+def merge_files(paths: Sequence[str], out: str, on_error: Callable[[str], None] = _raise) -> MergeCounts:
+    """Merge COCO files or JSON-lines files (not a mix) and write the result to ``out`` ('-' = stdout).
+
+    Every part is read before anything is written: each one that cannot be merged (unreadable, not
+    one of our formats, detector results) goes to ``on_error``, and then nothing is written (an
+    InputError says how many). A zero-byte part is an empty JSON-lines part (a shard without
+    masks writes one); beside COCO parts, or alone, it is an error."""
+    loaded: list[CocoFile | JsonlRows] = []
+    empty: list[str] = []
+    bad = 0
+
+    def fail(message: str) -> None:
+        nonlocal bad
+        bad += 1
+        on_error(message)
+
+    for p in paths:
+        if _is_empty_file(p):
+            empty.append(p)
+            continue
+        try:
+            f = read_label_file(p)
+        except InputError as e:
+            fail(e.message)
+            continue
         if isinstance(f, DetectorResults):
-            raise UsageError(f"{f.path}: detector results carry no file names and cannot be merged")
+            fail(f"{f.path}: detector results (a JSON list) carry no file names and cannot be merged")
+            continue
+        if isinstance(f, CocoFile):
+            try:
+                _check_segmentations(f)
+            except InputError as e:
+                fail(e.message)
+                continue
+        loaded.append(f)
     coco = [f for f in loaded if isinstance(f, CocoFile)]
     jsonl = [f for f in loaded if isinstance(f, JsonlRows)]
     if coco and jsonl:
-        raise UsageError(f"cannot merge a COCO file with JSON lines ({coco[0].path} and {jsonl[0].path})")
+        raise UsageError(
+            f"cannot merge COCO files with JSON-lines files ({coco[0].path} is COCO, {jsonl[0].path} JSON lines)"
+        )
+    if empty and not jsonl:
+        for p in empty:
+            fail(f"{p}: empty file" + (", not a COCO part" if coco else " (no labels in it)"))
+    if bad:
+        raise InputError(f"{bad} of {len(paths)} parts cannot be merged; nothing written")
     if coco:
         doc = merge_coco(coco)
         write_output(out, dumps_json(doc))
@@ -98,13 +145,25 @@ def merge_files(paths: Sequence[str], out: str) -> MergeCounts:
     return MergeCounts(len(paths), len(rows), sum(len(r["boxes"]) for r in rows))
 
 
-def _validate(dataset: dict) -> None:
-    """Load the result in pycocotools, as every consumer will."""
+def _check_segmentations(part: CocoFile, limit: int = 1000) -> None:
+    """Decode (up to ``limit``) segmentations of a part in pycocotools, as every consumer will; a box-only
+    annotation has none to check. An undecodable one is an InputError naming the part."""
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = dataset
+        coco.dataset = part.data
         coco.createIndex()
-        for a in dataset["annotations"][:1000]:
-            coco.annToRLE(a)
+        checked = 0
+        for n, a in enumerate(part.data["annotations"]):
+            if checked >= limit:
+                break
+            if "segmentation" not in a:
+                continue
+            checked += 1
+            try:
+                coco.annToMask(a)
+            except Exception as e:  # noqa: BLE001 - pycocotools raises anything on a malformed segmentation
+                raise InputError(
+                    f"{part.path}: annotations[{n}]: segmentation cannot be decoded ({type(e).__name__}: {e})"
+                ) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -21,8 +21,18 @@ from ..errors import InputError, UsageError
 from ..io.files import open_output
 from ..io.images import IMAGE_EXTENSIONS, InputItem, list_inputs
 from ..parallel import Failed, parallel_map
-from .components import DEFAULT_MIN_AREA, Connectivity, component_masks, extract_boxes, rle_encode, rle_encode_many
-from .formats import ImageLabels, LabelWriter, writer_class
+from .components import (
+    DEFAULT_MIN_AREA,
+    Component,
+    Connectivity,
+    component_masks,
+    extract_boxes,
+    instance_components,
+    read_box_mask,
+    rle_encode,
+    rle_encode_many,
+)
+from .formats import ImageLabels, LabelWriter, Segmentation, writer_class
 
 if TYPE_CHECKING:
     from ..runtime import Shard
@@ -34,10 +44,17 @@ class BoxOptions:
     connectivity: Connectivity = 8
     min_area: float = DEFAULT_MIN_AREA  # fraction of the image a box must cover
     multi: bool = False  # keep every component (else the largest)
+    min_score: float = 0.0  # drop boxes whose score (mean mask value inside the component) is lower
+    max_boxes: int | None = None  # keep at most this many boxes per image, the highest scores
+    allow_color: bool = False  # box colour images by their luminance instead of refusing them as masks
+    max_pixels: int | None = None  # largest mask / image accepted (default: Pillow's decompression-bomb limit)
+    split_components: bool = False  # instance masks: a box per connected piece of an object (else per object)
 
     def __post_init__(self) -> None:
         if self.connectivity not in (4, 8):
             raise UsageError(f"connectivity must be 4 or 8, not {self.connectivity}")
+        if self.max_boxes is not None and self.max_boxes < 1:
+            raise UsageError(f"max_boxes must be at least 1, not {self.max_boxes}")
 
 
 @dataclass(frozen=True)
@@ -53,12 +70,16 @@ class Plan(NamedTuple):
     errors: list[str]  # masks that cannot be labelled (no image for them), one message each
 
 
+FILTERS = ("min_area", "min_score", "max_boxes")  # in the order they apply
+
+
 @dataclass
 class LabelCounts:
     images: int = 0
     boxes: int = 0
     empty: int = 0  # images without any box
     failed: int = 0  # inputs that failed, over all ranks
+    removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTERS, 0))  # boxes per filter
 
 
 def index_images(root: str) -> dict[str, InputItem]:
@@ -66,14 +87,19 @@ def index_images(root: str) -> dict[str, InputItem]:
     return {os.path.splitext(it.rel)[0]: it for it in list_inputs([root], IMAGE_EXTENSIONS)}
 
 
-def displayed_size(path: str) -> tuple[int, int]:
-    """(width, height) as displayed, read from the header only: EXIF rotations swap the sides."""
+def displayed_size(path: str, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) as displayed, read from the header only: EXIF rotations swap the sides.
+    ``max_pixels`` as ``io.images.decode_image`` takes it."""
     from PIL import Image
 
+    from ..io.images import TOO_LARGE, _pixel_limit
+
     try:
-        with Image.open(path) as img:
+        with _pixel_limit(max_pixels), Image.open(path) as img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: {TOO_LARGE} ({e}); raise max_pixels if the file is trusted") from None
     except Exception as e:  # noqa: BLE001 - any decoder failure is this input's problem
         raise InputError(f"{path}: cannot read image size ({type(e).__name__}: {e})") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
@@ -106,18 +132,43 @@ def plan_tasks(masks: Sequence[str], images_root: str | None, shard: Shard | Non
     return plan
 
 
+def select_components(
+    comps: list[Component], n_components: int, opts: BoxOptions
+) -> tuple[list[Component], dict[str, int]]:
+    """Apply the filters to every component that passed ``min_area`` (as ``extract_boxes(multi=True)``
+    sorts them), then single-object mode's largest: -> (kept, boxes each filter removed).
+
+    ``max_boxes`` keeps the highest scores (ties: the earlier, larger box) in their original order.
+    """
+    removed = {"min_area": n_components - len(comps)}
+    scored = [c for c in comps if c.score >= opts.min_score]
+    removed["min_score"] = len(comps) - len(scored)
+    if not opts.multi:
+        scored = scored[:1]
+    kept = scored
+    if opts.max_boxes is not None and len(scored) > opts.max_boxes:
+        best = sorted(range(len(scored)), key=lambda k: -scored[k].score)[: opts.max_boxes]
+        kept = [scored[k] for k in sorted(best)]
+    removed["max_boxes"] = len(scored) - len(kept)
+    return kept, removed
+
+
 def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool = False) -> ImageLabels:
     """One mask file -> its labels (with per-component / union RLEs when asked). Raises InputError for
-    unreadable masks and size mismatches."""
-    from ..io.masks import read_mask
-
-    mask = read_mask(task.mask_path)
+    unreadable masks, colour images (unless ``opts.allow_color``) and size mismatches. A palette PNG
+    is an instance map (io/instances.py): one component per object."""
+    kind, mask = read_box_mask(task.mask_path, opts.allow_color, opts.max_pixels)
     h, w = mask.shape
     if task.image_path is not None:
-        iw, ih = displayed_size(task.image_path)
+        iw, ih = displayed_size(task.image_path, opts.max_pixels)
         if (iw, ih) != (w, h):
             raise InputError(f"{task.mask_path}: mask is {w}x{h} but image {task.image_path} is {iw}x{ih}")
-    comps, labels = extract_boxes(mask, opts.threshold, opts.connectivity, opts.min_area, opts.multi)
+    if kind == "instances":  # a palette PNG: one box per object (or per piece), largest first like components
+        every, labels, n_objects = instance_components(mask, opts.min_area, opts.split_components, opts.connectivity)
+    else:
+        every, labels = extract_boxes(mask, opts.threshold, opts.connectivity, opts.min_area, multi=True)
+        n_objects = int(labels.max(initial=0))
+    comps, removed = select_components(every, n_objects, opts)
     out = ImageLabels(
         task.index,
         task.file_name,
@@ -126,6 +177,7 @@ def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool =
         [list(c.xyxy) for c in comps],
         [c.area for c in comps],
         [c.score for c in comps],
+        removed=removed,
     )
     if rle or union:
         stack = component_masks(labels, comps)
@@ -164,7 +216,9 @@ def _writer_for(format: str, out: str) -> type[LabelWriter]:
     return cls
 
 
-def write_labels(labels: Iterable[ImageLabels], out: str, format: str, dirname: str = "") -> LabelCounts:
+def write_labels(
+    labels: Iterable[ImageLabels], out: str, format: str, dirname: str = "", segmentation: Segmentation = "rle"
+) -> LabelCounts:
     """Feed labels to ``format``'s writer: one file (atomic, or stdout for '-') or a folder."""
     cls = _writer_for(format, out)
     counts = LabelCounts()
@@ -174,14 +228,16 @@ def write_labels(labels: Iterable[ImageLabels], out: str, format: str, dirname: 
             counts.images += 1
             counts.boxes += len(img.boxes)
             counts.empty += not img.boxes
+            for name, n in img.removed.items():
+                counts.removed[name] += n
             writer.add(img)
         writer.finish()
 
     if cls.writes_folder:
-        feed(cls(Path(out), dirname))
+        feed(cls(Path(out), dirname, segmentation))
     else:
         with open_output(out) as stream:
-            feed(cls(stream, dirname))
+            feed(cls(stream, dirname, segmentation))
     return counts
 
 
@@ -193,13 +249,15 @@ def label_files(
     workers: int = 0,
     shard: Shard | None = None,
     dirname: str = "",
+    segmentation: Segmentation = "rle",
     on_error: Callable[[str], None] = lambda message: None,
     on_progress: Callable[[], None] = lambda: None,
 ) -> LabelCounts:
     """Label ``plan``'s masks and write ``format`` to ``out``; returns the counts (``failed`` summed
     over all ranks, the rest as written by this process: zeros on torchrun ranks other than 0).
 
-    ``dirname`` is the image root the file names are relative to (LOST-CAD records it). Errors of
+    ``dirname`` is the image root the file names are relative to (LOST-CAD records it, the yolo
+    formats link the images from it); ``segmentation`` is the coco format's mask encoding. Errors of
     the plan and of labelling each go to ``on_error``; ``on_progress`` ticks once per labelled mask.
     """
     cls = _writer_for(format, out)  # checked before any work
@@ -224,9 +282,9 @@ def label_files(
         parts = gather_to_main(shard, list(ticking()))
         if parts is not None:  # rank 0 writes every rank's labels in input order
             ordered = sorted((r for p in parts for r in p), key=lambda r: r.index)
-            counts = write_labels(ordered, out, format, dirname)
+            counts = write_labels(ordered, out, format, dirname, segmentation)
         (n_failed,) = sum_across(shard, [n_failed])
     else:
-        counts = write_labels(ticking(), out, format, dirname)
+        counts = write_labels(ticking(), out, format, dirname, segmentation)
     counts.failed = n_failed
     return counts

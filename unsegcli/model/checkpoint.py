@@ -9,7 +9,6 @@ than MOVE: see ``model/families.py``; files without it are MOVE segmenters).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from ..config import PreprocessConfig
 from ..errors import CheckpointError
 from ..io.files import atomic_write_bytes
-from .state_dict import load_strict, load_tensors
+from .state_dict import load_tensors
 
 FORMAT = "unseg.segmenter"
 VERSION = 1
@@ -69,30 +68,3 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "upgrade unseg",
         )
     return ckpt
-
-
-@dataclass
-class LoadedModel:
-    family: str
-    model: torch.nn.Module  # eval mode, on CPU
-    preprocess: PreprocessConfig
-    meta: dict[str, Any]
-
-
-def load_model(path: str | Path) -> LoadedModel:
-    """Load our checkpoint into the module class of its family (a ``Segmenter`` for MOVE)."""
-    from .families import get_family
-
-    ckpt = read_checkpoint(path)
-    name = str(ckpt.get("family", DEFAULT_FAMILY))
-    family = get_family(name)
-    model = family.build(family.config_from_dict(ckpt["model_config"]))
-    load_strict(model, ckpt["state_dict"], str(path))
-    model.eval()
-    return LoadedModel(name, model, PreprocessConfig.from_dict(ckpt["preprocess"]), ckpt.get("meta", {}))
-
-
-def load_segmenter(path: str | Path) -> tuple[Any, PreprocessConfig, dict]:
-    """Load our checkpoint -> (model in eval mode on CPU, its preprocessing, its meta)."""
-    loaded = load_model(path)
-    return loaded.model, loaded.preprocess, loaded.meta

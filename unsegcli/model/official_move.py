@@ -76,6 +76,10 @@ def import_official_move(
     ckpt = _unpickle(ckpt_path)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{ckpt_path}: not an official MOVE checkpoint (no 'model' entry)")
+    if not isinstance(ckpt["model"], dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["model"].items()
+    ):
+        raise CheckpointError(f"{ckpt_path}: not an official MOVE checkpoint ('model' is not a state dict)")
     args = None
     if args_path is None and ckpt_path.with_suffix(".args").exists():
         args_path = ckpt_path.with_suffix(".args")

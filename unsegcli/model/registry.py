@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import WeightsNotFoundError
+from ..errors import UsageError, WeightsNotFoundError
 
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "weights_data"
 
@@ -40,13 +40,14 @@ WEIGHTS_DIR = _weights_dir()
 class KnownWeights:
     name: str
     filename: str
-    kind: str  # segmenter | backbone | inpainter
+    kind: str  # segmenter | backbone | inpainter | discriminator
     description: str
     url: str | None = None  # direct download (fetchable)
     sha256: str | None = None  # None where the publisher gives none
     source: str | None = None  # page to get it from by hand
     how: str | None = None  # command that produces the file, for converted weights
     packaged: bool = False  # shipped inside the package (PACKAGED_DIR), not in WEIGHTS_DIR
+    licence: str = "unknown"  # the weights' licence as their publisher states it (README: Licences)
 
 
 KNOWN: dict[str, KnownWeights] = {
@@ -60,6 +61,7 @@ KNOWN: dict[str, KnownWeights] = {
             sha256="0e297826ca42b5488941a325cba0cf2401936db2ca6756f1675245b573b99f69",
             how="make demo-model",
             packaged=True,
+            licence="MIT (unseg's own; trained from scratch on generated images)",
         ),
         KnownWeights(
             "move-dino-vits8",
@@ -69,6 +71,7 @@ KNOWN: dict[str, KnownWeights] = {
             source="https://github.com/adambielski/move-seg/releases/tag/move_model",
             how="unseg weights import-move checkpoint-N.pth --backbone dino_deitsmall8_pretrain.pth "
             "--out weights/move-dino-vits8.pt",
+            licence="none stated: the official MOVE repository has no licence file (its DINO backbone: Apache-2.0)",
         ),
         KnownWeights(
             "dino-vits8",
@@ -76,6 +79,7 @@ KNOWN: dict[str, KnownWeights] = {
             "backbone",
             "DINO ViT-S/8 backbone (original facebookresearch/dino layout; timm: vit_small_patch8_224.dino)",
             url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
+            licence="Apache-2.0 (facebookresearch/dino LICENSE)",
         ),
         KnownWeights(
             "dino-vits16",
@@ -83,6 +87,7 @@ KNOWN: dict[str, KnownWeights] = {
             "backbone",
             "DINO ViT-S/16 (Apache-2.0): LOST and TokenCut's default backbone (main_lost.py, main_tokencut.py)",
             url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
+            licence="Apache-2.0 (facebookresearch/dino LICENSE)",
         ),
         KnownWeights(
             "dino-vitb8",
@@ -90,6 +95,7 @@ KNOWN: dict[str, KnownWeights] = {
             "backbone",
             "DINO ViT-B/8 (Apache-2.0): MaskCut's backbone (CutLER README: --vit-arch base --patch-size 8)",
             url="https://dl.fbaipublicfiles.com/dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth",
+            licence="Apache-2.0 (facebookresearch/dino LICENSE)",
         ),
         KnownWeights(
             "dino-vits8-300ep",
@@ -98,6 +104,7 @@ KNOWN: dict[str, KnownWeights] = {
             "DINO ViT-S/8, 300 epochs (Apache-2.0): the 'small 8' file of LOST, TokenCut, MaskCut and FOUND, "
             "not MOVE's dino-vits8",
             url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall8_300ep_pretrain/dino_deitsmall8_300ep_pretrain.pth",
+            licence="Apache-2.0 (facebookresearch/dino LICENSE)",
         ),
         KnownWeights(
             "mae-vitl16-gan",
@@ -105,6 +112,16 @@ KNOWN: dict[str, KnownWeights] = {
             "inpainter",
             "MAE ViT-L/16 trained with a GAN loss: MOVE's frozen inpainter (checkpoint key 'model')",
             url="https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large_ganloss.pth",
+            licence="CC BY-NC 4.0 (facebookresearch/mae LICENSE): non-commercial use only",
+        ),
+        KnownWeights(
+            "efficientnet-lite0",
+            "tf_efficientnet_lite0.safetensors",
+            "discriminator",
+            "timm tf_efficientnet_lite0.in1k: the frozen feature network of MOVE's projected discriminator "
+            "(`unseg train --disc-weights`)",
+            url="https://huggingface.co/timm/tf_efficientnet_lite0.in1k/resolve/main/model.safetensors",
+            licence="Apache-2.0 (timm model card, huggingface.co/timm/tf_efficientnet_lite0.in1k)",
         ),
     ]
 }
@@ -131,23 +148,32 @@ def _missing(name: str) -> WeightsNotFoundError:
 def resolve_weights(
     spec: str | None, env_var: str | None = "UNSEG_WEIGHTS", default: str | None = DEFAULT_SEGMENTER
 ) -> Path:
-    """PATH or NAME -> existing file; None falls back to $env_var, then the default name."""
+    """PATH or NAME -> existing file; None falls back to $env_var, then the default name.
+
+    A path that does not exist, given or from $env_var, is a UsageError (exit 2) that says where it came
+    from; a known name whose file is not there yet is a WeightsNotFoundError whose hint says how to get it."""
+    source = ""
     if spec is None and env_var:
         spec = os.environ.get(env_var) or None
+        source = f" (from ${env_var})" if spec is not None else ""
     if spec is None:
         if default is None:
-            raise WeightsNotFoundError("no weights given")
+            raise UsageError("no weights given")
         spec = default
     if spec in KNOWN:
         p = path_of(spec)
         if not p.exists():
-            raise _missing(spec)
+            e = _missing(spec)
+            raise WeightsNotFoundError(e.message + source, e.hint)
         return p
     p = Path(spec).expanduser()
     if not p.exists():
-        raise WeightsNotFoundError(
-            f"weights file not found: {p}", f"pass a path or one of: {', '.join(KNOWN)} (see `unseg weights list`)"
-        )
+        hint = f"pass a path or one of: {', '.join(KNOWN)} (see `unseg weights list`)"
+        if source:
+            hint = f"unset ${env_var} or point it at an existing file; " + hint
+        raise UsageError(f"weights file not found: {p}{source}", hint)
+    if p.is_dir():
+        raise UsageError(f"weights {p}{source} is a folder, not a checkpoint file")
     return p
 
 

@@ -6,6 +6,7 @@ Two refiners, each with the constants of the published rows it reproduces (metho
   optionally with FOUND's IoU > 0.5 gate.
 - ``crf``: CutLER's dense CRF (optional extra ``unseg[crf]``), holes filled, mask dropped if IoU < 0.5.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,8 +102,16 @@ def refine_mask(mask: np.ndarray, image: np.ndarray, options: RefineOptions | No
     if opts.method == "crf":
         from .crf import dense_crf
 
-        labelled = dense_crf(image, mask, opts.crf_iterations, opts.crf_pos_w, opts.crf_pos_xy_std, opts.crf_bi_w,
-                             opts.crf_bi_xy_std, opts.crf_bi_rgb_std)
+        labelled = dense_crf(
+            image,
+            mask,
+            opts.crf_iterations,
+            opts.crf_pos_w,
+            opts.crf_pos_xy_std,
+            opts.crf_bi_w,
+            opts.crf_bi_xy_std,
+            opts.crf_bi_rgb_std,
+        )
         refined = fill_holes(labelled)
         if opts.gated and iou(given, refined) < GATE_IOU:  # CutLER: a CRF mask that moved too far is dropped
             refined = np.zeros_like(refined)
@@ -110,9 +119,19 @@ def refine_mask(mask: np.ndarray, image: np.ndarray, options: RefineOptions | No
 
     from .bilateral import bilateral_solve
 
-    solved = bilateral_solve(image, mask, opts.sigma_spatial, opts.sigma_luma, opts.sigma_chroma, opts.lam,
-                             opts.confidence, opts.cg_tol, opts.cg_maxiter, opts.diag_min,
-                             opts.bistochastic_iterations)
+    solved = bilateral_solve(
+        image,
+        mask,
+        opts.sigma_spatial,
+        opts.sigma_luma,
+        opts.sigma_chroma,
+        opts.lam,
+        opts.confidence,
+        opts.cg_tol,
+        opts.cg_maxiter,
+        opts.diag_min,
+        opts.bistochastic_iterations,
+    )
     if opts.output == "soft":
         out = np.clip(solved, 0.0, 1.0).astype(np.float32)
         if opts.gated and not iou(given, out > 0.5) > GATE_IOU:  # FOUND: otherwise keep the mask unchanged

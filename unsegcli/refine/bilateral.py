@@ -14,6 +14,7 @@ Same maths as the official code (outputs agree to ~1e-14), with these difference
   two), with numpy reductions instead of BLAS dot products: BLAS threads spin on a busy machine, and made
   SciPy's cg several times slower on the shared 2-core machine (benchmarks/RESULTS.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,9 +25,7 @@ import scipy.sparse as sp
 from ..errors import UsageError
 
 # JPEG/JFIF full-range BT.601 RGB -> YUV, the official rgb2yuv (§6 step 2)
-RGB_TO_YUV = np.array([[0.299, 0.587, 0.114],
-                       [-0.168736, -0.331264, 0.5],
-                       [0.5, -0.418688, -0.081312]])
+RGB_TO_YUV = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 YUV_OFFSET = np.array([0.0, 128.0, 128.0])
 GRID_DIMS = 5  # x, y, luma, two chroma
 _YUV_BLOCK = 8192
@@ -64,13 +63,20 @@ def _cells(image: np.ndarray, sigma_spatial: float, sigma_luma: float, sigma_chr
     # The YUV product is the official float64 dot (BLAS), so pixels on a bin edge land in the same bin. Row blocks
     # small enough that OpenBLAS runs them on one thread give the same bits (checked on all 2^24 colours); one large
     # product is threaded, and threads spinning on a busy machine cost ~0.2 s.
-    yuv = np.concatenate([np.dot(rgb[i: i + _YUV_BLOCK], RGB_TO_YUV.T) for i in range(0, len(rgb), _YUV_BLOCK)]
-                         or [np.empty((0, 3))]) + YUV_OFFSET
-    return [np.tile((np.arange(w) / sigma_spatial).astype(np.int64), h),
-            np.repeat((np.arange(h) / sigma_spatial).astype(np.int64), w),
-            (yuv[:, 0] / sigma_luma).astype(np.int64),
-            (yuv[:, 1] / sigma_chroma).astype(np.int64),
-            (yuv[:, 2] / sigma_chroma).astype(np.int64)]
+    yuv = (
+        np.concatenate(
+            [np.dot(rgb[i : i + _YUV_BLOCK], RGB_TO_YUV.T) for i in range(0, len(rgb), _YUV_BLOCK)]
+            or [np.empty((0, 3))]
+        )
+        + YUV_OFFSET
+    )
+    return [
+        np.tile((np.arange(w) / sigma_spatial).astype(np.int64), h),
+        np.repeat((np.arange(h) / sigma_spatial).astype(np.int64), w),
+        (yuv[:, 0] / sigma_luma).astype(np.int64),
+        (yuv[:, 1] / sigma_chroma).astype(np.int64),
+        (yuv[:, 2] / sigma_chroma).astype(np.int64),
+    ]
 
 
 def grid_coordinates(image: np.ndarray, sigma_spatial: float, sigma_luma: float, sigma_chroma: float) -> np.ndarray:
@@ -78,8 +84,9 @@ def grid_coordinates(image: np.ndarray, sigma_spatial: float, sigma_luma: float,
     return np.stack(_cells(image, sigma_spatial, sigma_luma, sigma_chroma), axis=1)
 
 
-def build_grid(image: np.ndarray, sigma_spatial: float = 16.0, sigma_luma: float = 16.0,
-               sigma_chroma: float = 8.0) -> BilateralGrid:
+def build_grid(
+    image: np.ndarray, sigma_spatial: float = 16.0, sigma_luma: float = 16.0, sigma_chroma: float = 8.0
+) -> BilateralGrid:
     """The grid of one reference image. Vertices are numbered in increasing key order."""
     if min(sigma_spatial, sigma_luma, sigma_chroma) <= 0:
         raise UsageError("sigma_spatial, sigma_luma and sigma_chroma must be positive")
@@ -87,9 +94,11 @@ def build_grid(image: np.ndarray, sigma_spatial: float = 16.0, sigma_luma: float
     # Exact key: coordinates shifted by 1 in a radix of (max + 3), so the ±1 neighbours of every vertex,
     # -1 and max + 1 included, have keys of their own and never alias another vertex.
     radix = [int(c.max()) + 3 for c in cells]
-    if float(np.prod(np.array(radix, dtype=np.float64))) >= 2.0 ** 62:
-        raise UsageError(f"bilateral grid too fine for this image ({radix} cells per dimension); "
-                         "raise sigma_spatial, sigma_luma or sigma_chroma")
+    if float(np.prod(np.array(radix, dtype=np.float64))) >= 2.0**62:
+        raise UsageError(
+            f"bilateral grid too fine for this image ({radix} cells per dimension); "
+            "raise sigma_spatial, sigma_luma or sigma_chroma"
+        )
     stride = np.concatenate(([1], np.cumprod(radix[:-1]))).astype(np.int64)
     keys = cells[0] + 1
     for d in range(1, GRID_DIMS):
@@ -98,7 +107,7 @@ def build_grid(image: np.ndarray, sigma_spatial: float = 16.0, sigma_luma: float
     vertex = vertex.reshape(-1)
     n = len(unique_keys)
     # Neighbour table: column 2d is the +1 neighbour along dimension d, column 2d+1 the -1 neighbour (its mirror).
-    table = np.full((n, 2 * GRID_DIMS), -1, dtype=np.int32 if n < 2 ** 31 else np.int64)
+    table = np.full((n, 2 * GRID_DIMS), -1, dtype=np.int32 if n < 2**31 else np.int64)
     for d in range(GRID_DIMS):
         target = unique_keys + stride[d]
         at = np.minimum(np.searchsorted(unique_keys, target), n - 1)
@@ -127,8 +136,9 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a, b))
 
 
-def pcg(a: sp.csr_matrix, b: np.ndarray, x0: np.ndarray, inv_diag: np.ndarray, rtol: float = 1e-5,
-        maxiter: int = 25) -> np.ndarray:
+def pcg(
+    a: sp.csr_matrix, b: np.ndarray, x0: np.ndarray, inv_diag: np.ndarray, rtol: float = 1e-5, maxiter: int = 25
+) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradient, the iteration of ``scipy.sparse.linalg.cg(a, b, x0, M=diag(inv_diag),
     rtol=rtol, atol=0, maxiter=maxiter)``: stop before an iteration once ||r|| < rtol·||b||; after ``maxiter``
     iterations return the last iterate; b = 0 gives 0."""
@@ -158,9 +168,16 @@ def pcg(a: sp.csr_matrix, b: np.ndarray, x0: np.ndarray, inv_diag: np.ndarray, r
     return x
 
 
-def solve(grid: BilateralGrid, target: np.ndarray, confidence: np.ndarray, lam: float = 256.0,
-          cg_tol: float = 1e-5, cg_maxiter: int = 25, diag_min: float = 1e-5,
-          bistochastic_iterations: int = 10) -> np.ndarray:
+def solve(
+    grid: BilateralGrid,
+    target: np.ndarray,
+    confidence: np.ndarray,
+    lam: float = 256.0,
+    cg_tol: float = 1e-5,
+    cg_maxiter: int = 25,
+    diag_min: float = 1e-5,
+    bistochastic_iterations: int = 10,
+) -> np.ndarray:
     """Per-pixel ``target`` (flat float) -> the solver's per-pixel output (flat float64), §6 steps 6–9:
     A = λ(Dm − Dn(2·5·I + ΣB_d)Dn) + diag(S·c), b = S(c⊙t), Jacobi-preconditioned CG from y0 = b / S·c."""
     n, m = bistochastize(grid, bistochastic_iterations)
@@ -190,9 +207,19 @@ def solve(grid: BilateralGrid, target: np.ndarray, confidence: np.ndarray, lam: 
     return grid.slice(y)
 
 
-def bilateral_solve(image: np.ndarray, target: np.ndarray, sigma_spatial: float = 16.0, sigma_luma: float = 16.0,
-                    sigma_chroma: float = 8.0, lam: float = 256.0, confidence: float = 0.999, cg_tol: float = 1e-5,
-                    cg_maxiter: int = 25, diag_min: float = 1e-5, bistochastic_iterations: int = 10) -> np.ndarray:
+def bilateral_solve(
+    image: np.ndarray,
+    target: np.ndarray,
+    sigma_spatial: float = 16.0,
+    sigma_luma: float = 16.0,
+    sigma_chroma: float = 8.0,
+    lam: float = 256.0,
+    confidence: float = 0.999,
+    cg_tol: float = 1e-5,
+    cg_maxiter: int = 25,
+    diag_min: float = 1e-5,
+    bistochastic_iterations: int = 10,
+) -> np.ndarray:
     """HxWx3 uint8 RGB reference + HxW float target -> HxW float64 solver output (the official
     ``output_solver``, unclipped). Constant confidence, as every official call uses (0.999)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -1,6 +1,7 @@
 """Dense CRF refinement as CutLER's MaskCut runs it (``maskcut/crf.py``; methods-training-free.md §7), through the
 optional ``pydensecrf2`` package (a maintained fork of pydensecrf that builds on current Python and numpy 2; it
 installs the same ``pydensecrf`` module). Imported only when used."""
+
 from __future__ import annotations
 
 from types import ModuleType
@@ -25,8 +26,9 @@ def require_crf() -> ModuleType:
     try:
         import pydensecrf.densecrf as dcrf
     except ImportError:
-        raise UsageError("the dense CRF refiner needs the optional package pydensecrf2, which is not installed",
-                         hint=INSTALL_HINT) from None
+        raise UsageError(
+            "the dense CRF refiner needs the optional package pydensecrf2, which is not installed", hint=INSTALL_HINT
+        ) from None
     return dcrf
 
 
@@ -38,9 +40,16 @@ def crf_available() -> bool:
     return True
 
 
-def dense_crf(image: np.ndarray, mask: np.ndarray, iterations: int = MAX_ITER, pos_w: float = POS_W,
-              pos_xy_std: float = POS_XY_STD, bi_w: float = BI_W, bi_xy_std: float = BI_XY_STD,
-              bi_rgb_std: float = BI_RGB_STD) -> np.ndarray:
+def dense_crf(
+    image: np.ndarray,
+    mask: np.ndarray,
+    iterations: int = MAX_ITER,
+    pos_w: float = POS_W,
+    pos_xy_std: float = POS_XY_STD,
+    bi_w: float = BI_W,
+    bi_xy_std: float = BI_XY_STD,
+    bi_rgb_std: float = BI_RGB_STD,
+) -> np.ndarray:
     """HxWx3 uint8 RGB + HxW mask in [0, 1] at the same size -> HxW bool MAP labelling (foreground = label 1).
 
     CutLER's unary: softmax of the logits [1 − m, m], so p(fg) = sigmoid(2m − 1): 0.7311 on a {0, 1} mask's

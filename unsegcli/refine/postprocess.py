@@ -4,6 +4,7 @@ The official ``binary_solver`` (TokenCut/MOVE/FOUND ``bilateral_solver.py``, met
 keeps the second-largest label *counting the background label 0*, which is the background itself whenever the
 object is larger than the background. ``object_component`` keeps the largest *foreground* component instead.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ path without extension under the images folder. Outputs keep the mask's relative
 atomically, and existing ones are skipped unless ``overwrite``, so an interrupted run resumes. Each bad input
 (no image, unreadable file) is reported through ``on_error`` and the rest go on.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import UsageError
-from ..io.images import IMAGE_EXTENSIONS, list_inputs
+from ..io.images import IMAGE_EXTENSIONS, scan_inputs
 from ..parallel import Failed, parallel_map
 from . import RefineOptions
 
@@ -30,6 +31,7 @@ class RefineTask:
     mask_path: str
     image_path: str
     out_path: str
+    tag: str | None = None  # the settings tag the output carries (io.masks.settings_tag)
 
 
 @dataclass
@@ -45,22 +47,35 @@ def output_path(out_dir: str, rel: str) -> str:
     return os.path.join(out_dir, os.path.splitext(rel)[0] + ".png")
 
 
-def plan_refine(masks: Sequence[str], images_root: str, out_dir: str) -> list[RefineTask | str]:
-    """Sorted mask inputs (files, folders, '-') -> tasks; a mask without its image becomes an error string.
-    Files already under ``out_dir`` are left out, so an output folder inside the mask folder is never re-read."""
+def plan_refine(
+    masks: Sequence[str],
+    images_root: str,
+    out_dir: str,
+    *,
+    root: str | None = None,
+    null: bool = False,
+    tag: str | None = None,
+) -> list[RefineTask | str]:
+    """Sorted mask inputs (files, folders, '-'; named as ``io.images.scan_inputs`` names them, relative to
+    ``root`` if given) -> tasks; a mask without its image, or whose name collides with another's, becomes an
+    error string. Files already under ``out_dir`` are left out, so an output folder inside the mask folder
+    is never re-read."""
     if not os.path.isdir(images_root):
         raise UsageError(f"the images folder does not exist or is not a folder: {images_root}")
     out_real = os.path.realpath(out_dir) + os.sep
-    items = [it for it in list_inputs(masks, MASK_EXTENSIONS) if not os.path.realpath(it.path).startswith(out_real)]
-    index = {os.path.splitext(it.rel)[0]: it for it in list_inputs([images_root], IMAGE_EXTENSIONS)}
-    tasks: list[RefineTask | str] = []
+    listing = scan_inputs(masks, MASK_EXTENSIONS, root=root, null=null)
+    items = [it for it in listing.items if not os.path.realpath(it.path).startswith(out_real)]
+    images = scan_inputs([images_root], IMAGE_EXTENSIONS)
+    index = {os.path.splitext(it.rel)[0]: it for it in images.items}
+    tasks: list[RefineTask | str] = list(listing.problems)
     for it in items:
         stem = os.path.splitext(it.rel)[0]
         img = index.get(stem)
         if img is None:
-            tasks.append(f"{it.path}: no image '{stem}.*' under {images_root}")
+            clash = [p for p in images.problems if f"'{stem}'" in p]
+            tasks.append(f"{it.path}: " + (clash[0] if clash else f"no image '{stem}.*' under {images_root}"))
         else:
-            tasks.append(RefineTask(it.path, img.path, output_path(out_dir, it.rel)))
+            tasks.append(RefineTask(it.path, img.path, output_path(out_dir, it.rel), tag))
     return tasks
 
 
@@ -71,21 +86,29 @@ def encode(refined: np.ndarray, options: RefineOptions) -> np.ndarray:
     return (refined * 255).astype(np.uint8) if options.binary else soft_to_uint8(refined)
 
 
-def write_refined(out_path: str, mask: np.ndarray, image: np.ndarray, options: RefineOptions) -> None:
+def write_refined(
+    out_path: str, mask: np.ndarray, image: np.ndarray, options: RefineOptions, tag: str | None = None
+) -> None:
     """Refine a [0, 1] mask against its decoded image and write the PNG atomically."""
     from ..io.masks import write_mask
     from . import refine_mask
 
-    write_mask(out_path, encode(refine_mask(mask, image, options), options))
+    write_mask(out_path, encode(refine_mask(mask, image, options), options), tag)
 
 
-def refine_image_file(out_path: str, mask: np.ndarray, image_path: str, options: RefineOptions,
-                      max_pixels: int | None = None) -> None:
+def refine_image_file(
+    out_path: str,
+    mask: np.ndarray,
+    image_path: str,
+    options: RefineOptions,
+    max_pixels: int | None = None,
+    tag: str | None = None,
+) -> None:
     """One-pass ``predict --refine``: a predicted [0, 1] mask (at the image's size) and its image file -> the
     refined PNG. Shaped for ``BackgroundWriter.submit(refine_image_file, out_path, mask, image_path, options)``."""
     from ..io.images import decode_image
 
-    write_refined(out_path, mask, decode_image(image_path, max_pixels), options)
+    write_refined(out_path, mask, decode_image(image_path, max_pixels), options, tag)
 
 
 def refine_one(task: RefineTask, options: RefineOptions, max_pixels: int | None = None) -> str | None:
@@ -98,9 +121,11 @@ def refine_one(task: RefineTask, options: RefineOptions, max_pixels: int | None 
     image = decode_image(task.image_path, max_pixels)
     notice = None
     if mask.shape != image.shape[:2]:
-        notice = (f"{task.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {task.image_path} is "
-                  f"{image.shape[1]}x{image.shape[0]}; mask resized bilinearly to the image, as MOVE's solver does")
-    write_refined(task.out_path, mask, image, options)
+        notice = (
+            f"{task.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {task.image_path} is "
+            f"{image.shape[1]}x{image.shape[0]}; mask resized bilinearly to the image, as MOVE's solver does"
+        )
+    write_refined(task.out_path, mask, image, options, task.tag)
     return notice
 
 
@@ -115,8 +140,9 @@ def _describe(job: Job) -> str:
     return job[0].mask_path
 
 
-def split_tasks(tasks: Sequence[RefineTask | str], overwrite: bool = False, shard: Shard | None = None
-                ) -> tuple[list[RefineTask], list[str], int]:
+def split_tasks(
+    tasks: Sequence[RefineTask | str], overwrite: bool = False, shard: Shard | None = None
+) -> tuple[list[RefineTask], list[str], int]:
     """This shard's part (every N-th of the sorted list) -> (pairs to compute, unpaired-mask errors, skipped
     count: outputs that exist already and are kept unless ``overwrite``)."""
     todo: list[RefineTask] = []
@@ -132,11 +158,17 @@ def split_tasks(tasks: Sequence[RefineTask | str], overwrite: bool = False, shar
     return todo, unpaired, skipped
 
 
-def refine_files(tasks: Sequence[RefineTask | str], options: RefineOptions, workers: int = 0,
-                 overwrite: bool = False, shard: Shard | None = None, max_pixels: int | None = None,
-                 on_progress: Callable[[int, int], None] | None = None,
-                 on_error: Callable[[str], None] | None = None,
-                 on_notice: Callable[[str], None] | None = None) -> RefineSummary:
+def refine_files(
+    tasks: Sequence[RefineTask | str],
+    options: RefineOptions,
+    workers: int = 0,
+    overwrite: bool = False,
+    shard: Shard | None = None,
+    max_pixels: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> RefineSummary:
     """Refine this shard's tasks (``split_tasks``). ``on_progress(n, total)``: (0, total) once the pairs to
     compute are known, then (1, total) after each, as ``predict_files`` reports."""
     if options.method == "crf":

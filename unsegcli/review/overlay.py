@@ -1,5 +1,6 @@
 """Overlays: an image with its mask tinted, component outlines, predicted boxes with scores and GT
 boxes. Pure functions on uint8 RGB arrays; OpenCV does the resizing and the text."""
+
 from __future__ import annotations
 
 import math
@@ -63,10 +64,10 @@ def _rect(out: np.ndarray, box: np.ndarray, colour: tuple[int, int, int], width:
     x1, y1 = min(w, math.ceil(box[2])), min(h, math.ceil(box[3]))
     if x1 <= x0 or y1 <= y0:
         return x0, y0, x0, y0
-    out[y0:min(y0 + width, y1), x0:x1] = colour
-    out[max(y1 - width, y0):y1, x0:x1] = colour
-    out[y0:y1, x0:min(x0 + width, x1)] = colour
-    out[y0:y1, max(x1 - width, x0):x1] = colour
+    out[y0 : min(y0 + width, y1), x0:x1] = colour
+    out[max(y1 - width, y0) : y1, x0:x1] = colour
+    out[y0:y1, x0 : min(x0 + width, x1)] = colour
+    out[y0:y1, max(x1 - width, x0) : x1] = colour
     return x0, y0, x1, y1
 
 
@@ -83,7 +84,7 @@ def _label(out: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, i
     if top < 0:
         top = y
     left = min(max(0, x), max(0, w - tw - 2 * pad))
-    out[top:top + th + base + 2 * pad, left:left + tw + 2 * pad] = colour
+    out[top : top + th + base + 2 * pad, left : left + tw + 2 * pad] = colour
     cv2.putText(out, text, (left + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT, thick, cv2.LINE_AA)
 
 

@@ -3,6 +3,7 @@
 Every input (masks folder, pseudo-label file, detector results) is turned into ``ReviewItem``s by
 ``sources.py``; drawing and the report never look at the input format.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

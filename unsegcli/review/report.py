@@ -5,6 +5,7 @@ linked by relative path, and the per-image facts are embedded as JSON that the s
 (only the current page's thumbnails exist in the DOM, and they load lazily). Overlays are drawn in
 worker processes, streamed, for the images the report shows; plots cover every input image.
 """
+
 from __future__ import annotations
 
 import html
@@ -89,6 +90,7 @@ def output_stem(name: str, taken: set[str]) -> str:
 
 # --- drawing (worker processes) ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RenderJob:
     position: int
@@ -104,8 +106,10 @@ def _rles_to_labels(rles: list[dict]) -> np.ndarray:
     """Per-object RLEs -> one label map, object k+1 where RLE k is set (later objects on top)."""
     from pycocotools import mask as mask_utils
 
-    encoded = [{"size": r["size"], "counts": r["counts"].encode() if isinstance(r["counts"], str) else r["counts"]}
-               for r in rles]
+    encoded = [
+        {"size": r["size"], "counts": r["counts"].encode() if isinstance(r["counts"], str) else r["counts"]}
+        for r in rles
+    ]
     masks = mask_utils.decode(encoded)  # (H, W, N)
     labels = np.zeros(masks.shape[:2], np.uint8)
     for k in range(min(masks.shape[2], 255)):
@@ -151,8 +155,9 @@ def render_item(job: RenderJob) -> None:
     hits = it.ious >= CORLOC_IOU if it.ious is not None else None
     over = draw_overlay(image, mask, boxes, it.scores, gt, hits, instances=instances, threshold=job.threshold)
     ok1, png = cv2.imencode(".png", cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
-    ok2, jpg = cv2.imencode(".jpg", cv2.cvtColor(fit(over, job.thumb_side), cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 85])
+    ok2, jpg = cv2.imencode(
+        ".jpg", cv2.cvtColor(fit(over, job.thumb_side), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
     if not (ok1 and ok2):  # pragma: no cover - OpenCV only fails on impossible shapes
         raise ValueError("could not encode the overlay")
     atomic_write_bytes(job.overlay, png.tobytes())
@@ -206,6 +211,7 @@ def render_all(jobs: list[RenderJob], workers: int, advance: Callable[[], None])
 
 # --- plots (matplotlib, Agg, static SVG) -------------------------------------------------------------
 
+
 def _figure():
     from matplotlib.figure import Figure
 
@@ -258,8 +264,11 @@ def write_plots(items: list[ReviewItem], folder: Path) -> list[tuple[str, str]]:
         fig, ax = _figure()
         ax.hist(ious, bins=20, range=(0, 1), color="#b279a2")
         ax.axvline(CORLOC_IOU, color="#e45756", linestyle="--", label=f"CorLoc cut {CORLOC_IOU}")
-        ax.set(xlabel="IoU of the CorLoc box with the best GT box", ylabel="images",
-               title=f"CorLoc IoU ({100 * float(np.mean(ious >= CORLOC_IOU)):.1f}% hits)")
+        ax.set(
+            xlabel="IoU of the CorLoc box with the best GT box",
+            ylabel="images",
+            title=f"CorLoc IoU ({100 * float(np.mean(ious >= CORLOC_IOU)):.1f}% hits)",
+        )
         ax.legend(loc="upper left")
         _save(fig, folder / "corloc_iou.svg")
         plots.append(("CorLoc IoU", "corloc_iou.svg"))
@@ -267,6 +276,7 @@ def write_plots(items: list[ReviewItem], folder: Path) -> list[tuple[str, str]]:
 
 
 # --- the page ----------------------------------------------------------------------------------------
+
 
 def _num(v: float | None, digits: int) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), digits)
@@ -418,21 +428,37 @@ def _flag_lists(items: list[ReviewItem], stems: dict[int, str]) -> str:
             stem = stems.get(i)
             link = _e(quote(f"overlays/{stem}.png"))
             lis.append(f'<li><a href="{link}">{name}</a></li>' if stem else f"<li>{name}</li>")
-        more = f"<p class=muted>... and {len(hits) - STATIC_FLAG_LIST} more: filter the grid by '{_e(flag)}'.</p>" \
-            if len(hits) > STATIC_FLAG_LIST else ""
+        more = (
+            f"<p class=muted>... and {len(hits) - STATIC_FLAG_LIST} more: filter the grid by '{_e(flag)}'.</p>"
+            if len(hits) > STATIC_FLAG_LIST
+            else ""
+        )
         count = f"{len(hits)} image" + ("s" if len(hits) != 1 else "")
-        parts.append(f"<details{' open' if len(hits) <= 30 else ''}><summary><b>{_e(flag)}</b> · {count}</summary>"
-                     f"<ul>{''.join(lis)}</ul>{more}</details>")
+        parts.append(
+            f"<details{' open' if len(hits) <= 30 else ''}><summary><b>{_e(flag)}</b> · {count}</summary>"
+            f"<ul>{''.join(lis)}</ul>{more}</details>"
+        )
     return "\n".join(parts) or "<p class=muted>Nothing flagged.</p>"
 
 
-def _page(items: list[ReviewItem], shown: list[int], stems: dict[int, str], plots: list[tuple[str, str]],
-          summary: ReportSummary, opts: ReportOptions, rules: FlagRules, gt_unmatched: int) -> str:
+def _page(
+    items: list[ReviewItem],
+    shown: list[int],
+    stems: dict[int, str],
+    plots: list[tuple[str, str]],
+    summary: ReportSummary,
+    opts: ReportOptions,
+    rules: FlagRules,
+    gt_unmatched: int,
+) -> str:
     from .overlay import GT, HIT, MISS, OUTLINE, PRED, TINT
 
     data = {"sort": opts.sort, "pageSize": opts.page_size, "items": [_record(items[i], stems.get(i)) for i in shown]}
-    rows: list[tuple[str, object]] = [("images", summary.images), ("shown in this report", summary.shown),
-                                      ("boxes", summary.boxes)]
+    rows: list[tuple[str, object]] = [
+        ("images", summary.images),
+        ("shown in this report", summary.shown),
+        ("boxes", summary.boxes),
+    ]
     rows += [(f"flagged {f}", n) for f, n in summary.flagged.items() if n]
     if summary.corloc is not None:
         rows.append(("CorLoc", f"{summary.corloc:.2f}% (IoU >= {CORLOC_IOU} with any GT box)"))
@@ -444,14 +470,24 @@ def _page(items: list[ReviewItem], shown: list[int], stems: dict[int, str], plot
     def swatch(c: tuple[int, int, int], text: str, ink: str = "#000") -> str:
         return f'<span style="background:rgb{c};color:{ink}">{_e(text)}</span>'
 
-    legend = (swatch(TINT, "mask") + swatch((60, 60, 60), "outline", f"rgb{OUTLINE}") + swatch(PRED, "box · score")
-              + swatch(GT, "GT box") + swatch(HIT, "hit (IoU >= 0.5)") + swatch(MISS, "miss"))
-    rules_text = (f"no box; more than {rules.many_boxes} boxes; a box within {rules.border_px:g} px of the border; "
-                  f"a score below {rules.low_score:g}" + ("; a CorLoc miss" if summary.corloc is not None else ""))
+    legend = (
+        swatch(TINT, "mask")
+        + swatch((60, 60, 60), "outline", f"rgb{OUTLINE}")
+        + swatch(PRED, "box · score")
+        + swatch(GT, "GT box")
+        + swatch(HIT, "hit (IoU >= 0.5)")
+        + swatch(MISS, "miss")
+    )
+    rules_text = (
+        f"no box; more than {rules.many_boxes} boxes; a box within {rules.border_px:g} px of the border; "
+        f"a score below {rules.low_score:g}" + ("; a CorLoc miss" if summary.corloc is not None else "")
+    )
     sorts = "".join(f'<option value="{_e(k)}">{_e(v)}</option>' for k, v in SORT_KEYS.items())
     filters = '<option value="all">all images</option>' + "".join(
-        f'<option value="{_e(f)}">{_e(f)} ({summary.flagged.get(f, 0)})</option>' for f in FLAGS
-        if summary.flagged.get(f))
+        f'<option value="{_e(f)}">{_e(f)} ({summary.flagged.get(f, 0)})</option>'
+        for f in FLAGS
+        if summary.flagged.get(f)
+    )
     sizes = "".join(f'<option value="{n}">{n}</option>' for n in sorted({24, 48, 96, 200, opts.page_size}))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -482,10 +518,15 @@ def _page(items: list[ReviewItem], shown: list[int], stems: dict[int, str], plot
 """
 
 
-def write_report(items: list[ReviewItem], out_dir: str | os.PathLike, opts: ReportOptions | None = None,
-                 rules: FlagRules | None = None, gt_unmatched: int = 0,
-                 on_error: Callable[[str], None] = lambda m: None,
-                 on_start: Callable[[int], Callable[[], None]] = lambda n: (lambda: None)) -> ReportSummary:
+def write_report(
+    items: list[ReviewItem],
+    out_dir: str | os.PathLike,
+    opts: ReportOptions | None = None,
+    rules: FlagRules | None = None,
+    gt_unmatched: int = 0,
+    on_error: Callable[[str], None] = lambda m: None,
+    on_start: Callable[[int], Callable[[], None]] = lambda n: lambda: None,
+) -> ReportSummary:
     """Flag every item, draw the selected ones, write plots and index.html under ``out_dir``.
 
     ``on_start(total)`` is called once drawing starts and returns the per-image progress callback.
@@ -507,16 +548,29 @@ def write_report(items: list[ReviewItem], out_dir: str | os.PathLike, opts: Repo
         if items[i].error is not None:  # e.g. its image was not found: listed, nothing to draw
             continue
         stems[i] = output_stem(items[i].name, taken)
-        jobs.append(RenderJob(i, items[i], str(out / "overlays" / f"{stems[i]}.png"),
-                              str(out / "thumbs" / f"{stems[i]}.jpg"), opts.overlay_side, opts.thumb_side,
-                              opts.threshold))
+        jobs.append(
+            RenderJob(
+                i,
+                items[i],
+                str(out / "overlays" / f"{stems[i]}.png"),
+                str(out / "thumbs" / f"{stems[i]}.jpg"),
+                opts.overlay_side,
+                opts.thumb_side,
+                opts.threshold,
+            )
+        )
     cache = _read_cache(out / CACHE_NAME)
     todo = []
     for job in jobs:
         stem = stems[job.position]
         fp = fingerprint(job)
-        if (opts.redraw or not fp or cache.get(stem) != fp or not os.path.isfile(job.overlay)
-                or not os.path.isfile(job.thumb)):
+        if (
+            opts.redraw
+            or not fp
+            or cache.get(stem) != fp
+            or not os.path.isfile(job.overlay)
+            or not os.path.isfile(job.thumb)
+        ):
             cache[stem] = fp
             todo.append(job)
     errors = render_all(todo, opts.workers, on_start(len(todo)))
@@ -531,7 +585,10 @@ def write_report(items: list[ReviewItem], out_dir: str | os.PathLike, opts: Repo
     with_gt = [it for it in items if it.gt_boxes is not None]
     n_gt = len(with_gt) + gt_unmatched
     summary = ReportSummary(
-        index=out / "index.html", images=len(items), shown=len(shown), drawn=len(todo) - len(errors),
+        index=out / "index.html",
+        images=len(items),
+        shown=len(shown),
+        drawn=len(todo) - len(errors),
         boxes=sum(it.n_boxes for it in items),
         flagged={f: sum(f in it.flags for it in items) for f in FLAGS},
         failed=[it.error for it in items if it.error is not None],

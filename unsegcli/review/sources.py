@@ -4,6 +4,7 @@ unseg writes (COCO, SelfMask, LOST-CAD, JSON lines) or a detector's results, and
 Only facts are read here (boxes, scores, sizes); images are decoded later, by the report's
 workers, and only for the images the report shows.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,6 +66,7 @@ class ImageIndex:
 
 # --- masks folders ---------------------------------------------------------------------------------
 
+
 def read_mask_any(path: str) -> tuple[np.ndarray, bool]:
     """A mask PNG -> (uint8 HxW, is_instances): palette PNGs are instance label maps (protocols §B),
     anything else a soft/binary mask."""
@@ -76,12 +78,12 @@ def read_mask_any(path: str) -> tuple[np.ndarray, bool]:
     return read_mask(path), False
 
 
-def _mask_facts(args: tuple[str, float, int, float, bool]) -> tuple[tuple[int, int], np.ndarray, np.ndarray,
-                                                                   np.ndarray]:
+def _mask_facts(
+    args: tuple[str, float, int, float, bool],
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]:
     """One mask -> ((width, height), boxes, scores, areas). Raises InputError for unreadable files."""
     path, threshold, connectivity, min_area, multi = args
-    from ..labels.components import instance_boxes
-    from ..labels.components import extract_boxes
+    from ..labels.components import extract_boxes, instance_boxes
 
     mask, inst = read_mask_any(path)
     h, w = mask.shape
@@ -98,10 +100,17 @@ def _mask_facts(args: tuple[str, float, int, float, bool]) -> tuple[tuple[int, i
     return (w, h), boxes, scores, areas
 
 
-def from_masks(folder: str, images: str | None, threshold: float = 0.5, connectivity: int = 8,
-               min_area: float = 0.01, multi: bool = False, workers: int = 0,
-               on_error: Callable[[str], None] = lambda m: None,
-               on_start: Callable[[int], Advance] = lambda n: (lambda: None)) -> list[ReviewItem]:
+def from_masks(
+    folder: str,
+    images: str | None,
+    threshold: float = 0.5,
+    connectivity: int = 8,
+    min_area: float = 0.01,
+    multi: bool = False,
+    workers: int = 0,
+    on_error: Callable[[str], None] = lambda m: None,
+    on_start: Callable[[int], Advance] = lambda n: lambda: None,
+) -> list[ReviewItem]:
     """Every mask PNG under ``folder`` (matched to ``images`` by relative path without extension),
     with the boxes `unseg boxes` would write for the same options. Masks that cannot be read are
     reported and left out; a mask without its image is kept, flagged failed, and reported.
@@ -124,8 +133,9 @@ def from_masks(folder: str, images: str | None, threshold: float = 0.5, connecti
             continue
         size, boxes, scores, areas = f
         key = os.path.splitext(m.rel)[0]
-        item = ReviewItem(name=m.rel, image_path=None, size=size, mask_path=m.path, boxes=boxes, scores=scores,
-                          areas=areas)
+        item = ReviewItem(
+            name=m.rel, image_path=None, size=size, mask_path=m.path, boxes=boxes, scores=scores, areas=areas
+        )
         if index is not None:
             found = index.by_rel.get(key)
             if found is None:
@@ -140,19 +150,38 @@ def from_masks(folder: str, images: str | None, threshold: float = 0.5, connecti
 
 # --- label files -----------------------------------------------------------------------------------
 
+
 def _xywh(b) -> list[float]:
     x, y, w, h = (float(v) for v in b)
     return [x, y, x + w, y + h]
 
 
-def _item(name: str, size: tuple[int, int] | None, boxes: list, scores: list, areas: list,
-          rles: list[dict] | None = None, image_id: object = None) -> ReviewItem:
+def _item(
+    name: str,
+    size: tuple[int, int] | None,
+    boxes: list,
+    scores: list,
+    areas: list,
+    rles: list[dict] | None = None,
+    image_id: object = None,
+) -> ReviewItem:
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    a = np.asarray([x if x is not None else np.nan for x in areas], np.float64) if areas else \
-        (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    a = (
+        np.asarray([x if x is not None else np.nan for x in areas], np.float64)
+        if areas
+        else (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    )
     s = np.asarray([np.nan if x is None else x for x in scores], np.float64) if scores else np.full(len(b), np.nan)
-    return ReviewItem(name=name, image_path=None, image_id=None if image_id is None else str(image_id), size=size,
-                      boxes=b, scores=s, areas=a, rles=list(rles or []))
+    return ReviewItem(
+        name=name,
+        image_path=None,
+        image_id=None if image_id is None else str(image_id),
+        size=size,
+        boxes=b,
+        scores=s,
+        areas=a,
+        rles=list(rles or []),
+    )
 
 
 def _rle_or_none(seg) -> dict | None:
@@ -170,9 +199,16 @@ def _coco(data: dict) -> list[ReviewItem]:
     for img in data["images"]:
         anns = per.get(img["id"], [])
         rles = [r for r in (_rle_or_none(a.get("segmentation")) for a in anns) if r is not None]
-        items.append(_item(img["file_name"], (int(img["width"]), int(img["height"])),
-                           [_xywh(a["bbox"]) for a in anns], [a.get("score") for a in anns],
-                           [a.get("area") for a in anns], rles if len(rles) == len(anns) else []))
+        items.append(
+            _item(
+                img["file_name"],
+                (int(img["width"]), int(img["height"])),
+                [_xywh(a["bbox"]) for a in anns],
+                [a.get("score") for a in anns],
+                [a.get("area") for a in anns],
+                rles if len(rles) == len(anns) else [],
+            )
+        )
     return items
 
 
@@ -180,8 +216,10 @@ def _lost_cad(data: dict) -> list[ReviewItem]:
     items = []
     for r in data["dataset"]:
         # detectron2 BoxMode: 0 = XYXY_ABS (what unseg writes), 1 = XYWH_ABS
-        boxes = [list(map(float, a["bbox"])) if a.get("bbox_mode", 0) == 0 else _xywh(a["bbox"])
-                 for a in r.get("annotations", [])]
+        boxes = [
+            list(map(float, a["bbox"])) if a.get("bbox_mode", 0) == 0 else _xywh(a["bbox"])
+            for a in r.get("annotations", [])
+        ]
         items.append(_item(r["file_name"], (int(r["width"]), int(r["height"])), boxes, [], []))
     return items
 
@@ -209,14 +247,25 @@ def _detector(data: list) -> list[ReviewItem]:
     items = []
     for image_id, rs in per.items():
         rles = [r for r in (_rle_or_none(d.get("segmentation")) for d in rs) if r is not None]
-        items.append(_item(image_id, None, [_xywh(r["bbox"]) for r in rs], [r.get("score") for r in rs],
-                           [], rles if len(rles) == len(rs) else [], image_id))
+        items.append(
+            _item(
+                image_id,
+                None,
+                [_xywh(r["bbox"]) for r in rs],
+                [r.get("score") for r in rs],
+                [],
+                rles if len(rles) == len(rs) else [],
+                image_id,
+            )
+        )
     return items
 
 
 def _jsonl(rows: list[dict]) -> list[ReviewItem]:
-    return [_item(r["file_name"], (int(r["width"]), int(r["height"])), r["boxes"], r.get("scores", []),
-                  r.get("areas", [])) for r in rows]
+    return [
+        _item(r["file_name"], (int(r["width"]), int(r["height"])), r["boxes"], r.get("scores", []), r.get("areas", []))
+        for r in rows
+    ]
 
 
 def _one_json_document(path: str) -> object:
@@ -251,8 +300,9 @@ def read_labels(path: str) -> tuple[str, list[ReviewItem]]:
         raise InputError(f"{path}: malformed label file ({type(e).__name__}: {e})") from None
 
 
-def from_label_file(path: str, images: str | None, on_error: Callable[[str], None] = lambda m: None
-                    ) -> tuple[str, list[ReviewItem]]:
+def from_label_file(
+    path: str, images: str | None, on_error: Callable[[str], None] = lambda m: None
+) -> tuple[str, list[ReviewItem]]:
     """Items of a label file, each matched to its image under ``images`` (by relative path, stem or
     COCO id). An image that is not found is reported; its item stays in the report, flagged failed."""
     from ..labels.runner import displayed_size
@@ -278,6 +328,7 @@ def from_label_file(path: str, images: str | None, on_error: Callable[[str], Non
 
 
 # --- ground truth ----------------------------------------------------------------------------------
+
 
 def load_gt(spec: str, split: str = "trainval") -> list[GTImage]:
     """A VOC-style folder (VOCdevkit/, VOC20xx/ or one laid out like it; ImageSets/Main/<split>.txt)

@@ -6,12 +6,13 @@ Two dataclasses: ``SempartConfig`` is the architecture and inference preprocessi
 checkpoint as the family's model config), ``SempartLossConfig`` the training objective (stored in the
 checkpoint's train_state and meta, so a run records which reductions it used).
 """
+
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from ..config import BackboneConfig, ModelConfig
+from ..config import BackboneConfig, ModelConfig, checked_fields
 from ..errors import UsageError
 
 FEATURES = ("keys", "tokens")
@@ -24,12 +25,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {"batch_size": 8, "crop": 320, "lr": 1e-4, "bet
 
 
 def _check(cls, data: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise UsageError(f"{cls.__name__} must be a mapping, not {type(data).__name__}")
-    unknown = set(data) - {f.name for f in fields(cls)}
-    if unknown:
-        raise UsageError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return checked_fields(cls, data)
 
 
 @dataclass(frozen=True)
@@ -66,8 +62,10 @@ class SempartConfig:
         if p < 2 or p & (p - 1):
             raise UsageError(f"Sempart needs a power-of-two patch size (the fine branch doubles per block), not {p}")
         if len(self.fine_widths) != self.upsampling_blocks + 1:
-            raise UsageError(f"fine_widths needs {self.upsampling_blocks + 1} entries for patch size {p}, "
-                              f"got {len(self.fine_widths)}")
+            raise UsageError(
+                f"fine_widths needs {self.upsampling_blocks + 1} entries for patch size {p}, "
+                f"got {len(self.fine_widths)}"
+            )
         if self.features not in FEATURES:
             raise UsageError(f"features must be one of {FEATURES}, not {self.features!r}")
         if self.encoder_dim % self.encoder_heads:
@@ -97,14 +95,34 @@ class SempartConfig:
         return cls(backbone=model.backbone, fine_widths=model.head.widths, input_size=input_size)
 
     @classmethod
-    def tiny(cls, embed_dim: int = 32, depth: int = 2, num_heads: int = 2, patch_size: int = 8,
-             img_size: int = 64, width: int = 8, encoder_dim: int = 16, **kw: Any) -> SempartConfig:
+    def tiny(
+        cls,
+        embed_dim: int = 32,
+        depth: int = 2,
+        num_heads: int = 2,
+        patch_size: int = 8,
+        img_size: int = 64,
+        width: int = 8,
+        encoder_dim: int = 16,
+        **kw: Any,
+    ) -> SempartConfig:
         """A small random model of the same architecture, for tests and pipeline demos."""
-        backbone = BackboneConfig(timm_name="", patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-                                  num_heads=num_heads, img_size=img_size)
+        backbone = BackboneConfig(
+            timm_name="",
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            img_size=img_size,
+        )
         n_up = patch_size.bit_length() - 1
-        kw = {"encoder_dim": encoder_dim, "encoder_mlp": 4 * encoder_dim, "input_size": img_size,
-              "fine_widths": (width,) * (n_up + 1), **kw}
+        kw = {
+            "encoder_dim": encoder_dim,
+            "encoder_mlp": 4 * encoder_dim,
+            "input_size": img_size,
+            "fine_widths": (width,) * (n_up + 1),
+            **kw,
+        }
         return cls(backbone=backbone, **kw)
 
 

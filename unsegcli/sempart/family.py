@@ -1,5 +1,6 @@
 """Sempart's entry in the checkpoint families (`model.families`): config from the stored dict, the module,
 and its MaskPredictor. Kept import-light so `model/families.py` can import it without a cycle."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -22,8 +23,14 @@ def build(cfg: SempartConfig) -> SempartModel:
     return SempartModel(cfg)
 
 
-def predictor(model: SempartModel, preprocess: PreprocessConfig, device: torch.device, precision: str,
-              compile: bool, branch: str = "fine") -> SempartPredictor:
+def predictor(
+    model: SempartModel,
+    preprocess: PreprocessConfig,
+    device: torch.device,
+    precision: str,
+    compile: bool,
+    branch: str = "fine",
+) -> SempartPredictor:
     """``branch`` "fine" (default, Sempart-Fine) or "coarse": `unseg predict --branch`."""
     from .predictor import SempartPredictor  # predictor imports inference, which sits above model/
 

@@ -1,6 +1,7 @@
 """Sempart's losses [P = arXiv 2309.10972 §3; spec = shared/design/methods-sempart.md §2]. Pure functions of
 tensors: masks are probabilities in [0, 1], everything is computed in float32, per image, and the total
 averages over the batch (E_x of eq. 9)."""
+
 from __future__ import annotations
 
 import torch
@@ -62,8 +63,10 @@ def feature_edge_weights(feats: torch.Tensor, tau: float, eps: float) -> tuple[t
         f = F.normalize(feats.float(), dim=1)
         cos_h = (f[:, :, :, 1:] * f[:, :, :, :-1]).sum(1)
         cos_v = (f[:, :, 1:, :] * f[:, :, :-1, :]).sum(1)
-        return tuple(torch.where(c > tau, torch.ones_like(c), torch.full_like(c, eps))  # type: ignore[return-value]
-                     for c in (cos_h, cos_v))
+        return tuple(
+            torch.where(c > tau, torch.ones_like(c), torch.full_like(c, eps))  # type: ignore[return-value]
+            for c in (cos_h, cos_v)
+        )
 
 
 def color_edge_weights(image: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,8 +88,9 @@ def sr_loss(fine: torch.Tensor, coarse: torch.Tensor, reduction: str = "mean") -
     return _reduce((pooled - coarse.float()) ** 2, reduction)
 
 
-def sempart_loss(coarse: torch.Tensor, fine: torch.Tensor, feats: torch.Tensor, image: torch.Tensor,
-                 cfg: SempartLossConfig) -> dict[str, torch.Tensor]:
+def sempart_loss(
+    coarse: torch.Tensor, fine: torch.Tensor, feats: torch.Tensor, image: torch.Tensor, cfg: SempartLossConfig
+) -> dict[str, torch.Tensor]:
     """Eq. 9, batch-averaged. coarse (B, 1, h, w) and fine (B, 1, H, W) probabilities, feats (B, C, h, w) the
     frozen DINO features, image (B, 3, H, W) the normalised input. Returns the weighted terms and "total"."""
     w = affinity(feats, cfg.tau, cfg.eps, cfg.self_loops)
@@ -95,7 +99,11 @@ def sempart_loss(coarse: torch.Tensor, fine: torch.Tensor, feats: torch.Tensor, 
     gtv_f = grid_gtv(fine, *color_edge_weights(image, cfg.sigma), cfg.reduction_gtv).mean()
     # without joint training the fine branch distils a fixed target (paper §4.4 ablation)
     sr = sr_loss(fine, coarse if cfg.joint else coarse.detach(), cfg.reduction_sr).mean()
-    terms = {"ncut": ncut, "gtv_coarse": cfg.lambda_gtv_coarse * gtv_c, "gtv_fine": cfg.lambda_gtv_fine * gtv_f,
-             "sr": cfg.lambda_sr * sr}
+    terms = {
+        "ncut": ncut,
+        "gtv_coarse": cfg.lambda_gtv_coarse * gtv_c,
+        "gtv_fine": cfg.lambda_gtv_fine * gtv_f,
+        "sr": cfg.lambda_sr * sr,
+    }
     terms["total"] = terms["ncut"] + terms["gtv_coarse"] + terms["gtv_fine"] + terms["sr"]
     return terms

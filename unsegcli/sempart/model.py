@@ -3,6 +3,7 @@ coarse head (one logit per patch) and a fine refinement branch (one logit per pi
 every scale). The ViT is the one MOVE uses (``build_vit`` + the DINO position-embedding rule), so DINO
 weight files load into ``backbone.vit`` exactly as for MOVE; MOVE's trainable LayerNorm is absent: the
 affinity graph must come from untouched frozen features (spec §8.1)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, cast
@@ -86,9 +87,17 @@ class Encoder(nn.Module):
         self.use_cls = cfg.use_cls
         self.proj = nn.Linear(in_dim, cfg.encoder_dim)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(cfg.encoder_dim, cfg.encoder_heads, cfg.encoder_mlp, dropout=0.0,
-                                       activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(cfg.encoder_depth))
+            nn.TransformerEncoderLayer(
+                cfg.encoder_dim,
+                cfg.encoder_heads,
+                cfg.encoder_mlp,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(cfg.encoder_depth)
+        )
 
     def forward(self, feats: DinoFeatures) -> torch.Tensor:
         b, _, h, w = feats.patches.shape
@@ -125,7 +134,8 @@ class FineBranch(nn.Module):
         widths = (cfg.encoder_dim, *cfg.fine_widths)
         self.blocks = nn.ModuleList(
             _block(widths[i] + (3 if i < self.n_up else 0), widths[i + 1], cfg.leaky_slope)
-            for i in range(len(widths) - 1))
+            for i in range(len(widths) - 1)
+        )
         self.classifier = nn.Conv2d(widths[-1] + 3, 1, 1)
 
     def forward(self, feats: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

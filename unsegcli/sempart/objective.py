@@ -6,6 +6,7 @@ others), batch 8, 20 epochs, constant learning rate (none stated). Augmentation 
 random resized crop (scale (0.9, 1), ratio (3/4, 4/3)) to 320 + horizontal flip, the pipeline MOVE trains with;
 no colour jitter, which would change L_GTV-fine's colour weights (spec §6 #11).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,10 @@ def build_sempart(model_cfg: SempartConfig, sources: WeightSources) -> SempartMo
         return model
     model = SempartModel(model_cfg)
     path = sources.backbone
-    hint = ("pass --backbone-weights dino_deitsmall8_pretrain.pth (`unseg weights fetch dino-vits8`), --init CKPT, "
-            "or --random-init for a pipeline test")
+    hint = (
+        "pass --backbone-weights dino_deitsmall8_pretrain.pth (`unseg weights fetch dino-vits8`), --init CKPT, "
+        "or --random-init for a pipeline test"
+    )
     if path is None:
         if not sources.random_init:
             raise WeightsNotFoundError("backbone (DINO ViT) weights are required", hint)
@@ -65,8 +68,10 @@ class SempartObjective:
     @classmethod
     def create(cls, cfg: TrainConfig, sources: WeightSources, device: torch.device) -> SempartObjective:
         if cfg.train_backbone:
-            raise UsageError("train_backbone does not apply to Sempart: its DINO ViT stays frozen, the affinity graph "
-                             "is built from its features [P §4.1, App. C]")
+            raise UsageError(
+                "train_backbone does not apply to Sempart: its DINO ViT stays frozen, the affinity graph "
+                "is built from its features [P §4.1, App. C]"
+            )
         model = build_sempart(SempartConfig.from_preset(cfg.model, cfg.crop), sources)
         if cfg.crop % model.patch_size:
             raise UsageError(f"crop {cfg.crop} must be a multiple of the patch size {model.patch_size}")
@@ -85,8 +90,9 @@ class SempartObjective:
     def export(self, meta: dict[str, Any]) -> dict[str, Any]:
         """Our checkpoint with family "sempart"; predict resizes to the model's square input size with the run's
         normalisation. The loss settings go into meta: they are part of how the weights were made."""
-        prep = PreprocessConfig(size=self.model.cfg.input_size, mean=self.cfg.preprocess.mean,
-                                std=self.cfg.preprocess.std)
+        prep = PreprocessConfig(
+            size=self.model.cfg.input_size, mean=self.cfg.preprocess.mean, std=self.cfg.preprocess.std
+        )
         return checkpoint_dict(self.model, prep, {**meta, "sempart_loss": self.loss.to_dict()}, family=FAMILY)
 
     def step(self, batches: Sequence[Any], step: int, ctx: StepContext) -> StepOutput:

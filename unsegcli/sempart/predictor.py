@@ -6,6 +6,7 @@ tell a mask from its inverse (eq. 6 and 8 are symmetric under S <-> 1 - S), so t
 image by the paper's rule (d): binarise at 0.5, the partition touching fewer of the four corners is the
 foreground, a tie goes to the smaller partition [P §4.1, Table 4]; the soft map is flipped to match (spec §6 #15).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -46,9 +47,15 @@ class SempartPredictor:
 
     kind: Literal["soft", "instances"] = "soft"
 
-    def __init__(self, model: SempartModel, preprocess: PreprocessConfig | None = None,
-                 device: torch.device | str = "cpu", precision: str = "fp32", branch: str = "fine",
-                 compile: bool = False):
+    def __init__(
+        self,
+        model: SempartModel,
+        preprocess: PreprocessConfig | None = None,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        branch: str = "fine",
+        compile: bool = False,
+    ):
         if precision not in AUTOCAST_DTYPES:
             raise UsageError(f"unknown precision '{precision}'", "use fp32, bf16 or fp16")
         if branch not in BRANCHES:
@@ -96,7 +103,8 @@ class SempartPredictor:
         probs = apply_polarity(torch.sigmoid(logits.float()))
         out = []
         for i, p in enumerate(batch):
-            m = F.interpolate(probs[i: i + 1], size=tuple(p.original), mode="bilinear", align_corners=False,
-                              antialias=True)
+            m = F.interpolate(
+                probs[i : i + 1], size=tuple(p.original), mode="bilinear", align_corners=False, antialias=True
+            )
             out.append(m[0, 0].clamp_(0, 1).cpu().numpy())
         return out

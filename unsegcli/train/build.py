@@ -1,5 +1,6 @@
 """Networks for training, built from a `TrainConfig` and the weight sources. Shapes come from the config
 (the preset), never from whether weights are random; ``random_init`` only allows missing weight files."""
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,13 @@ def build_segmenter(cfg: TrainConfig, sources: WeightSources) -> Segmenter:
         load_strict(model, ckpt["state_dict"], sources.init)
         return model
     model = Segmenter(cfg.model)
-    path = _require(sources.backbone, "backbone (DINO ViT)", "pass --backbone-weights dino_deitsmall8_pretrain.pth "
-                    "(`unseg weights fetch dino-vits8`), --init CKPT, or --random-init for a pipeline test",
-                    sources.random_init)
+    path = _require(
+        sources.backbone,
+        "backbone (DINO ViT)",
+        "pass --backbone-weights dino_deitsmall8_pretrain.pth "
+        "(`unseg weights fetch dino-vits8`), --init CKPT, or --random-init for a pipeline test",
+        sources.random_init,
+    )
     if path:
         load_strict(model.backbone.vit, read_backbone_state(path), f"backbone weights {path}")
     return model
@@ -43,9 +48,14 @@ def build_inpainter(cfg: TrainConfig, sources: WeightSources) -> MAEInpainter | 
     if cfg.inpainter == "blur":
         inpainter = BlurInpainter()
     else:
-        path = _require(sources.inpainter, "inpainter (MAE)", "pass --inpainter-weights "
-                        "mae_visualize_vit_large_ganloss.pth (`unseg weights fetch mae-vitl16-gan`) or use "
-                        "--inpainter blur", sources.random_init)
+        path = _require(
+            sources.inpainter,
+            "inpainter (MAE)",
+            "pass --inpainter-weights "
+            "mae_visualize_vit_large_ganloss.pth (`unseg weights fetch mae-vitl16-gan`) or use "
+            "--inpainter blur",
+            sources.random_init,
+        )
         inpainter = load_mae(path, cfg.mae) if path else MAEInpainter(cfg.mae)
     if cfg.crop % inpainter.tile:
         raise UsageError(f"crop {cfg.crop} must be a multiple of the inpainter's tile ({inpainter.tile})")
@@ -53,8 +63,11 @@ def build_inpainter(cfg: TrainConfig, sources: WeightSources) -> MAEInpainter | 
 
 
 def build_discriminator(cfg: TrainConfig, sources: WeightSources) -> ProjectedDiscriminator:
-    path = _require(sources.disc_backbone, "discriminator feature network (tf_efficientnet_lite0)",
-                    "pass --disc-weights with timm's tf_efficientnet_lite0 weights (pytorch_model.bin or "
-                    "model.safetensors), or --random-init for a pipeline test", sources.random_init)
+    path = _require(
+        sources.disc_backbone,
+        "discriminator feature network (tf_efficientnet_lite0)",
+        "pass --disc-weights with timm's tf_efficientnet_lite0 weights (pytorch_model.bin or "
+        "model.safetensors), or --random-init for a pipeline test",
+        sources.random_init,
+    )
     return ProjectedDiscriminator(Projector(path, random_init=path is None), cfg.disc_resolution)
-

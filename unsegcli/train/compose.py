@@ -1,12 +1,12 @@
 """Shifts, the inpainting region m̂ and the composites of MOVE (eq. 3, 4; official utils_move.py)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def sample_shifts(batch: int, height: int, width: int, shift_range: float, generator=None,
-                  device=None) -> torch.Tensor:
+def sample_shifts(batch: int, height: int, width: int, shift_range: float, generator=None, device=None) -> torch.Tensor:
     """(B, 2) integer shifts (dx, dy), uniform in ±shift_range · min(H, W) (official MAEComposer:
     rand * 2 - 1, times shift_range times the shorter side, rounded). MOVE: shift_range = 1/8."""
     r = torch.rand(batch, 2, generator=generator, device=device) * 2 - 1
@@ -32,8 +32,13 @@ def inpaint_region(mask: torch.Tensor, mask_shifted: torch.Tensor, tile: int) ->
     return F.max_pool2d(union, kernel_size=tile, stride=tile)
 
 
-def composites(x_ae: torch.Tensor, x_ae_shifted: torch.Tensor, background: torch.Tensor, mask: torch.Tensor,
-               mask_shifted: torch.Tensor) -> dict[str, torch.Tensor]:
+def composites(
+    x_ae: torch.Tensor,
+    x_ae_shifted: torch.Tensor,
+    background: torch.Tensor,
+    mask: torch.Tensor,
+    mask_shifted: torch.Tensor,
+) -> dict[str, torch.Tensor]:
     """Eq. 3 and the discriminator's other inputs.
 
     x̂_δ = m_δ x̌_δ + (1 - m_δ) b̂ (fake, the only path of the segmenter's adversarial gradient);

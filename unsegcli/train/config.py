@@ -3,6 +3,7 @@
 Defaults are MOVE's (Bielski & Favaro, NeurIPS 2022, sec. 3) and the official train.py
 (github adambielski/move-seg); each cites its source.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -13,6 +14,7 @@ from ..sempart.config import SempartLossConfig
 
 Precision = Literal["fp32", "bf16", "fp16"]
 InpainterName = Literal["mae", "blur"]
+
 
 @dataclass(frozen=True)
 class MAEConfig:
@@ -31,8 +33,15 @@ class MAEConfig:
     @classmethod
     def tiny(cls, img_size: int = 64) -> MAEConfig:
         """A random MAE of a small shape: exercises the MOVE code path in tests and demos only."""
-        return cls(img_size=img_size, embed_dim=64, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1,
-                   decoder_num_heads=2)
+        return cls(
+            img_size=img_size,
+            embed_dim=64,
+            depth=2,
+            num_heads=2,
+            decoder_embed_dim=32,
+            decoder_depth=1,
+            decoder_num_heads=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,10 +91,15 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         if set(data) - known:
             raise ValueError(f"unknown TrainConfig fields: {sorted(set(data) - known)}")
-        nested: dict[str, Any] = {"model": ModelConfig.from_dict, "preprocess": PreprocessConfig.from_dict,
-                                  "mae": lambda d: MAEConfig(**d), "sempart_loss": SempartLossConfig.from_dict}
-        values: dict[str, Any] = {k: nested[k](v) if k in nested else tuple(v) if isinstance(v, list) else v
-                                  for k, v in data.items()}
+        nested: dict[str, Any] = {
+            "model": ModelConfig.from_dict,
+            "preprocess": PreprocessConfig.from_dict,
+            "mae": lambda d: MAEConfig(**d),
+            "sempart_loss": SempartLossConfig.from_dict,
+        }
+        values: dict[str, Any] = {
+            k: nested[k](v) if k in nested else tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
         return cls(**values)
 
     def with_preset(self, name: PresetName) -> TrainConfig:

@@ -1,6 +1,7 @@
 """Training data: random resized crops (scale (0.9, 1), ratio (3/4, 4/3), bicubic) and horizontal
 flips as the official train.py, applied jointly to an image and its pseudo-mask. Every sample's
 randomness comes from (seed, epoch, index), so runs are reproducible whatever the worker count."""
+
 from __future__ import annotations
 
 import math

@@ -2,6 +2,7 @@
 pg_modules): a frozen timm tf_efficientnet_lite0 split at blocks [0:2], [2:3], [3:5], [5:], fixed
 random cross-channel (CCM, to 64·(1, 2, 4, 8)) and cross-scale (CSM) projections, one small
 discriminator per scale (4 heads); DiffAugment "color" on [-1, 1] images, then resized to 224."""
+
 from __future__ import annotations
 
 import torch
@@ -77,8 +78,14 @@ class Projector(nn.Module):
             chans = [t.shape[1] for t in self._features(torch.zeros(1, 3, 64, 64))]
         mixed = [PROJ_CHANNELS * m for m in (1, 2, 4, 8)]
         self.ccm = nn.ModuleList(nn.Conv2d(c, o, 1) for c, o in zip(chans, mixed, strict=True))
-        self.csm = nn.ModuleList([_FeatureFusion(mixed[0], expand=False), _FeatureFusion(mixed[1], expand=True),
-                                  _FeatureFusion(mixed[2], expand=True), _FeatureFusion(mixed[3], expand=True)])
+        self.csm = nn.ModuleList(
+            [
+                _FeatureFusion(mixed[0], expand=False),
+                _FeatureFusion(mixed[1], expand=True),
+                _FeatureFusion(mixed[2], expand=True),
+                _FeatureFusion(mixed[3], expand=True),
+            ]
+        )
         self.channels = [PROJ_CHANNELS, PROJ_CHANNELS, PROJ_CHANNELS * 2, PROJ_CHANNELS * 4]
         self.requires_grad_(False)
         self.eval()
@@ -108,8 +115,9 @@ _DISC_CHANNELS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32}
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1, bias=False)), nn.BatchNorm2d(cout),
-                         nn.LeakyReLU(0.2))
+    return nn.Sequential(
+        spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1, bias=False)), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)
+    )
 
 
 class _SingleDisc(nn.Module):

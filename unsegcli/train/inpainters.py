@@ -8,6 +8,7 @@ Inputs and outputs are ImageNet-normalised pixels.
 ``BlurInpainter``: a non-learned, differentiable stand-in (normalised convolution over the
 visible pixels at several scales) for users without the MAE file, and for tests.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,7 +60,7 @@ class MAEInpainter(nn.Module):
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, cfg.decoder_embed_dim), requires_grad=False)
         self.decoder_blocks = _blocks(cfg.decoder_embed_dim, cfg.decoder_depth, cfg.decoder_num_heads, cfg.mlp_ratio)
         self.decoder_norm = nn.LayerNorm(cfg.decoder_embed_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(cfg.decoder_embed_dim, cfg.patch_size ** 2 * 3)
+        self.decoder_pred = nn.Linear(cfg.decoder_embed_dim, cfg.patch_size**2 * 3)
         side = cfg.img_size // cfg.patch_size
         with torch.no_grad():  # MAE's initialisation (a loaded checkpoint overwrites them with the same values)
             self.pos_embed.copy_(sincos_pos_embed(cfg.embed_dim, side))
@@ -114,12 +115,15 @@ def unpatchify(x: torch.Tensor, p: int, grid: tuple[int, int]) -> torch.Tensor:
 
 def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:
     """MAE's fixed 2-D sin-cos position embedding with a zero CLS row: (1, 1 + grid², dim)."""
+
     def one_d(d, pos):
         omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2))
         out = pos.reshape(-1)[:, None] * omega[None]
         return torch.cat([torch.sin(out), torch.cos(out)], 1)
-    gw, gh = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
-                            indexing="xy")
+
+    gw, gh = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="xy"
+    )
     emb = torch.cat([one_d(dim // 2, gh), one_d(dim // 2, gw)], 1)
     return torch.cat([torch.zeros(1, dim, dtype=torch.float64), emb], 0)[None].float()
 
@@ -153,7 +157,7 @@ class BlurInpainter(nn.Module):
     def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
         r = int(math.ceil(2.5 * sigma))
         t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-        g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+        g = torch.exp(-(t**2) / (2 * sigma**2))
         g = (g / g.sum()).view(1, 1, 1, -1)
         c = x.shape[1]
         x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), g.expand(c, 1, 1, -1), groups=c)

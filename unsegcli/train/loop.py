@@ -2,6 +2,7 @@
 in our format with exact resume, JSONL metrics, image grids, precision (autocast, fp16 loss scaling), and
 data-parallel training under torchrun (gradients averaged across ranks). What a step computes is the
 objective's (`objectives.Objective`)."""
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,7 @@ def average_gradients(params: list[torch.nn.Parameter], world: int, extra: torch
     flat /= world
     offset = 0
     for g in grads:
-        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
     return flat[-1:]
 
@@ -67,8 +68,14 @@ class RunContext:
     through the MAE and the EfficientNet can underflow to zero without it. A non-finite loss is flagged at
     backward and checked, across all ranks, before the optimiser steps, so no NaN reaches the weights."""
 
-    def __init__(self, device: torch.device, generator: torch.Generator, precision: str,
-                 optimizers: dict[str, torch.optim.Optimizer], world: int = 1):
+    def __init__(
+        self,
+        device: torch.device,
+        generator: torch.Generator,
+        precision: str,
+        optimizers: dict[str, torch.optim.Optimizer],
+        world: int = 1,
+    ):
         self.device, self.generator, self.world = device, generator, world
         self.optimizers = optimizers
         self.dtype = AUTOCAST_DTYPES[precision]
@@ -111,8 +118,15 @@ class Trainer:
     """Runs an objective on its data for ``cfg.steps`` steps (or ``cfg.epochs`` epochs), writing to ``out``:
     last.pt, step_*.pt, metrics.jsonl, images/."""
 
-    def __init__(self, objective: Objective, data: TrainData, cfg: TrainConfig, out: str | Path,
-                 shard: Shard | None = None, device: torch.device | None = None):
+    def __init__(
+        self,
+        objective: Objective,
+        data: TrainData,
+        cfg: TrainConfig,
+        out: str | Path,
+        shard: Shard | None = None,
+        device: torch.device | None = None,
+    ):
         if (cfg.steps is None) == (cfg.epochs is None):
             raise UsageError("give exactly one of steps or epochs")
         self.objective, self.data, self.cfg, self.out = objective, data, cfg, Path(out)
@@ -120,13 +134,21 @@ class Trainer:
         self.device = device or torch.device("cpu")
         per_rank = math.ceil(len(data) / self.shard.world)
         self.batches_per_epoch = max(per_rank // cfg.batch_size, 1)
-        self.total = cfg.steps if cfg.steps is not None else \
-            max(int(cfg.epochs or 0) * self.batches_per_epoch // objective.batches_per_step, 1)
+        self.total = (
+            cfg.steps
+            if cfg.steps is not None
+            else max(int(cfg.epochs or 0) * self.batches_per_epoch // objective.batches_per_step, 1)
+        )
         self.step = 0
         self.saved_step: int | None = None  # the step of OUT/last.pt, when this run wrote or resumed it
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.shard.rank)
-        self.ctx = RunContext(self.device, self.gen, effective_precision(self.device, cfg.precision),
-                              objective.optimizers(), self.shard.world)
+        self.ctx = RunContext(
+            self.device,
+            self.gen,
+            effective_precision(self.device, cfg.precision),
+            objective.optimizers(),
+            self.shard.world,
+        )
 
     # ------------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
@@ -135,12 +157,15 @@ class Trainer:
         name = self.objective.name
         ckpt = self.objective.export({"source": f"unseg train ({name})", "step": self.step})
         ckpt["train_state"] = {
-            "objective": name, "step": self.step, "config": self.cfg.to_dict(),
+            "objective": name,
+            "step": self.step,
+            "config": self.cfg.to_dict(),
             # the segmenter's weights are the checkpoint's own state_dict: not stored twice
             "modules": {k: m.state_dict() for k, m in self.objective.modules().items() if k != "segmenter"},
             "optimizers": {k: o.state_dict() for k, o in self.objective.optimizers().items()},
             "scalers": {k: s.state_dict() for k, s in self.ctx.scalers.items()},
-            "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "rng": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
         }
         return ckpt
 
@@ -158,8 +183,10 @@ class Trainer:
         if not st:
             raise UsageError(f"{path} has no training state to resume from")
         if "objective" not in st:
-            raise CheckpointError(f"{path} was written by an older unseg train; its training state cannot be "
-                                  "resumed", "start a new run from it with init")
+            raise CheckpointError(
+                f"{path} was written by an older unseg train; its training state cannot be resumed",
+                "start a new run from it with init",
+            )
         if st["objective"] != self.objective.name:
             raise UsageError(f"{path} was trained with objective '{st['objective']}', not '{self.objective.name}'")
         modules, optimizers = self.objective.modules(), self.objective.optimizers()
@@ -186,12 +213,13 @@ class Trainer:
         while True:
             self.data.epoch = epoch
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.data))[rank::world]
-            order = order[skip * cfg.batch_size: self.batches_per_epoch * cfg.batch_size]
-            sampler = [order[i: i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
+            order = order[skip * cfg.batch_size : self.batches_per_epoch * cfg.batch_size]
+            sampler = [order[i : i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
             sampler = [b for b in sampler if len(b) == cfg.batch_size] or sampler
             dataset: torch.utils.data.Dataset[Any] = self.data  # type: ignore[assignment] # map-style, by protocol
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
-                                                 pin_memory=self.device.type == "cuda")
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=self.device.type == "cuda"
+            )
             yield from loader
             epoch, skip = epoch + 1, 0
 
@@ -237,8 +265,12 @@ class Trainer:
 
     def _diverged(self, optimizer: str) -> TrainingDiverged:
         last = self.out / "last.pt"
-        kept = f"{last} (step {self.saved_step}) is kept" if self.saved_step is not None and last.exists() \
+        kept = (
+            f"{last} (step {self.saved_step}) is kept"
+            if self.saved_step is not None and last.exists()
             else "no checkpoint was written"
+        )
         return TrainingDiverged(
             f"training stopped at step {self.step + 1}: the {optimizer} loss is not finite (NaN or inf); {kept}",
-            "lower the learning rate, or train in fp32/bf16 (fp16 overflows more easily)")
+            "lower the learning rate, or train in fp32/bf16 (fp16 overflows more easily)",
+        )

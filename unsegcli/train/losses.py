@@ -1,5 +1,6 @@
 """MOVE losses: eq. 1 (minimum area), eq. 2 (binarisation), eq. 5 / 6 (hinge), plus the
 self-training loss. Defaults from the paper (sec. 3) and the official train.py."""
+
 from __future__ import annotations
 
 import torch

@@ -25,6 +25,7 @@ Contract, in the order the loop uses it:
   checkpoint dict of the model `unseg predict` loads (our format, top-level "state_dict" =
   ``modules()["segmenter"].state_dict()``); the loop adds "train_state" to it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -110,21 +111,32 @@ class MoveObjective:
     needs_masks: ClassVar[bool] = False
     batches_per_step = 2
 
-    def __init__(self, cfg: TrainConfig, segmenter: Segmenter, inpainter: MAEInpainter | BlurInpainter,
-                 discriminator: ProjectedDiscriminator):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        segmenter: Segmenter,
+        inpainter: MAEInpainter | BlurInpainter,
+        discriminator: ProjectedDiscriminator,
+    ):
         self.cfg, self.segmenter, self.inpainter, self.discriminator = cfg, segmenter, inpainter, discriminator
-        self.opt_s = torch.optim.AdamW([p for p in segmenter.parameters() if p.requires_grad], lr=cfg.lr,
-                                       betas=cfg.betas, weight_decay=0.0)
-        self.opt_d = torch.optim.AdamW([p for p in discriminator.parameters() if p.requires_grad], lr=cfg.lr_d,
-                                       betas=cfg.betas_d, weight_decay=cfg.weight_decay_d)
+        self.opt_s = torch.optim.AdamW(
+            [p for p in segmenter.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas, weight_decay=0.0
+        )
+        self.opt_d = torch.optim.AdamW(
+            [p for p in discriminator.parameters() if p.requires_grad],
+            lr=cfg.lr_d,
+            betas=cfg.betas_d,
+            weight_decay=cfg.weight_decay_d,
+        )
 
     @classmethod
     def create(cls, cfg: TrainConfig, sources: WeightSources, device: torch.device) -> MoveObjective:
         # build order = the order random initialisations draw from the seeded global RNG
         segmenter = build_segmenter(cfg, sources).to(device)
         segmenter.backbone.set_train_vit(cfg.train_backbone)
-        return cls(cfg, segmenter, build_inpainter(cfg, sources).to(device),
-                   build_discriminator(cfg, sources).to(device))
+        return cls(
+            cfg, segmenter, build_inpainter(cfg, sources).to(device), build_discriminator(cfg, sources).to(device)
+        )
 
     @classmethod
     def dataset(cls, cfg: TrainConfig, images: list[str], masks: list[str] | None) -> CropDataset:
@@ -164,14 +176,16 @@ class MoveObjective:
         with ctx.autocast():
             loss = losses.d_hinge_loss(
                 [disc(out["real_ae"].detach()), disc(out["composed_noshift"].detach())],
-                [disc(out["composed"].detach()), disc(out["copy_paste"].detach())])
+                [disc(out["composed"].detach()), disc(out["copy_paste"].detach())],
+            )
         self.opt_d.zero_grad(set_to_none=True)
         ctx.backward(loss, "discriminator")
         ctx.step("discriminator")
         return loss
 
-    def segmenter_step(self, out: dict[str, torch.Tensor], step: int,
-                       ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def segmenter_step(
+        self, out: dict[str, torch.Tensor], step: int, ctx: StepContext
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 6 through x̂_δ only, with D frozen, plus the mask losses on the shifted mask."""
         self.discriminator.requires_grad_(False)
         with ctx.autocast():
@@ -192,8 +206,13 @@ class MoveObjective:
         with ctx.autocast():
             out = self.forward(s_batch, ctx.generator)
         s_loss, adv, terms = self.segmenter_step(out, step, ctx)
-        metrics = {"loss_d": d_loss.item(), "loss_s": s_loss.item(), "loss_adv": adv.item(),
-                   **{f"loss_{k}": v.item() for k, v in terms.items()}, "mask_area": out["mask"].mean().item()}
+        metrics = {
+            "loss_d": d_loss.item(),
+            "loss_s": s_loss.item(),
+            "loss_adv": adv.item(),
+            **{f"loss_{k}": v.item() for k, v in terms.items()},
+            "mask_area": out["mask"].mean().item(),
+        }
         return StepOutput(metrics, {k: out[k] for k in MOVE_ROWS})
 
 
@@ -206,8 +225,9 @@ class SelfTraining:
 
     def __init__(self, cfg: TrainConfig, segmenter: Segmenter):
         self.cfg, self.segmenter = cfg, segmenter
-        self.opt_s = torch.optim.AdamW([p for p in segmenter.parameters() if p.requires_grad], lr=cfg.lr,
-                                       betas=cfg.betas, weight_decay=0.0)
+        self.opt_s = torch.optim.AdamW(
+            [p for p in segmenter.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas, weight_decay=0.0
+        )
 
     @classmethod
     def create(cls, cfg: TrainConfig, sources: WeightSources, device: torch.device) -> SelfTraining:
@@ -237,8 +257,9 @@ class SelfTraining:
         ctx.backward(loss, "segmenter")
         ctx.step("segmenter")
         mask = torch.sigmoid(logits.detach())
-        return StepOutput({"loss": loss.item(), "mask_area": mask.mean().item()},
-                          {"input": x, "mask": mask, "target": target})
+        return StepOutput(
+            {"loss": loss.item(), "mask_area": mask.mean().item()}, {"input": x, "mask": mask, "target": target}
+        )
 
 
 if TYPE_CHECKING:  # mypy checks here that each class implements the protocol

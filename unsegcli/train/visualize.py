@@ -1,4 +1,5 @@
 """Image grids of a training step: one row per named tensor, the first images of the batch side by side."""
+
 from __future__ import annotations
 
 from pathlib import Path
