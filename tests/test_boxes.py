@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -263,3 +265,29 @@ def test_a_folder_format_gets_the_out_path(tmp_path, monkeypatch):
     assert written == {"000.txt": "a.png 2\n", "001.txt": "empty.png 0\n", "002.txt": "sub/b.png 1\n"}
     with pytest.raises(UsageError, match="writes a folder"):
         label_files(plan, "-", "names", BoxOptions())
+
+
+def test_plan_names_masks_whose_image_is_ambiguous_and_keeps_the_rest(tmp_path):
+    """`a.jpg` and `a.png` under --images: the mask `a.png` cannot be paired; `b.png` still is."""
+    imgs, masks = tmp_path / "imgs", tmp_path / "masks"
+    imgs.mkdir()
+    masks.mkdir()
+    for name in ("a.jpg", "a.png", "b.png"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(imgs / name)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(masks / name)
+    plan = plan_tasks([str(masks)], str(imgs))
+    assert [t.file_name for t in plan.tasks] == ["b.png"]
+    assert len(plan.errors) == 1 and "a.jpg" in plan.errors[0] and "a.png" in plan.errors[0]
+
+
+def test_plan_names_stdin_masks_relative_to_root(tmp_path):
+    (tmp_path / "m" / "100").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "m" / "100" / "x.png")
+    listing = io.StringIO(f"{tmp_path}/m/100/x.png\n")
+    old, sys.stdin = sys.stdin, listing
+    try:
+        plan = plan_tasks(["-"], None, root=str(tmp_path / "m"))
+    finally:
+        sys.stdin = old
+    assert [t.file_name for t in plan.tasks] == ["100/x.png"]

@@ -17,7 +17,9 @@ from .options import (
     LabelFormatOpt,
     MaxPixelsOpt,
     MinAreaOpt,
+    NullOpt,
     QuietOpt,
+    RootOpt,
     ShardOpt,
     ThresholdOpt,
     WorkersOpt,
@@ -121,6 +123,8 @@ def boxes(
         ),
     ] = False,
     max_pixels: MaxPixelsOpt = None,
+    root: RootOpt = None,
+    null: NullOpt = False,
     workers: WorkersOpt = DEFAULT_WORKERS,
     shard: ShardOpt = None,
     quiet: QuietOpt = False,
@@ -149,7 +153,8 @@ def boxes(
         check_output_file(out, "--out")
     sh = init_shard(shard)
     quiet = quiet or not sh.shows_progress
-    plan = plan_tasks(masks, images, sh)  # image ids are positions in the full list: shards agree with one run
+    # image ids are positions in the full list: shards agree with one run
+    plan = plan_tasks(masks, images, sh, root=root, null=null)
     failed = Failures()
     opts = BoxOptions(
         threshold,

@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,7 @@ class InputListing:
     items: list[InputItem]
     problems: list[str]
     ignored: dict[str, int]  # extension -> count
+    collisions: dict[str, str] = field(default_factory=dict)  # output name -> its problem (also in problems)
 
     def ignored_summary(self) -> str | None:
         """'ignored 3 files with other extensions (.avif .gif .heic)', or None."""
@@ -169,16 +170,18 @@ def scan_inputs(
     for it in items:
         groups.setdefault(key(it.rel), []).append(it)
     kept: list[InputItem] = []
+    collisions: dict[str, str] = {}
     for name, group in groups.items():
         paths = list(dict.fromkeys(it.path for it in group))
         if len(paths) == 1:
             kept.append(group[0])  # one file listed twice is one input
         else:
-            problems.append(
+            collisions[name] = (
                 f"{' and '.join(paths)}: both map to the output name '{name}'; none of them is "
                 "processed (rename one, or give their folders separately)"
             )
-    return InputListing(kept, problems, ignored)
+            problems.append(collisions[name])
+    return InputListing(kept, problems, ignored, collisions)
 
 
 def list_inputs(

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..io.files import open_output
-from ..io.images import IMAGE_EXTENSIONS, InputItem, list_inputs
+from ..io.images import IMAGE_EXTENSIONS, InputItem, scan_inputs
 from ..parallel import Failed, parallel_map
 from .components import (
     DEFAULT_MIN_AREA,
@@ -82,9 +82,11 @@ class LabelCounts:
     removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTERS, 0))  # boxes per filter
 
 
-def index_images(root: str) -> dict[str, InputItem]:
-    """Images under ROOT keyed by relative path without extension (how masks are named)."""
-    return {os.path.splitext(it.rel)[0]: it for it in list_inputs([root], IMAGE_EXTENSIONS)}
+def index_images(root: str) -> tuple[dict[str, InputItem], dict[str, str]]:
+    """Images under ROOT keyed by relative path without extension (how masks are named), and the keys that
+    name two images (``a.jpg`` and ``a.png``) with the problem to report for their masks."""
+    listing = scan_inputs([root], IMAGE_EXTENSIONS)
+    return {os.path.splitext(it.rel)[0]: it for it in listing.items}, listing.collisions
 
 
 def displayed_size(path: str, max_pixels: int | None = None) -> tuple[int, int]:
@@ -105,27 +107,39 @@ def displayed_size(path: str, max_pixels: int | None = None) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
-def plan_tasks(masks: Sequence[str], images_root: str | None, shard: Shard | None = None) -> Plan:
+def plan_tasks(
+    masks: Sequence[str],
+    images_root: str | None,
+    shard: Shard | None = None,
+    *,
+    root: str | None = None,
+    null: bool = False,
+) -> Plan:
     """Sorted mask inputs -> this shard's tasks, and an error for each of its masks without an image.
 
     ``images_root``: file names become image paths relative to it (and sizes are checked); without it
-    they are the masks' relative paths.
+    they are the masks' relative paths. ``root`` / ``null`` name and read mask inputs as
+    ``io.images.scan_inputs`` does. Masks whose names collide, and masks whose image name is ambiguous
+    (``a.jpg`` and ``a.png`` under the root), are errors of the plan, not of the run.
     """
     if images_root and not os.path.isdir(images_root):
         raise UsageError(f"images_root must be a folder: {images_root}")
-    items = list_inputs(masks, (".png",))
-    if not items:
+    listing = scan_inputs(masks, (".png",), root=root, null=null)
+    items = listing.items
+    if not items and not listing.problems:
         raise UsageError("no mask PNGs found in the inputs")
-    index = index_images(images_root) if images_root else None
+    index, ambiguous = index_images(images_root) if images_root else (None, {})
     mine = list(enumerate(items)) if shard is None else shard.take(list(enumerate(items)))
-    plan = Plan([], [])
+    plan = Plan([], [] if shard is not None and not shard.is_main else list(listing.problems))
     for i, it in mine:
         if index is None:
             plan.tasks.append(MaskTask(i, it.path, it.rel, None))
             continue
         key = os.path.splitext(it.rel)[0]
         img = index.get(key)
-        if img is None:
+        if key in ambiguous:
+            plan.errors.append(f"{it.path}: its image is ambiguous: {ambiguous[key]}")
+        elif img is None:
             plan.errors.append(f"{it.path}: no image '{key}.*' under {images_root}")
         else:
             plan.tasks.append(MaskTask(i, it.path, img.rel, img.path))
