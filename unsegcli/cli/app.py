@@ -133,3 +133,17 @@ def main() -> None:
         app(prog_name="unseg")
     except KeyboardInterrupt as e:  # outside a command (while parsing or importing)
         sys.exit(_interrupted(e))
+    except SystemExit as e:
+        if "TORCHELASTIC_RUN_ID" in os.environ:
+            _exit_without_finalising(e.code)
+        raise
+
+
+def _exit_without_finalising(code: object) -> None:
+    """A torchrun rank exits without interpreter finalisation. Its work is done (outputs written, process
+    group destroyed), but Gloo's worker threads can still hold tensors whose release then needs the GIL of
+    an interpreter being torn down, and the rank dies with SIGABRT ("terminate called without an active
+    exception"; pytorch/pytorch#179291), failing a run that succeeded."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
