@@ -24,7 +24,7 @@ import torch
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig
 from ..errors import CheckpointError, InputError
-from ..model.backbone import build_vit, dino_pos_embed
+from ..model.backbone import build_vit, embed_patches
 
 DINO_HEAD_DIM = 64  # every DINO ViT has 64-d heads: tiny 192/3, small 384/6, base 768/12 (dino vision_transformer.py)
 
@@ -66,11 +66,7 @@ def preprocess(
 @torch.no_grad()
 def last_block_keys(vit: Any, x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches."""
-    b, _, h, w = x.shape
-    p = vit.patch_embed.proj.kernel_size[0]
-    tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
-    tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
-    tokens = tokens + dino_pos_embed(vit.pos_embed, h // p, w // p)
+    tokens = embed_patches(vit, x, "dino")
     for blk in vit.blocks[:-1]:
         tokens = blk(tokens)
     last = vit.blocks[-1]

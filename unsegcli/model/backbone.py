@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import BackboneConfig
+from ..config import BackboneConfig, PosEmbedRule
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
@@ -63,6 +63,21 @@ def timm_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.T
     return resample_abs_pos_embed(pos_embed, (grid_h, grid_w), num_prefix_tokens=1)
 
 
+def embed_patches(vit: VisionTransformer, x: torch.Tensor, pos_rule: PosEmbedRule = "dino") -> torch.Tensor:
+    """(B, 3, H, W), H and W multiples of the patch size -> (B, 1 + N, D) tokens before the first block:
+    patch embedding, the CLS token, and position embeddings resampled to the grid by DINO's rule (as the
+    official DINO, MOVE, LOST, TokenCut and CutLER code) or timm's."""
+    b, _, h, w = x.shape
+    p = vit.patch_embed.proj.kernel_size[0]
+    if h % p or w % p:
+        raise ValueError(f"input {h}x{w} is not a multiple of the patch size {p}; pad it first")
+    assert vit.cls_token is not None and vit.pos_embed is not None  # build_vit's ViTs have both
+    tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
+    tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
+    rule = dino_pos_embed if pos_rule == "dino" else timm_pos_embed
+    return tokens + rule(vit.pos_embed, h // p, w // p)
+
+
 class FeatureExtractor(nn.Module):
     """ViT tokens -> (B, C, H/p, W/p) features. The ViT is frozen and always in eval mode; only
     ``norm`` trains (unless ``train_vit`` is set, for self-training with ``--train-backbone``)."""
@@ -75,7 +90,6 @@ class FeatureExtractor(nn.Module):
         self.train_vit = False
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
         self.patch_size = cfg.patch_size
-        self._pos_rule = dino_pos_embed if cfg.pos_embed == "dino" else timm_pos_embed
         if cfg.pos_embed not in ("dino", "timm"):
             raise ValueError(f"pos_embed must be 'dino' or 'timm', not {cfg.pos_embed!r}")
 
@@ -90,16 +104,9 @@ class FeatureExtractor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"input {h}x{w} is not a multiple of the patch size {p}; pad it first")
-        gh, gw = h // p, w // p
-        vit = self.vit
-        assert vit.cls_token is not None and vit.pos_embed is not None  # build_vit's ViTs have both
-        tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
-        tokens = tokens + self._pos_rule(vit.pos_embed, gh, gw)
-        for blk in vit.blocks[: self.cfg.feature_block + 1]:
+        gh, gw = h // self.patch_size, w // self.patch_size
+        tokens = embed_patches(self.vit, x, self.cfg.pos_embed)
+        for blk in self.vit.blocks[: self.cfg.feature_block + 1]:
             tokens = blk(tokens)
         tokens = self.norm(tokens)[:, 1:]
         return tokens.transpose(1, 2).reshape(b, -1, gh, gw)

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import BackboneConfig
-from ..model.backbone import build_vit, dino_pos_embed, timm_pos_embed
+from ..model.backbone import build_vit, embed_patches
 from .config import SempartConfig
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ class FrozenDino(nn.Module):
         self.vit.requires_grad_(False)
         self.vit.eval()
         self.patch_size = cfg.patch_size
-        self._pos_rule = dino_pos_embed if cfg.pos_embed == "dino" else timm_pos_embed
 
     def train(self, mode: bool = True) -> FrozenDino:
         super().train(mode)
@@ -53,15 +52,9 @@ class FrozenDino(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> DinoFeatures:
         b, _, h, w = x.shape
-        p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"input {h}x{w} is not a multiple of the patch size {p}")
-        gh, gw = h // p, w // p
+        gh, gw = h // self.patch_size, w // self.patch_size
         vit = self.vit
-        assert vit.cls_token is not None and vit.pos_embed is not None  # build_vit's ViTs have both
-        tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
-        tokens = tokens + self._pos_rule(vit.pos_embed, gh, gw)
+        tokens = embed_patches(vit, x, self.cfg.pos_embed)
         if self.features == "keys":
             for blk in vit.blocks[:-1]:
                 tokens = blk(tokens)
