@@ -12,7 +12,7 @@ from PIL import Image
 
 from unsegcli.config import PreprocessConfig
 from unsegcli.errors import UsageError
-from unsegcli.inference import predict_masks, resized_size
+from unsegcli.inference import predict_files, predict_masks, resized_size
 from unsegcli.io.images import decode_image
 
 from .helpers import random_image, tiny_model, write_images
@@ -336,3 +336,57 @@ def test_bucketed_emits_early_when_too_many_items_wait():
     assert batches[0] == [0, 3]
     assert sorted(i for b in batches for i in b) == list(range(6))
     assert all(len({shapes[i] for i in b}) == 1 for b in batches)
+
+
+def test_weights_identity_hashes_size_first_and_last_chunk(tmp_path):
+    from unsegcli.outputs import weights_identity
+
+    p = tmp_path / "w.bin"
+    p.write_bytes(b"abcdefghij")
+    expected = __import__("hashlib").sha256(b"10" + b"abcd" + b"ghij").hexdigest()[:16]
+    assert weights_identity(p, chunk=4) == expected
+
+
+def test_check_request_names_parameters_or_the_callers_words():
+    from unsegcli.cli.outputs import flag
+    from unsegcli.prediction import PredictRequest, check_request
+
+    cases = [
+        (PredictRequest("lost", options={"tau": 0.3}), "tau: not an option of method lost"),
+        (PredictRequest("move", options={"k_patches": 5}), "k_patches: options of the training-free methods"),
+        (PredictRequest("tokencut", weights="x.pt"), "weights names a checkpoint (method move)"),
+        (PredictRequest("tokencut", max_size=64, compile=True), "max_size, compile: options of checkpoints"),
+        (PredictRequest("maskcut", refine="bilateral"), "refine applies to soft masks; method maskcut"),
+    ]
+    for req, message in cases:
+        with pytest.raises(UsageError) as e:
+            check_request(req)
+        assert str(e.value.message).startswith(message), e.value.message
+    with pytest.raises(UsageError, match="--max-size: options of checkpoints \\(--method move\\)"):
+        check_request(PredictRequest("lost", max_size=64), spell=flag)
+    check_request(PredictRequest("lost", options={"k_patches": 5, "tau": None}))  # None = the default: fine
+
+
+def test_plan_tags_settings_refuses_other_settings_and_builds_the_predictor(tmp_path, tiny_ckpt):
+    from unsegcli.io.masks import read_tag, settings_tag
+    from unsegcli.outputs import weights_identity
+    from unsegcli.prediction import PredictRequest, build_predictor, plan_prediction
+
+    write_images(tmp_path / "imgs", [(40, 60)])
+    out = tmp_path / "m"
+    soft = PredictRequest(weights=str(tiny_ckpt), device="cpu")
+    plan = plan_prediction(soft, [str(tmp_path / "imgs")], out)
+    assert plan.settings["weights"] == weights_identity(tiny_ckpt) and plan.settings["threshold"] is None
+    assert plan.tag == settings_tag(plan.settings) and plan.precision == "fp32" and plan.device.type == "cpu"
+    assert [it.rel for it in plan.listing.items] == ["img_00.png"]
+    predictor = build_predictor(plan)
+    summary = predict_files(predictor, plan.listing.items, out, tag=plan.tag)
+    assert summary.written == 1
+    assert read_tag(str(out / "img_00.png")) == plan.tag
+    binary = PredictRequest(weights=str(tiny_ckpt), device="cpu", binary=True)
+    with pytest.raises(UsageError) as e:  # resuming under other settings would mix two settings
+        plan_prediction(binary, [str(tmp_path / "imgs")], out)
+    assert "pass overwrite" in str(e.value.hint)
+    again = PredictRequest(weights=str(tiny_ckpt), device="cpu", binary=True, overwrite=True)
+    replanned = plan_prediction(again, [str(tmp_path / "imgs")], out)
+    assert replanned.tag != plan.tag and replanned.settings["threshold"] == 0.5

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from unsegcli.errors import UsageError
 from unsegcli.refine import RefineOptions, match_size, refine_mask
@@ -139,6 +140,53 @@ def test_object_component_keeps_largest_foreground_and_fills_holes():
     expected[2:12, 2:12] = True
     np.testing.assert_array_equal(out, expected)
     assert not object_component(np.zeros((5, 5), bool)).any()  # official: all ones
+
+
+def _links(coords: np.ndarray) -> sp.csr_matrix:
+    """Independent neighbour matrix: 1 where two coordinate rows differ by ±1 in one coordinate (a dict lookup)."""
+    index = {c: i for i, c in enumerate(map(tuple, coords.tolist()))}
+    rows, cols = [], []
+    for i, c in enumerate(coords.tolist()):
+        for d in range(5):
+            for step in (-1, 1):
+                j = index.get((*c[:d], c[d] + step, *c[d + 1 :]))
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+    n = len(coords)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+
+
+@pytest.mark.parametrize("sigmas", [(16, 16, 8), (1, 0.1, 0.1)])
+def test_vertices_and_blur_match_the_distinct_coordinate_tuples(sigmas):
+    # σ 1/0.1/0.1 makes keys too wide to pack with the pixel index (2^49 x 2^15 pixels): the argsort path.
+    rng = np.random.default_rng(4)
+    palette = rng.integers(0, 256, (6, 3))
+    img = np.kron(palette[rng.integers(0, 6, (40, 40))], np.ones((4, 4, 1))).astype(np.uint8)
+    img[rng.random((160, 160)) < 0.1] += 1
+    grid = build_grid(img, *sigmas)
+    coords = grid_coordinates(img, *sigmas)
+    _, inverse = np.unique(coords, axis=0, return_inverse=True)
+    pairs = np.unique(np.stack((grid.vertex, inverse.reshape(-1)), axis=1), axis=0)
+    assert len(pairs) == grid.n_vertices == inverse.max() + 1  # a bijection between vertices and tuples
+    np.testing.assert_array_equal(grid.counts, np.bincount(grid.vertex))
+    # the blur: 2·5 on the diagonal, 1 between tuples that differ by one in one coordinate
+    vertex_coords = np.zeros((grid.n_vertices, 5), np.int64)
+    vertex_coords[grid.vertex] = coords
+    expected = _links(vertex_coords) + 10 * sp.eye(grid.n_vertices)
+    assert expected.nnz > 2 * grid.n_vertices  # links in more than a few places
+    assert abs(grid.blur_matrix - expected).max() == 0
+    # rows ordered by length (what makes the matrix-vector products fast)
+    assert np.all(np.diff(np.diff(grid.blur_matrix.indptr)) >= 0)
+
+
+def test_parity_at_photo_like_vertex_counts(official):
+    # noise of σ 10 levels gives ~10^4 vertices of every neighbour count, as photos do
+    rng = np.random.default_rng(11)
+    img, mask = textured(150, 200, 11)
+    img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+    ours = bilateral_solve(img, mask.astype(float))
+    np.testing.assert_allclose(ours, official.official_style(img, mask.astype(float))[0], rtol=0, atol=1e-9)
 
 
 def test_large_image_key_has_no_collisions(official):
@@ -299,3 +347,20 @@ def test_refine_image_file_for_one_pass_predict(tmp_path):
         cv2.imread(str(tmp_path / "o" / "i.png"), cv2.IMREAD_UNCHANGED),
         refine_mask(mask.astype(np.float32), img, opts) * 255,
     )
+
+
+def test_fill_holes_equals_scipys_binary_fill_holes():
+    """Our one-labelling hole filling against scipy's own (what the official post-processing calls)."""
+    from scipy import ndimage
+
+    from unsegcli.refine.postprocess import fill_holes
+
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        h, w = rng.integers(1, 40, 2)
+        m = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        np.testing.assert_array_equal(fill_holes(m), ndimage.binary_fill_holes(m), err_msg=str(i))
+    ring = np.zeros((7, 7), bool)
+    ring[1:6, 1:6] = True
+    ring[3, 3] = False  # a one-pixel hole
+    assert fill_holes(ring)[3, 3] and not fill_holes(ring)[0, 0]

@@ -397,3 +397,29 @@ def test_timm_names_fail_clearly_offline(monkeypatch):
     with pytest.raises(CheckpointError, match="timm weights 'vit_small_patch8_224.dino'") as e:
         read_backbone_state("timm:vit_small_patch8_224.dino")
     assert "weight file" in e.value.hint
+
+
+def test_config_for_method_fills_the_recipe_and_checks_parameters():
+    from unsegcli.config import PRESETS
+    from unsegcli.train.run import config_for_method
+
+    move = config_for_method(None, {"steps": 5, "batch_size": None})
+    assert (move.objective, move.batch_size, move.crop, move.lr, move.lr_d, move.betas) == (
+        "move", 32, 224, 2e-4, 2e-4, (0.9, 0.95)  # MOVE sec. 3 and the official train.py
+    )  # fmt: skip
+    sp = config_for_method("sempart", {"epochs": 2, "lr": 3e-4, "tau": 0.3, "infer_size": 96}, arch="tiny")
+    assert (sp.batch_size, sp.crop, sp.betas) == (8, 320, (0.9, 0.999))  # Sempart's recipe (sempart.config)
+    assert (sp.lr, sp.lr_d, sp.epochs, sp.steps) == (3e-4, 3e-4, 2, None)  # given lr wins, the D's follows
+    assert sp.sempart_loss.tau == 0.3 and sp.preprocess.size == 96 and sp.model == PRESETS["tiny"]
+    assert config_for_method(None, {"steps": 1}, masks=True).objective == "self"
+    errors = [
+        ((None, {"steps": 1, "epochs": 1}), {}, "give exactly one of steps or epochs"),
+        (("self", {"steps": 1}), {}, "method self needs masks"),
+        (("move", {"steps": 1}), {"masks": True}, "method move does not train on masks: drop masks"),
+        (("move", {"steps": 1, "lambda_sr": 2.0}), {}, "the Sempart loss options apply to method sempart only"),
+        (("move", {"steps": 1, "lr_d": 1.0, "nope": 1}), {}, "not training parameters: lr_d, nope"),
+    ]
+    for args, kwargs, message in errors:
+        with pytest.raises(UsageError) as e:
+            config_for_method(*args, **kwargs)
+        assert e.value.message == message

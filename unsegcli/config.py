@@ -6,6 +6,7 @@ official code (github adambielski/move-seg).
 
 from __future__ import annotations
 
+import math
 import os
 import types
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -189,6 +190,22 @@ class PreprocessConfig:
     max_size: int | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        # stored in checkpoints: a bad value must fail when the checkpoint loads, naming the field, not on
+        # every image ("height and width must be > 0" per image for a size of -5)
+        def positive(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+        if not positive(self.size):
+            raise ValueError(f"preprocess size must be a positive integer, not {self.size!r}")
+        if self.max_size is not None and not positive(self.max_size):
+            raise ValueError(f"preprocess max_size must be a positive integer or null, not {self.max_size!r}")
+        for name, v in (("mean", self.mean), ("std", self.std)):
+            if len(v) != 3 or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
+                raise ValueError(f"preprocess {name} must be 3 finite numbers, not {v!r}")
+        if min(self.std) <= 0:
+            raise ValueError(f"preprocess std must be positive, not {self.std!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -128,6 +128,9 @@ app.add_typer(weights.weights_app, name="weights")
 
 
 def main() -> None:
+    # OpenCV prints native "[ WARN:0@0.08] ... PNG input buffer is incomplete" lines for files we already report
+    # as failed inputs; keep its errors only (a user's own setting wins). Set before any cv2 import.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     _install_signal_handlers()
     try:
         app(prog_name="unseg")

@@ -1,44 +1,24 @@
-"""Output checks commands make before they load a model or read their inputs, in the CLI's wording: an
-output folder that is one of the inputs, and existing outputs that were made with other settings."""
+"""The CLI's words for library parameters, and the library's output checks (``unsegcli.outputs``) said in them."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-from ..errors import UsageError
-from ..io.masks import first_with_other_tag
+from .. import outputs
 
-
-def check_not_an_input(inputs: Sequence[str], out: str | os.PathLike, flag: str = "--out") -> None:
-    """Writing into a folder that is an input would mix outputs with inputs (and find nothing new to read)."""
-    out_real = os.path.realpath(out)
-    for spec in inputs:
-        if spec != "-" and os.path.isdir(spec) and os.path.realpath(spec) == out_real:
-            raise UsageError(f"{flag} {out} is the input folder {spec}", f"give {flag} a folder of its own")
+# library parameter -> flag, where the flag is not "--" + the name with dashes
+_FLAGS = {"out_dir": "--out", "masks": "--from-masks"}
 
 
-def check_same_settings(outputs: Iterable[str], tag: str) -> None:
-    """Refuse (exit 2) to resume into a folder whose existing outputs were made with other settings: their
-    PNGs carry another settings tag (``io.masks``), and skipping them would silently mix two settings."""
-    other = first_with_other_tag(outputs, tag)
-    if other is not None:
-        raise UsageError(
-            f"{other} was made with other settings (weights, size, binary, threshold or method options); "
-            "resuming would mix outputs of two settings in one folder",
-            "pass --overwrite to recompute every output with these settings, or choose another --out",
-        )
+def flag(name: str) -> str:
+    """The flag that sets library parameter ``name`` (the ``spell`` the library's checks take)."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
-def weights_identity(path: Path, chunk: int = 1 << 20) -> str:
-    """What identifies a checkpoint in a settings tag, wherever it lies (shards on several nodes may each
-    read a local copy): its size and a hash of its first and last MiB, which every retraining changes."""
-    size = os.path.getsize(path)
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(chunk))
-        f.seek(max(0, size - chunk))
-        h.update(f.read(chunk))
-    return h.hexdigest()[:16]
+def check_not_an_input(inputs: Sequence[str], out: str | os.PathLike, flag_name: str = "--out") -> None:
+    outputs.check_not_an_input(inputs, out, flag_name)
+
+
+def check_same_settings(paths: Iterable[str], tag: str) -> None:
+    outputs.check_same_settings(paths, tag, spell=flag)

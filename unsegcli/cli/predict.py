@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
-from ..methods.options import KINDS, OPTIONS, Eigensolver, Geometry, Orientation, option_names
+from ..methods.options import OPTIONS, Eigensolver, Geometry, Orientation
 from ..refine import RefineMethod, RefineOutput
 from .options import (
     BatchSizeOpt,
@@ -65,41 +64,6 @@ def _defaults(name: str) -> str:
     if len(by_value) == 1:
         return str(next(iter(by_value)))
     return "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_value.items())
-
-
-def _flags(names: list[str]) -> str:
-    return ", ".join("--" + n.replace("_", "-") for n in names)
-
-
-def _check_method_flags(
-    method: str, given: dict[str, Any], checkpoint_flags: list[str], weights: str | None, binary: bool, refine: object
-) -> None:
-    """Flags that do not fit --method are usage errors, in flag words, before any input is read."""
-    from ..errors import UsageError
-
-    if method == "move":
-        if given:
-            raise UsageError(
-                f"{_flags(list(given))}: options of the training-free methods (--method tokencut, "
-                "lost or maskcut), not of --method move"
-            )
-        return
-    foreign = [n for n in given if n not in option_names(method)]
-    if foreign:
-        raise UsageError(
-            f"{_flags(foreign)}: not an option of --method {method}", f"its options: {_flags(option_names(method))}"
-        )
-    if weights is not None:
-        raise UsageError(f"--weights names a checkpoint (--method move); --method {method} takes --backbone")
-    if checkpoint_flags:
-        raise UsageError(
-            f"{_flags(checkpoint_flags)}: options of checkpoints (--method move), not of --method {method}",
-            "the training-free methods run in float32 at the size --geometry gives",
-        )
-    if KINDS[method] == "instances" and (binary or refine is not None):
-        raise UsageError(
-            f"{'--binary' if binary else '--refine'} applies to soft masks; --method {method} writes instance masks"
-        )
 
 
 def predict(
@@ -296,99 +260,28 @@ def predict(
 ) -> None:
     """Run a segmenter (a checkpoint, or a training-free method) on images and write one mask PNG per image
     (same relative path, .png)."""
-    from ..errors import UsageError
-    from ..inference import MaskPredictor, list_prediction_inputs, predict_files
-    from ..io.files import check_output_dir
-    from ..io.masks import mask_path_for, settings_tag
-    from ..model.families import load_predictor
-    from ..model.registry import resolve_weights
-    from ..refine import RefineOptions
-    from ..runtime import close_shard, effective_precision, init_shard, local_device, resolve_device
+    from ..inference import predict_files
+    from ..prediction import PredictRequest, build_predictor, plan_prediction
+    from ..runtime import close_shard
     from .console import Failures, console, notice, progress_bar
-    from .outputs import check_not_an_input, check_same_settings, weights_identity
+    from .outputs import flag
 
-    given: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "backbone": backbone,
-            "tau": tau,
-            "eps": eps,
-            "k_patches": k_patches,
-            "max_objects": max_objects,
-            "max_iou": max_iou,
-            "min_fraction": min_fraction,
-            "orientation": orientation,
-            "eigensolver": eigensolver,
-            "geometry": geometry,
-            "fixed_size": fixed_size,
-        }.items()
-        if v is not None
-    }
-    checkpoint_flags = [n for n, v in (("size", size), ("max_size", max_size), ("branch", branch)) if v is not None]
-    checkpoint_flags += [n for n, on in (("compile", compile), ("precision", precision != "fp32")) if on]
-    _check_method_flags(method, given, checkpoint_flags, weights, binary, refine)
-    check_output_dir(out, "--out")
-    check_not_an_input(inputs, out)
-    if root is not None and not Path(root).is_dir():
-        raise UsageError(f"--root {root} is not a folder")
-    listing = list_prediction_inputs(inputs, out, root=root, null=null)
-    items = listing.items
-    settings: dict[str, Any]
-    if method == "move":
-        weights_path = resolve_weights(weights)
-        settings = {
-            "weights": weights_identity(weights_path),
-            "size": size,
-            "max_size": max_size,
-            "binary": binary,
-            "threshold": threshold if binary else None,
-            "branch": branch,
-            "refine": refine,
-            "refine_output": refine_output if refine else None,
-        }
-    else:
-        from dataclasses import asdict
-
-        from ..methods import method_options
-
-        opts = method_options(method, **given)  # the official defaults, the given flags over them
-        spec = opts.backbone
-        backbone_path = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)
-        settings = {
-            "method": method,
-            **asdict(opts),
-            "backbone": spec if spec.startswith("timm:") else weights_identity(backbone_path),
-            "binary": binary,
-            "threshold": threshold if binary else None,
-            "refine": refine,
-            "refine_output": refine_output if refine else None,
-        }
-    tag = settings_tag(settings)
-    if not overwrite:  # every output, this shard's or not: all shards of a run must agree
-        check_same_settings((os.path.join(out, mask_path_for(it.rel)) for it in items), tag)
-    sh = init_shard(shard)
+    options: dict[str, Any] = {"backbone": backbone, "tau": tau, "eps": eps, "k_patches": k_patches}
+    options |= {"max_objects": max_objects, "max_iou": max_iou, "min_fraction": min_fraction}
+    options |= {"orientation": orientation, "eigensolver": eigensolver, "geometry": geometry, "fixed_size": fixed_size}
+    request = PredictRequest(
+        method=method, weights=weights, options=options, size=size, max_size=max_size, branch=branch,
+        compile=compile, precision=precision, device=device, binary=binary, threshold=threshold,
+        refine=refine, refine_output=refine_output, overwrite=overwrite,
+    )  # fmt: skip
+    plan = plan_prediction(request, inputs, out, root=root, null=null, shard=shard, spell=flag)
+    sh, dev, listing = plan.shard, plan.device, plan.listing
     quiet = quiet or not sh.shows_progress  # under torchrun, one progress bar and summary: rank 0's
-    dev = resolve_device(local_device(device, sh))
-    run_precision = effective_precision(dev, precision)
     if device == "auto" and dev.type == "cpu" and not quiet:
         notice("no CUDA device found; running on CPU")
-    if run_precision != precision and not quiet:
+    if plan.precision != precision and not quiet:
         notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
-    predictor: MaskPredictor
-    if method == "move":
-        predictor = load_predictor(
-            weights_path,
-            dev,
-            run_precision,
-            size=size,
-            max_size=max_size,
-            compile=compile,
-            options={"branch": branch} if branch else None,
-        )
-    else:
-        from ..methods import SpectralPredictor
-
-        predictor = SpectralPredictor(method, opts, backbone=backbone_path, device=dev)
+    predictor = build_predictor(plan)
     failed = Failures()
     for problem in listing.problems if sh.shows_progress else ():  # every rank lists them; rank 0 reports
         failed(problem)
@@ -397,7 +290,7 @@ def predict(
     with progress_bar(None, "predict", quiet) as advance:
         summary = predict_files(
             predictor,
-            items,
+            listing.items,
             out,
             shard=sh,
             binary=binary,
@@ -406,8 +299,8 @@ def predict(
             batch_size=batch_size,
             workers=workers,
             max_pixels=max_pixels,
-            refine=RefineOptions(method=refine, output=refine_output) if refine else None,
-            tag=tag,
+            refine=request.refine_options(),
+            tag=plan.tag,
             on_error=failed,
             on_progress=lambda n, total: advance(n, total=total),
         )
@@ -417,7 +310,7 @@ def predict(
         console.print(
             f"images {summary.images} · written {summary.written} · skipped {summary.skipped} (existing) · "
             f"failed {summary.failed + len(listing.problems)} · {summary.rate:.2f} images/s · device {dev}"
-            + (f" {run_precision}" if dev.type == "cuda" else "")
+            + (f" {plan.precision}" if dev.type == "cuda" else "")
             + (f" · {sh.world} processes" if sh.world > 1 else "")
         )
     close_shard(sh)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -10,7 +10,7 @@ from ..config import DEFAULT_WORKERS, PreprocessConfig
 from ..sempart.config import TRAIN_DEFAULTS as _SP
 from ..sempart.config import Reduction, SempartLossConfig
 from ..train.config import TrainConfig
-from ..train.registry import METHOD_DEFAULTS, OBJECTIVES
+from ..train.registry import OBJECTIVES
 from .console import console, notice, progress_bar
 from .options import ArchOpt, DeviceOpt, InpainterOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt
 
@@ -210,62 +210,16 @@ def train(
     from ..errors import UsageError
     from ..runtime import close_shard
     from ..train.config import WeightSources
-    from ..train.registry import objective_class
-    from ..train.run import RunFolderError, format_losses, start_training
+    from ..train.run import RunFolderError, config_for_method, format_losses, start_training
+    from .outputs import flag
 
-    if (steps is None) == (epochs is None):
-        raise UsageError("give exactly one of --steps or --epochs")
-    method = method or ("self" if from_masks else "move")
-    if objective_class(method).needs_masks != (from_masks is not None):
-        raise UsageError(
-            f"--method {method} needs --from-masks"
-            if from_masks is None
-            else f"--method {method} does not train on masks: drop --from-masks"
-        )
-    sempart = {
-        k: v
-        for k, v in (
-            ("tau", tau),
-            ("lambda_sr", lambda_sr),
-            ("lambda_gtv_coarse", lambda_gtv_coarse),
-            ("lambda_gtv_fine", lambda_gtv_fine),
-            ("reduction_sr", sr_reduction),
-            ("reduction_gtv", gtv_reduction),
-        )
-        if v is not None
-    }
-    if sempart and method != "sempart":
-        raise UsageError("the Sempart loss options apply to --method sempart only")
-    recipe = {
-        "batch_size": TrainConfig.batch_size,
-        "crop": TrainConfig.crop,
-        "lr": TrainConfig.lr,
-        "betas": TrainConfig.betas,
-        **METHOD_DEFAULTS.get(method, {}),
-    }
-    given = {k: v for k, v in (("batch_size", batch_size), ("crop", crop), ("lr", lr)) if v is not None}
-    recipe.update(given)
-    cfg = TrainConfig(
-        objective=method,
-        steps=steps,
-        epochs=epochs,
-        batch_size=recipe["batch_size"],
-        crop=recipe["crop"],
-        lr=recipe["lr"],
-        betas=recipe["betas"],
-        lr_d=recipe["lr"],
-        sempart_loss=SempartLossConfig.from_dict(sempart),
-        save_every=save_every,
-        log_every=log_every,
-        log_images_every=log_images_every,
-        seed=seed,
-        workers=workers,
-        device=device,
-        precision=precision,
-        train_backbone=train_backbone,
-        inpainter=inpainter,
-        preprocess=PreprocessConfig(size=infer_size),
-    ).with_preset(arch)
+    given: dict[str, Any] = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "crop": crop, "lr": lr}
+    given |= {"seed": seed, "tau": tau, "lambda_sr": lambda_sr, "lambda_gtv_coarse": lambda_gtv_coarse}
+    given |= {"lambda_gtv_fine": lambda_gtv_fine, "reduction_sr": sr_reduction, "reduction_gtv": gtv_reduction}
+    given |= {"save_every": save_every, "log_every": log_every, "log_images_every": log_images_every}
+    given |= {"workers": workers, "device": device, "precision": precision, "train_backbone": train_backbone}
+    given |= {"inpainter": inpainter, "infer_size": infer_size}
+    cfg = config_for_method(method, given, masks=from_masks is not None, arch=arch, spell=flag)
     sources = WeightSources(backbone_weights, inpainter_weights, disc_weights, init, random_init)
     try:
         run = start_training(images, out, cfg, sources, from_masks, resume)
@@ -283,7 +237,9 @@ def train(
     if report and run.resumed_from:
         console.print(f"resumed from {run.resumed_from} at step {trainer.step}")
     if report:
-        console.print(f"training {method} · {run.images} images · {trainer.total} steps · device {trainer.device}")
+        console.print(
+            f"training {cfg.objective} · {run.images} images · {trainer.total} steps · device {trainer.device}"
+        )
     with progress_bar(trainer.total - trainer.step, "train", quiet or not report) as advance:
         path = trainer.run(lambda step, total, metrics: advance(1, format_losses(metrics)))
     close_shard(run.shard)

@@ -101,6 +101,16 @@ def list_(
         )
 
 
+def _check_out(out: Path) -> None:
+    """A checkpoint is one binary file: refuse '-' and unusable locations before any work (exit 2)."""
+    from ..errors import UsageError
+    from ..io.files import check_output_file
+
+    if str(out) == "-":
+        raise UsageError("--out cannot be '-': a checkpoint is written to a file")
+    check_output_file(out, "--out")
+
+
 @weights_app.command(epilog=FETCH_EXAMPLES)
 def fetch(
     name: Annotated[str, typer.Argument(help="A known name with a download URL (see `unseg weights list`).")],
@@ -126,6 +136,7 @@ def fetch(
     if not w.url:
         raise UsageError(f"'{name}' has no direct download", f"create it with `{w.how}`" if w.how else w.source)
     dest = out or path_of(name)
+    _check_out(dest)
     with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console) as prog:
         task = prog.add_task(dest.name, total=None)
         download(
@@ -174,6 +185,8 @@ def import_move(
     from ..model.checkpoint import checkpoint_dict, save_checkpoint
     from ..model.official_move import import_official_move
     from .console import console
+
+    _check_out(out)
 
     def show_warning(
         message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
@@ -224,9 +237,11 @@ def export(
 ) -> None:
     """Drop optimiser and discriminator state: a small checkpoint for `unseg predict`."""
     from ..model.checkpoint import read_checkpoint, save_checkpoint
+    from ..model.registry import resolve_weights
     from .console import console
 
-    ckpt = read_checkpoint(checkpoint)
+    _check_out(out)
+    ckpt = read_checkpoint(resolve_weights(checkpoint, env_var=None))
     ckpt.pop("train_state", None)
     if note:
         ckpt["meta"] = {**ckpt.get("meta", {}), "note": note}

@@ -138,7 +138,10 @@ def _check_creatable_dir(path: Path, what: str) -> None:
 
 def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Fail early (UsageError, exit 2) when ``path`` cannot be used as an output folder: an existing file,
-    a path under a file, a read-only folder. Creates nothing. ``what`` names it in the message."""
+    a path under a file, a read-only folder, or '-' (stdout; a folder cannot be streamed, and a folder named
+    '-' is never what was meant). Creates nothing. ``what`` names it in the message."""
+    if str(path) == "-":
+        raise UsageError(f"{what} cannot be '-' (stdout): it is a folder")
     p = Path(path)
     _check_creatable_dir(p, what)
     return p

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # start of the message of an image refused by the pixel limit (callers count these to suggest raising it)
 TOO_LARGE = "image too large for the decompression-bomb limit"
+RAISE_LIMIT = "; raise max_pixels if the file is trusted"
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,14 @@ def scan_inputs(
     for spec in inputs:
         if spec == "-":
             for line in _read_list(stdin or sys.stdin, null):
-                add_file(line)
+                # a listed entry is one file: a NUL byte (a binary list) is no path at all, and a folder is
+                # not walked (its files would have no name relative to anything the list says)
+                if "\0" in line:
+                    problems.append(f"{line!r}: not a path (it holds a NUL byte)")
+                elif os.path.isdir(line):
+                    problems.append(f"{line}: a folder in a list of files (pass folders as arguments)")
+                else:
+                    add_file(line)
             continue
         p = Path(spec)
         if p.is_dir():
@@ -247,12 +255,15 @@ def to_rgb_array(img: Any) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def pil_errors(path: str, what: str = "image") -> Iterator[None]:
-    """Map Pillow's and the OS's exceptions while reading ``path`` to one InputError with a reason."""
-    from PIL import UnidentifiedImageError
+def pil_errors(path: str, what: str = "image", too_large: str = "") -> Iterator[None]:
+    """Map Pillow's and the OS's exceptions while reading ``path`` to one InputError with a reason;
+    ``too_large`` is appended to the message of a file over the decompression-bomb limit (what to do)."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
         yield
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: {TOO_LARGE} ({e}){too_large}") from None
     except UnidentifiedImageError:
         size = os.path.getsize(path) if os.path.exists(path) else -1
         raise InputError(f"{path}: {'empty file' if size == 0 else 'not a readable image'}") from None
@@ -288,14 +299,14 @@ def decode_image(path: str, max_pixels: int | None = None) -> np.ndarray:
     from PIL import Image, ImageOps
 
     try:
-        with pil_errors(path), warnings.catch_warnings(), _pixel_limit(max_pixels):
+        with pil_errors(path, too_large=RAISE_LIMIT), warnings.catch_warnings(), _pixel_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img = ImageOps.exif_transpose(img)
                 img.load()
                 arr = to_rgb_array(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"{path}: {TOO_LARGE} ({e}); raise max_pixels if the file is trusted") from None
+    except Image.DecompressionBombWarning as e:  # between the limit and twice it (the error is pil_errors')
+        raise InputError(f"{path}: {TOO_LARGE} ({e}){RAISE_LIMIT}") from None
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InputError(f"{path}: image has no pixels")
     return arr

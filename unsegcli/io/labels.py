@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,22 @@ LabelFile = CocoFile | JsonlRows | DetectorResults
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite JSON number: Python's json reads NaN and Infinity, which no box or score can be (a NaN
+    score would win or lose every comparison arbitrarily, a NaN coordinate cannot be rounded)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_box(v: object) -> bool:
     return isinstance(v, list) and len(v) == 4 and all(_is_number(x) for x in v)
+
+
+def _xywh_problem(v: object) -> str | None:
+    """What is wrong with a COCO [x, y, w, h] box (4 finite numbers, no negative size), or None."""
+    if not _is_box(v):
+        return f"bbox must be 4 numbers [x, y, w, h], not {v!r}"
+    if v[2] < 0 or v[3] < 0:  # type: ignore[index]
+        return f"bbox width and height cannot be negative: {v!r}"
+    return None
 
 
 def coco_problem(doc: object) -> str | None:
@@ -77,14 +89,18 @@ def coco_problem(doc: object) -> str | None:
             return f"annotations[{n}] has no {'image_id' if 'image_id' not in a else 'bbox'!r}"
         if a["image_id"] not in ids:
             return f"annotations[{n}]: image_id {a['image_id']!r} is not among the images"
-        if not _is_box(a["bbox"]):
-            return f"annotations[{n}]: bbox must be 4 numbers [x, y, w, h], not {a['bbox']!r}"
+        problem = _xywh_problem(a["bbox"])
+        if problem:
+            return f"annotations[{n}]: {problem}"
+        if "score" in a and not _is_number(a["score"]):
+            return f"annotations[{n}]: score must be a number, not {a['score']!r}"
     return None
 
 
 def _read_text(path: str) -> str:
     try:
-        return sys.stdin.read() if path == "-" else Path(path).read_text()
+        # utf-8-sig: files saved by Windows tools start with a byte-order mark, which json refuses
+        return sys.stdin.read().removeprefix("\ufeff") if path == "-" else Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
 
@@ -108,8 +124,9 @@ def _detector_problem(results: list) -> str | None:
     for n, r in enumerate(results):
         if not isinstance(r, dict) or "image_id" not in r or "bbox" not in r:
             return f"item {n} is not a detection (each needs image_id and bbox)"
-        if not _is_box(r["bbox"]):
-            return f"item {n}: bbox must be 4 numbers [x, y, w, h], not {r['bbox']!r}"
+        problem = _xywh_problem(r["bbox"])
+        if problem:
+            return f"item {n}: {problem}"
         if "score" in r and not _is_number(r["score"]):
             return f"item {n}: score must be a number, not {r['score']!r}"
     return None
@@ -122,7 +139,9 @@ def _row_problem(row: object) -> str | None:
     if gone:
         return f"a JSON line needs 'file_name' and 'boxes' (no {' and '.join(repr(k) for k in gone)})"
     if not isinstance(row["boxes"], list) or not all(_is_box(b) for b in row["boxes"]):
-        return "'boxes' must be a list of [x0, y0, x1, y1] boxes"
+        return "'boxes' must be a list of [x0, y0, x1, y1] boxes of finite numbers"
+    if "scores" in row and (not isinstance(row["scores"], list) or not all(_is_number(v) for v in row["scores"])):
+        return "'scores' must be a list of finite numbers"
     return None
 
 

@@ -107,7 +107,10 @@ def _read_gray8(path: str) -> np.ndarray | None:
         return None
     if data.size < 8 or data[:8].tobytes() != b"\x89PNG\r\n\x1a\n":
         return None
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # OpenCV's own pixel cap (CV_IO_MAX_IMAGE_PIXELS) and other refusals: Pillow names them
+        return None
     if arr is None or arr.ndim != 2 or arr.dtype != np.uint8:
         return None
     # palette PNGs decode to colour in OpenCV, so a 2-D uint8 result is a true grayscale image

@@ -153,7 +153,13 @@ def _check_segmentations(part: CocoFile, limit: int = 1000) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = part.data
-        coco.createIndex()
+        try:
+            coco.createIndex()
+        except Exception as e:  # noqa: BLE001 - pycocotools indexes with bare subscripts (KeyError, TypeError)
+            raise InputError(
+                f"{part.path}: pycocotools cannot index it ({type(e).__name__}: {e}); "
+                "every annotation needs an id and a category_id, every category an id"
+            ) from None
         checked = 0
         for n, a in enumerate(part.data["annotations"]):
             if checked >= limit:

@@ -112,7 +112,10 @@ def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_atten
     from ..model.state_dict import load_strict, read_backbone_state
 
     sd = read_backbone_state(path)
-    cfg = backbone_config_from_state(sd, num_heads)
+    try:
+        cfg = backbone_config_from_state(sd, num_heads)
+    except CheckpointError as e:  # the shape check knows no file name: name the file the user passed
+        raise CheckpointError(f"{path}: {e.message}", e.hint) from None
     vit = build_vit(cfg)
     load_strict(vit, {k: v.float() for k, v in sd.items()}, f"backbone weights {path}")
     if explicit_attention:

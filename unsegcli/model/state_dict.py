@@ -3,6 +3,7 @@ loading that lists what does not match, and backbone weights in the layouts peop
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,11 @@ def load_tensors(path: str | Path, what: str) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU: plain containers of tensors, never arbitrary
     pickles. Any failure becomes a CheckpointError saying the file is not ``what``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns on stderr about files it may not read (e.g. "Detected pickle protocol 4"); whether it
+        # reads them is what matters, and a failure is reported below, so its warnings would only be noise
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not that kind of file"
         raise CheckpointError(f"{path}: not {what} ({type(e).__name__}: {str(e)[:200]})") from None
 

@@ -20,8 +20,16 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def fill_holes(binary: np.ndarray) -> np.ndarray:
-    """scipy's binary_fill_holes, as the official BS and CRF post-processing call it."""
-    return ndimage.binary_fill_holes(binary)
+    """The result of scipy's ``binary_fill_holes`` (as the official BS and CRF post-processing call it):
+    background not 4-connected to the border becomes foreground. One labelling instead of its iterated
+    dilation, about 3x faster at VOC size."""
+    binary = np.asarray(binary, dtype=bool)
+    labels, n = ndimage.label(~binary)  # 4-connected background: binary_fill_holes' default structure
+    touches_border = np.zeros(n + 1, bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        touches_border[edge] = True
+    touches_border[0] = True  # label 0 is the foreground itself
+    return binary | ~touches_border[labels]
 
 
 def object_component(binary: np.ndarray) -> np.ndarray:

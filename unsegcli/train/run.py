@@ -3,19 +3,28 @@ pick the device and rank, build the objective and the loop, and resume when aske
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from ..config import PreprocessConfig, PresetName
 from ..errors import UsageError
 from ..io.files import check_output_dir
 from ..io.images import list_inputs, scan_inputs
 from ..runtime import Shard, init_shard, local_device, resolve_device
+from ..sempart.config import SempartLossConfig
 from .config import TrainConfig, WeightSources
 from .data import pair_masks
 from .loop import Trainer
-from .registry import objective_class
+from .registry import METHOD_DEFAULTS, objective_class
+
+# TrainConfig fields that follow from the method, the preset, the loss options, lr and infer_size
+_DERIVED = ("objective", "lr_d", "sempart_loss", "preprocess", "model", "mae", "disc_resolution")
+# Sempart's loss options (SempartLossConfig fields) that `config_for_method` takes next to TrainConfig's
+SEMPART_LOSS_OPTIONS = ("tau", "lambda_sr", "lambda_gtv_coarse", "lambda_gtv_fine", "reduction_sr", "reduction_gtv")
 
 
 class RunFolderError(UsageError):
@@ -25,6 +34,53 @@ class RunFolderError(UsageError):
     def __init__(self, message: str, last: Path, exists: bool, hint: str | None = None):
         super().__init__(message, hint)
         self.last, self.exists = last, exists
+
+
+def config_for_method(
+    method: str | None,
+    given: dict[str, Any],
+    *,
+    masks: bool = False,
+    arch: PresetName = "vits8",
+    spell: Callable[[str], str] = str,
+) -> TrainConfig:
+    """The TrainConfig of objective ``method`` (None: "self" when training on pseudo-``masks``, else "move").
+
+    ``given``: TrainConfig fields, Sempart's loss options (``SEMPART_LOSS_OPTIONS``) and ``infer_size`` (the
+    shorter side stored for prediction); None means not given. What is not given comes from the method's
+    recipe (``METHOD_DEFAULTS`` over MOVE's TrainConfig defaults), so ``sempart`` trains with Sempart's
+    published batch size, crop, learning rate and betas; the discriminator's lr follows the segmenter's.
+    Exactly one of ``steps`` and ``epochs``. ``arch``: the model preset. ``spell`` names parameters in errors."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if ("steps" in given) == ("epochs" in given):
+        raise UsageError(f"give exactly one of {spell('steps')} or {spell('epochs')}")
+    method = method or ("self" if masks else "move")
+    if objective_class(method).needs_masks != masks:
+        m = spell("method")
+        raise UsageError(
+            f"{m} {method} needs {spell('masks')}"
+            if not masks
+            else f"{m} {method} does not train on masks: drop {spell('masks')}"
+        )
+    loss = {k: given.pop(k) for k in SEMPART_LOSS_OPTIONS if k in given}
+    if loss and method != "sempart":
+        raise UsageError(f"the Sempart loss options apply to {spell('method')} sempart only")
+    recipe: dict[str, Any] = {"batch_size": TrainConfig.batch_size, "crop": TrainConfig.crop, "lr": TrainConfig.lr}
+    recipe |= {"betas": TrainConfig.betas, **METHOD_DEFAULTS.get(method, {})}
+    recipe |= {k: given.pop(k) for k in tuple(recipe) if k in given}
+    preprocess = PreprocessConfig(size=given.pop("infer_size", PreprocessConfig.size))
+    unknown = sorted(set(given) - {f.name for f in fields(TrainConfig)} | set(given) & set(_DERIVED))
+    if unknown:
+        raise UsageError(f"not training parameters: {', '.join(unknown)}", "the method, arch and lr set the others")
+    cfg = TrainConfig(
+        objective=method,
+        **recipe,
+        lr_d=recipe["lr"],
+        sempart_loss=SempartLossConfig.from_dict(loss),
+        preprocess=preprocess,
+        **given,
+    )
+    return cfg.with_preset(arch)
 
 
 def setup_run(out: str | Path, resume: bool) -> Path | None:
