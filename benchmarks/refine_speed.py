@@ -4,7 +4,7 @@ generated VOC-size (500x375) images, plus multi-process throughput of ``refine_f
     python benchmarks/refine_speed.py --n 12 --workers 2
 
 ``official_style`` below is a transcription of the official TokenCut/MOVE ``bilateral_solver.py`` *structure*,
-written from shared/design/methods-training-free.md §6 (not copied): float hash Σ c_d·255^d, one sparse splat
+written from the official solver's structure (not copied): float hash Σ c_d·255^d, one sparse splat
 matrix S, ten per-dimension/per-direction blur matrices summed on every blur, the system assembled from sparse
 matrix sums, SciPy CG (with the SciPy >= 1.14 fix: ``rtol``/``atol=0`` for the removed ``tol=``), slicing by Sᵀ,
 and ``binary_solver``'s per-label pixel count in a Python loop with the second-largest-label rule. It is both

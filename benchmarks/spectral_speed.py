@@ -1,6 +1,6 @@
 """TokenCut and MaskCut per image: unseg's methods against an official-style loop on the same images.
 
-The official-style loop is written from the facts (shared/design/methods-training-free.md §2-§3), not
+The official-style loop is written from the official TokenCut and CutLER code's structure, not
 copied: DINO's explicit attention, a forward hook on the last block's qkv registered per image, the
 full forward, then per cut a float64 dense graph and ``scipy.linalg.eigh(D - A, D, subset_by_index=[1, 2])``
 (O(N³)), the mean split, the seed/corner rules and ``scipy.ndimage.label``. Random weights of the real

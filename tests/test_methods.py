@@ -54,8 +54,8 @@ def keys_of_regions(lab: torch.Tensor, noise: float = 0.0, dim: int = 32, seed: 
 
 
 def official_tokencut(keys: torch.Tensor, grid: tuple[int, int], tau: float = 0.2, eps: float = 1e-5) -> np.ndarray:
-    """Transcription of TokenCut's ncut + detect_box (facts §2): dense generalised eigh, mean split,
-    argmax|v| seed, scipy's 4-connected component of the seed."""
+    """Transcription of TokenCut's ncut + detect_box (TokenCut object_discovery.py): dense generalised
+    eigh, mean split, argmax|v| seed, scipy's 4-connected component of the seed."""
     k = torch.nn.functional.normalize(keys[0], p=2, dim=1)
     a = (k @ k.T).numpy() > tau
     a = np.where(a.astype(float) == 0, eps, a)
@@ -70,7 +70,7 @@ def official_tokencut(keys: torch.Tensor, grid: tuple[int, int], tau: float = 0.
 
 
 def official_lost(keys: torch.Tensor, grid: tuple[int, int], k_patches: int = 100) -> np.ndarray:
-    """Transcription of LOST's lost + detect_box (facts §1) with a stable sort for tied degrees."""
+    """Transcription of LOST's lost + detect_box (LOST object_discovery.py), stable sort for ties."""
     a = (keys[0] @ keys[0].T).numpy()
     pos = a.copy()
     np.fill_diagonal(pos, 0)
@@ -161,7 +161,7 @@ def test_lost_matches_its_transcription():
 
 
 def corner_example() -> np.ndarray:
-    """6x6 vector of facts §3: a 2x2 object at +0.5, background at -1 with its peak -2 inside."""
+    """6x6 vector of CutLER maskcut/maskcut.py: a 2x2 object at +0.5, background at -1 with its peak -2 inside."""
     v = np.full((6, 6), -1.0)
     v[2:4, 2:4] = 0.5
     v[1, 4] = -2.0

@@ -40,7 +40,7 @@ def test_soft_ncut_hand_computed():
     s = torch.tensor([[0.5, 1, 0, 0]])
     assert losses.soft_ncut(s, w, eps=0).item() == pytest.approx(0.75 / 1.75 + 0.75 / 3.25)
     assert losses.soft_ncut(1 - s, w, eps=0).item() == pytest.approx(0.75 / 1.75 + 0.75 / 3.25)  # polarity-free
-    for c in (0.1, 0.5, 0.93):  # every constant mask sits at exactly 1 (the plateau, spec §2.2)
+    for c in (0.1, 0.5, 0.93):  # every constant mask sits at exactly 1 (the plateau, our reading of the paper)
         assert losses.soft_ncut(torch.full((1, 4), c), w, eps=0).item() == pytest.approx(1.0)
 
 
@@ -137,7 +137,7 @@ def test_model_shapes_and_paper_sizes():
     out = m(torch.randn(2, 3, 64, 48))
     assert out.coarse.shape == (2, 1, 8, 6) and out.fine.shape == (2, 1, 64, 48)
     assert out.features.patches.shape == (2, 32, 8, 6) and out.features.cls.shape == (2, 32)
-    # the full model with our choices for what the paper leaves open: 715,333 trainable parameters (spec §1.5)
+    # the full model with our choices for what the paper leaves open: 715,333 trainable parameters
     full = SempartModel(SempartConfig(), vit=torch.nn.Module())  # no ViT-S weights to initialise: fast
     assert sum(p.numel() for p in full.trainable_parameters()) == 715_333
     assert [b[0].in_channels for b in full.fine.blocks] == [67, 195, 131, 128]  # eq. 13
@@ -333,7 +333,7 @@ def _shapes(n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.
 
 
 class OracleFeatures(torch.nn.Module):
-    """Stand-in for DINO (spec §8.3): each patch's feature is frac·u + (1 − frac)·v + noise, frac = its share
+    """Stand-in for DINO: each patch's feature is frac·u + (1 − frac)·v + noise, frac = its share
     of object pixels, u ⟂ v, at a DINO-like magnitude (×20). The object is read off the image (red > green)."""
 
     def __init__(self, dim: int, patch: int):
@@ -376,7 +376,7 @@ def test_oracle_features_toy_learns_the_object():
     empty mask 0, and the coarse mask is capped near 0.75 by its 8x8 patch grid on ellipses of 21-40 px.
     Measured with these seeds: coarse 0.15 -> 0.70, fine -> 0.95 after 60 steps. Other model seeds whose initial
     masks have little contrast (per-image std < 0.1) stay on the constant-mask plateau of the soft Ncut (L = 1,
-    zero gradient; spec §2.2) in this toy: 2 of 6 seeds; the seed is fixed for that reason."""
+    zero gradient; our reading of the paper) in this toy: 2 of 6 seeds; the seed is fixed for that reason."""
     from unsegcli.train.loop import RunContext
 
     _, objective = _objective(lr=1e-2)

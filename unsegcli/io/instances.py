@@ -1,4 +1,4 @@
-"""Instance-mask files: one PNG per image holding several disjoint objects (protocols §B).
+"""Instance-mask files: one PNG per image holding several disjoint objects (``io/instances.py``).
 
 An 8-bit palette PNG (PIL mode "P"): index k = object k, 0 = background, palette = Pascal VOC's colour
 map, the convention of VOC's SegmentationObject PNGs, so the files open as coloured images in any

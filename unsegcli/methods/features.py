@@ -1,4 +1,4 @@
-"""DINO ViT last-block keys, the features LOST, TokenCut and MaskCut all cut (facts §0).
+"""DINO ViT last-block keys, the features LOST, TokenCut and MaskCut all cut (as their official code).
 
 Every official method hooks ``blocks[-1].attn.qkv`` (the Linear on ``norm1(x)`` of the last block),
 reshapes its output (B, T, 3, heads, head_dim), takes index 1 and concatenates the heads: that is the

@@ -1,4 +1,4 @@
-"""LOST (Siméoni et al., BMVC 2021): the lowest-degree patch seeds an expansion (facts §1)."""
+"""LOST (Siméoni et al., BMVC 2021): the lowest-degree patch seeds an expansion (valeoai/LOST object_discovery.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MaskCut (CutLER, Wang et al., CVPR 2023): repeated NCut, painting out each found object (facts §3)."""
+"""MaskCut (CutLER, Wang et al., CVPR 2023): repeated NCut, painting out each found object (maskcut/maskcut.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``SpectralPredictor``: LOST, TokenCut and MaskCut behind the MaskPredictor protocol (protocols §A).
+"""``SpectralPredictor``: LOST, TokenCut and MaskCut behind the MaskPredictor protocol (``inference.MaskPredictor``).
 
 ``prepare`` (CPU, in decode workers) applies the method's geometry; ``run`` extracts the last-block
 keys of a same-shape batch, cuts the patch graphs, and brings each patch mask back to the original

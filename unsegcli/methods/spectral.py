@@ -1,5 +1,5 @@
 """The shared core of the training-free methods: affinities, the Fiedler vector, orientation and
-seed rules, and the seed's connected component (facts §0-§3, §9).
+seed rules, and the seed's connected component (LOST, TokenCut and CutLER's official code).
 
 Everything is batched over images of one grid size and runs on whatever device the tensors are on
 (the CPU path is the same code as the GPU one). Patch masks leave as numpy arrays because the
@@ -64,7 +64,7 @@ def fiedler(affinity: torch.Tensor, solver: str = "fast") -> torch.Tensor:
     that the entry of largest magnitude is positive (under that sign MaskCut's official orientation
     rule equals the symmetric one, see ``orient_corners``). The two agree to ~1e-10 up to sign,
     except when λ2 and λ3 (nearly) coincide, where the eigenvector itself is ill-defined, or for
-    entries of v that sit on the partition threshold (MaskCut's painted patches, facts §3).
+    entries of v that sit on the partition threshold (MaskCut's painted patches, CutLER maskcut/maskcut.py).
     """
     if solver not in EIGENSOLVERS:
         raise UsageError(f"eigensolver must be one of {', '.join(EIGENSOLVERS)}, not {solver!r}")
@@ -181,7 +181,7 @@ def orient_corners(v: np.ndarray, grid: tuple[int, int], rule: str = "official")
     ``official`` (CutLER maskcut_forward): with P = {v > mean}, reverse when P holds >= 3 corners or
     misses argmax |v|; the seed is argmax v (argmin v when reversed). The corner test therefore only
     acts when the peak argmax |v| is positive; with a negative peak the rule is TokenCut's (the peak's
-    side, corners ignored), so the answer depends on the eigenvector's arbitrary sign (facts §3):
+    side, corners ignored), so the answer depends on the eigenvector's arbitrary sign (CutLER maskcut/maskcut.py):
     LAPACK's with the exact solver (as the official code), peak-positive with the fast one.
     ``symmetric``: whichever side holds >= 3 corners is background; otherwise the side holding
     argmax |v| is foreground; the seed is that side's extreme. It never depends on the sign and

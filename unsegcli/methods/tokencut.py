@@ -1,4 +1,4 @@
-"""TokenCut (Wang et al., CVPR 2022): one normalised cut of the patch graph (facts §2)."""
+"""TokenCut (Wang et al., CVPR 2022): one normalised cut of the patch graph (TokenCut object_discovery.py)."""
 
 from __future__ import annotations
 

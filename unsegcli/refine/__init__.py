@@ -1,6 +1,7 @@
 """Mask refinement that composes with any mask source (unseg predict, MOVE, TokenCut, other tools' masks).
 
-Two refiners, each with the constants of the published rows it reproduces (methods-training-free.md §6–7):
+Two refiners, each with the constants of the published rows it reproduces (the official
+``bilateral_solver.py``, CutLER's ``maskcut/crf.py``):
 - ``bilateral``: the fast bilateral solver of TokenCut/MOVE/FOUND. Output ``soft`` is the solver output that
   TokenCut "+BS" and MOVE "+Bilateral" score; ``component`` is FOUND-style (holes filled, one object component),
   optionally with FOUND's IoU > 0.5 gate.

@@ -1,5 +1,5 @@
 """The fast bilateral solver as TokenCut, MOVE and FOUND run it ("+BS" / "+Bilateral" rows), written from
-the algorithm in shared/design/methods-training-free.md §6 (the official ``bilateral_solver.py`` of
+the algorithm of the official ``bilateral_solver.py`` of
 TokenCut@fed52cd = MOVE@074d0af, itself after Barron & Poole, ECCV 2016).
 
 Same maths as the official code (outputs agree to ~1e-14), with these differences:

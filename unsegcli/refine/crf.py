@@ -1,4 +1,4 @@
-"""Dense CRF refinement as CutLER's MaskCut runs it (``maskcut/crf.py``; methods-training-free.md §7), through the
+"""Dense CRF refinement as CutLER's MaskCut runs it (``maskcut/crf.py``), through the
 optional ``pydensecrf2`` package (a maintained fork of pydensecrf that builds on current Python and numpy 2; it
 installs the same ``pydensecrf`` module). Imported only when used."""
 

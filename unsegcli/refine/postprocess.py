@@ -1,6 +1,6 @@
 """Binary outputs of the refiners: hole filling, the object component, and the IoU gates.
 
-The official ``binary_solver`` (TokenCut/MOVE/FOUND ``bilateral_solver.py``, methods-training-free.md §6 step 10)
+The official ``binary_solver`` (TokenCut/MOVE/FOUND ``bilateral_solver.py``, ``binary_solver``)
 keeps the second-largest label *counting the background label 0*, which is the background itself whenever the
 object is larger than the background. ``object_component`` keeps the largest *foreground* component instead.
 """

@@ -68,7 +68,7 @@ class ImageIndex:
 
 
 def read_mask_any(path: str) -> tuple[np.ndarray, bool]:
-    """A mask PNG -> (uint8 HxW, is_instances): palette PNGs are instance label maps (protocols §B),
+    """A mask PNG -> (uint8 HxW, is_instances): palette PNGs are instance label maps (``io/instances.py``),
     anything else a soft/binary mask."""
     from ..io.instances import decode_instances, is_instance_png
     from ..io.masks import read_mask

@@ -1,5 +1,5 @@
 """Sempart's constants, each cited. [P] = the paper (Ravindran & Basu, arXiv 2309.10972, section /
-equation given); [S#n] = our specification shared/design/methods-sempart.md, ambiguity n of its §6, for
+equation given); [S#n] = our choice n where the paper is silent (listed in README, Sempart), for
 what the paper leaves open (the paper has no official code).
 
 Two dataclasses: ``SempartConfig`` is the architecture and inference preprocessing (it travels in the
@@ -90,7 +90,7 @@ class SempartConfig:
     @classmethod
     def from_preset(cls, model: ModelConfig, input_size: int = 320) -> SempartConfig:
         """Sempart on a MOVE preset's backbone (`--arch`): the fine branch takes the MOVE head's widths, which for
-        ViT-S/8 are exactly the paper's 192/128/128/128 (eq. 13; spec §1.4); the encoder keeps the paper's size.
+        ViT-S/8 are exactly the paper's 192/128/128/128 (eq. 13); the encoder keeps the paper's size.
         ``input_size`` = the training crop, so predict sees what training saw."""
         return cls(backbone=model.backbone, fine_widths=model.head.widths, input_size=input_size)
 
@@ -145,7 +145,7 @@ class SempartLossConfig:
     lambda_gtv_coarse: float = 6e-4
     lambda_gtv_fine: float = 2e-4
     lambda_sr: float = 20.0
-    # Per-image reductions [S#5, spec §2.8]: the paper writes sums. GTV as a sum per image (its λs only make
+    # Per-image reductions [S#5]: the paper writes sums. GTV as a sum per image (its λs only make
     # sense for sums); SR as a MEAN over the patch grid: the literal sum, weighted by 20, is ~1e4x stronger per
     # node than L_Ncut and pulls both branches onto the constant-mask plateau where L_Ncut = 1 with zero
     # gradient. "sum" everywhere reproduces the literal reading. The batch is always averaged (E_x) [P §3.4].

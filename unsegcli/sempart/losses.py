@@ -1,4 +1,4 @@
-"""Sempart's losses [P = arXiv 2309.10972 §3; spec = shared/design/methods-sempart.md §2]. Pure functions of
+"""Sempart's losses [P = arXiv 2309.10972 §3; our choices: README, Sempart]. Pure functions of
 tensors: masks are probabilities in [0, 1], everything is computed in float32, per image, and the total
 averages over the batch (E_x of eq. 9)."""
 
@@ -19,7 +19,7 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
 def affinity(feats: torch.Tensor, tau: float, eps: float, self_loops: bool = False) -> torch.Tensor:
     """Eq. 5: W_ij = 1 if cos(F_i, F_j) > τ else ε, dense over all patches; W_ii = 0 without self-loops
     (Table 4). feats: (B, C, h, w) or (B, N, C) when already flattened. Returns (B, N, N), no gradient:
-    the graph is a constant of the frozen features (spec §2.1)."""
+    the graph is a constant of the frozen features (our reading of the paper)."""
     with torch.no_grad():
         if feats.dim() == 4:
             feats = feats.flatten(2).transpose(1, 2)
@@ -33,7 +33,7 @@ def affinity(feats: torch.Tensor, tau: float, eps: float, self_loops: bool = Fal
 
 def soft_ncut(s: torch.Tensor, w: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Eq. 6: Σ_{i∈{A,B}} S_iᵀ W (1 − S_i) / (S_iᵀ W 1), S_A = s, S_B = 1 − s. s: (B, N) or (B, 1, h, w);
-    w: (B, N, N). ``eps`` guards the denominators (spec §6 #8). Equals the discrete Ncut for binary s;
+    w: (B, N, N). ``eps`` guards the denominators (our choice S#8, README). Equals the discrete Ncut for binary s;
     every constant s gives exactly 1. Returns (B,)."""
     s = s.flatten(1).float()
     degree = w.sum(-1)
@@ -45,7 +45,7 @@ def soft_ncut(s: torch.Tensor, w: torch.Tensor, eps: float = 1e-6) -> torch.Tens
 
 
 def grid_gtv(s: torch.Tensor, w_h: torch.Tensor, w_v: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-    """Eq. 8 on a 4-neighbour grid: ½ Σ_(i,j) A_ij (s_i − s_j)² = Σ over undirected edges (spec §2.3).
+    """Eq. 8 on a 4-neighbour grid: ½ Σ_(i,j) A_ij (s_i − s_j)² = Σ over undirected edges (our reading of the paper).
     s: (B, 1, H, W); w_h: (B, H, W-1) weights of horizontal edges; w_v: (B, H-1, W) of vertical ones.
     ``reduction`` "sum" = per image as written, "mean" = per edge. Returns (B,)."""
     s = s[:, 0].float()

@@ -2,7 +2,7 @@
 coarse head (one logit per patch) and a fine refinement branch (one logit per pixel, image concatenated at
 every scale). The ViT is the one MOVE uses (``build_vit`` + the DINO position-embedding rule), so DINO
 weight files load into ``backbone.vit`` exactly as for MOVE; MOVE's trainable LayerNorm is absent: the
-affinity graph must come from untouched frozen features (spec §8.1)."""
+affinity graph must come from untouched frozen features (our reading of the paper)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ class FrozenDino(nn.Module):
 
 class Encoder(nn.Module):
     """Linear C -> d, then pre-norm transformer layers (d, 2 heads, MLP 4d, GELU, no dropout) over
-    [CLS] + patch tokens; the CLS output is dropped [P App. C eq. 11; spec §6 #2-#4]."""
+    [CLS] + patch tokens; the CLS output is dropped [P App. C eq. 11; our choice S#2-#4]."""
 
     def __init__(self, in_dim: int, cfg: SempartConfig):
         super().__init__()
@@ -111,7 +111,7 @@ def _block(cin: int, cout: int, slope: float) -> nn.Sequential:
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The "appropriately resized" image guide: area resampling (exact 2x/4x average pooling) [spec §6 #9]."""
+    """The "appropriately resized" image guide: area resampling (exact 2x/4x average pooling) [our choice S#9]."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     return F.interpolate(image, size=size, mode="area")

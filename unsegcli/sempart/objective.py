@@ -4,7 +4,7 @@ encoder and both branches, the loss of eq. 9. No discriminator, no inpainter [P 
 Recipe [P §4.1]: DUTS-TR, 3x320x320 inputs, Adam lr 1e-4 (β 0.9, 0.999: Adam's defaults, the paper names no
 others), batch 8, 20 epochs, constant learning rate (none stated). Augmentation is not stated: the project's
 random resized crop (scale (0.9, 1), ratio (3/4, 4/3)) to 320 + horizontal flip, the pipeline MOVE trains with;
-no colour jitter, which would change L_GTV-fine's colour weights (spec §6 #11).
+no colour jitter, which would change L_GTV-fine's colour weights (our choice S#11, README).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Sempart masks for `unseg predict`: a MaskPredictor (protocols §A) of kind "soft".
+"""Sempart masks for `unseg predict`: a MaskPredictor (``inference.MaskPredictor``) of kind "soft".
 
 Preprocessing is the training distribution: every image is resized to input_size x input_size (320², aspect
-not kept, spec §6 #13), so no padding is needed and the mask corners are the image corners. The loss cannot
+not kept, our choice S#13), so no padding is needed and the mask corners are the image corners. The loss cannot
 tell a mask from its inverse (eq. 6 and 8 are symmetric under S <-> 1 - S), so the foreground is chosen per
 image by the paper's rule (d): binarise at 0.5, the partition touching fewer of the four corners is the
-foreground, a tie goes to the smaller partition [P §4.1, Table 4]; the soft map is flipped to match (spec §6 #15).
+foreground, a tie goes to the smaller partition [P §4.1, Table 4]; the soft map is flipped to match (S#15).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def apply_polarity(probs: torch.Tensor) -> torch.Tensor:
 
 class SempartPredictor:
     """A Sempart model on a device with a precision; ``branch`` "fine" (Sempart-Fine, the paper's headline) or
-    "coarse" (the patch-grid mask, bilinearly upsampled, spec §6 #14). ``preprocess`` gives the square side
+    "coarse" (the patch-grid mask, bilinearly upsampled, our choice S#14). ``preprocess`` gives the square side
     (``size``; default the model's input_size) and the normalisation; its ``max_size`` does not apply."""
 
     kind: Literal["soft", "instances"] = "soft"
