@@ -191,8 +191,10 @@ def test_the_cli_prints_no_native_opencv_warnings(tmp_path):
     import numpy as np
     from PIL import Image
 
-    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "good.png")
-    (tmp_path / "trunc.png").write_bytes((tmp_path / "good.png").read_bytes()[:60])
+    noise = np.random.default_rng(0).integers(0, 2, (64, 64), dtype=np.uint8) * 255
+    Image.fromarray(noise).save(tmp_path / "good.png")
+    data = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
     res = subprocess.run(
         [sys.executable, "-m", "unsegcli", "boxes", str(tmp_path), "--out", "-", "--format", "jsonl"],
@@ -204,3 +206,46 @@ def test_the_cli_prints_no_native_opencv_warnings(tmp_path):
     assert res.returncode == 1 and "trunc.png" in res.stderr, res.stderr
     assert "WARN" not in res.stderr and "Traceback" not in res.stderr
     assert json.loads(res.stdout)["file_name"].endswith("good.png")
+
+
+def test_outputs_to_a_pipe_or_device_are_written_in_place(tmp_path):
+    """A temp file renamed over the target replaced /dev/null (or a named pipe) itself with a regular file
+    (`--json /dev/null`, `--out /dev/full` as root); such targets are now written directly."""
+    import os
+    import stat
+    import threading
+
+    from unsegcli.io.files import atomic_write_bytes, open_output
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def through_pipe(write) -> bytes:
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+        reader.start()
+        write()
+        reader.join(10)
+        return got[0]
+
+    def streamed() -> None:
+        with open_output(str(fifo)) as f:
+            f.write(b"streamed")
+
+    assert through_pipe(lambda: atomic_write_bytes(fifo, b"payload")) == b"payload"
+    assert through_pipe(streamed) == b"streamed"
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temp left beside it
+
+
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="needs /dev/full")
+def test_a_full_disk_is_a_named_output_error():
+    """`--json /dev/full` (ENOSPC) was a traceback."""
+    from unsegcli.errors import OutputError
+    from unsegcli.io.files import atomic_write_bytes, open_output
+
+    with pytest.raises(OutputError, match="/dev/full: cannot write"):
+        atomic_write_bytes("/dev/full", b"x")
+    with pytest.raises(OutputError, match="/dev/full: cannot write"), open_output("/dev/full") as f:
+        f.write(b"x" * 100_000)
+    assert Path("/dev/full").is_char_device()

@@ -31,5 +31,9 @@ class CheckpointError(UnsegError):
     """A checkpoint exists but cannot be used (wrong format, missing or unexpected keys)."""
 
 
+class OutputError(UnsegError):
+    """An output cannot be written (disk full, a device error): named, exit 1, nothing half-written left."""
+
+
 class InputError(UnsegError):
     """One input (image, mask, annotation) cannot be read; runs report it and go on."""

@@ -1,4 +1,4 @@
-"""One map over independent per-file jobs: a fork pool, or the main process when that is not worth it.
+"""One map over independent per-file jobs: a process pool, or the main process when that is not worth it.
 
 Every per-file worker in the package (labelling masks, CorLoc's mask boxes, saliency pairs) goes
 through ``parallel_map``, so a failed item always arrives the same way: as a ``Failed`` carrying a
@@ -44,7 +44,7 @@ def parallel_map(
 ) -> Iterator[R | Failed]:
     """``fn(job)`` for every job, yielded in job order, each a result or a ``Failed``.
 
-    ``workers`` > 1 (and more than one job): a fork pool of that many processes; else serial in this
+    ``workers`` > 1 (and more than one job): a pool of that many processes; else serial in this
     process. ``fn`` and ``describe`` must be picklable (module-level functions or partials of them).
     ``describe(job)`` names the input in messages for unexpected exceptions; ``InputError`` messages
     are used as they are.
@@ -53,7 +53,12 @@ def parallel_map(
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(workers) as pool:
+        # forkserver, not fork: the workers fork from a fresh single-threaded server, never from this process,
+        # whose other threads (the progress bar's refresh, the output writers, OpenCV's pool) may hold a lock
+        # at fork time that a forked child then waits on for ever (seen under load on 2 busy cores).
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["unsegcli.parallel", "numpy", "cv2", "PIL.Image"])
+        with ctx.Pool(workers) as pool:
             yield from pool.imap(call, jobs, chunksize=chunksize)
     else:
         for job in jobs:

@@ -104,10 +104,10 @@ def list_(
 def _check_out(out: Path) -> None:
     """A checkpoint is one binary file: refuse '-' and unusable locations before any work (exit 2)."""
     from ..errors import UsageError
-    from ..io.files import check_output_file
+    from ..io.files import check_output_file, is_special_file
 
-    if str(out) == "-":
-        raise UsageError("--out cannot be '-': a checkpoint is written to a file")
+    if str(out) == "-" or is_special_file(out):
+        raise UsageError(f"--out {out}: a checkpoint is written to a regular file")
     check_output_file(out, "--out")
 
 

@@ -12,11 +12,13 @@ A killed run leaves either the old file, the complete new file, or a short temp 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -26,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 
 TEMP_PREFIX = ".unseg-tmp-"
 
@@ -158,17 +160,47 @@ def check_output_file(path: str | os.PathLike, what: str = "output file") -> Non
     _check_creatable_dir(p.parent if str(p.parent) else Path("."), what)
 
 
+def is_special_file(path: str | os.PathLike) -> bool:
+    """``path`` exists (links followed) and is neither a regular file nor a folder: /dev/null, /dev/stdout, a
+    named pipe. Such a target is written in place: a temp file renamed over it would replace the device or
+    the pipe itself with a regular file (as root, /dev/null)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+# errors that only writing can cause: from inside a streamed block they are the output's, not an input's
+_SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _cannot_write(path: str | os.PathLike, e: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write ({e.strerror or e})")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file renamed over it; OutputError (the temp removed) when
+    the disk is full or the folder cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = mkstemp_beside(path)
+    try:
+        if is_special_file(path):
+            with open(path, "wb") as special:
+                special.write(data)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = mkstemp_beside(path)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _cannot_write(path, e) from None
         raise
 
 
@@ -200,15 +232,26 @@ def open_output(path: str) -> Iterator[IO[bytes]]:
             sys.stdout.buffer.flush()
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = mkstemp_beside(target)
+    try:
+        if is_special_file(target):
+            with open(target, "wb") as special:
+                yield special
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = mkstemp_beside(target)
+    except OSError as e:
+        if e.errno in _SPACE_ERRORS or e.filename is not None and Path(e.filename) in (target, target.parent):
+            raise _cannot_write(target, e) from None
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and (e.errno in _SPACE_ERRORS or e.filename in (tmp, str(target))):
+            raise _cannot_write(target, e) from None
         raise
 
 
@@ -232,8 +275,11 @@ class BackgroundWriter:
         self._slots.release()
         exc = fut.exception()
         if exc is not None:
+            message = (
+                exc.message if isinstance(exc, OutputError) else f"{path}: cannot write ({type(exc).__name__}: {exc})"
+            )
             with self._lock:
-                self.errors.append(f"{path}: cannot write ({type(exc).__name__}: {exc})")
+                self.errors.append(message)
 
     def __enter__(self) -> BackgroundWriter:
         return self
