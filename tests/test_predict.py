@@ -390,3 +390,20 @@ def test_plan_tags_settings_refuses_other_settings_and_builds_the_predictor(tmp_
     again = PredictRequest(weights=str(tiny_ckpt), device="cpu", binary=True, overwrite=True)
     replanned = plan_prediction(again, [str(tmp_path / "imgs")], out)
     assert replanned.tag != plan.tag and replanned.settings["threshold"] == 0.5
+
+
+def test_an_extreme_aspect_ratio_is_one_named_failed_input(tmp_path, cli, tiny_ckpt):
+    """A 1x300 strip at a 64 shorter side would be a 19,200x64 model input; over the cap it fails alone, named."""
+    import unsegcli.inference as inference
+
+    write_images(tmp_path / "imgs", [(32, 40)])
+    Image.fromarray(random_image(300, 1)).save(tmp_path / "imgs" / "strip.png")
+    old = inference.MAX_MODEL_PIXELS
+    inference.MAX_MODEL_PIXELS = 64 * 64 * 100  # the demo model's size 64: a 100:1 aspect ratio passes
+    try:
+        res = cli("predict", tmp_path / "imgs", "--out", tmp_path / "m", "-w", tiny_ckpt, "-j", "0")
+    finally:
+        inference.MAX_MODEL_PIXELS = old
+    assert res.exit_code == 1
+    assert "strip.png" in res.stderr and "max-size" in res.stderr.replace("max_size", "max-size")
+    assert (tmp_path / "m" / "img_00.png").exists() and not (tmp_path / "m" / "strip.png").exists()

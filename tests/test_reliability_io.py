@@ -190,3 +190,24 @@ def test_messages_print_user_text_verbatim(capsys):
     notice("x[/b].png [red]y")
     err = capsys.readouterr().err
     assert "bad [edited].jpg: not an image" in err and "x[/b].png [red]y" in err
+
+
+def test_outputs_that_hold_images_or_masks_are_refused_inside_an_input_folder(tmp_path, cli):
+    """The next run over the input folder would read them back: refined masks, overlays, a YOLO/VOC export."""
+    masks, images = tmp_path / "masks", tmp_path / "images"
+    masks.mkdir()
+    images.mkdir()
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(masks / "a.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(images / "a.png")
+    for args in (
+        ("refine", masks, "--images", images, "--out", masks / "refined"),
+        ("refine", masks, "--images", images, "--out", images / "refined"),
+        ("show", masks, "--images", images, "--out", masks / "review"),
+        ("boxes", masks, "--images", images, "--format", "voc", "--out", masks / "Annotations"),
+        ("boxes", masks, "--images", images, "--format", "yolo", "--out", images / "yolo"),
+    ):
+        res = cli(*args)
+        assert res.exit_code == 2 and "inside the input folder" in res.stderr, (args, res.output)
+        assert not (tmp_path / "masks" / "refined").exists()
+    # a single label file beside the masks is fine: it is no image or mask
+    assert cli("boxes", masks, "--images", images, "--out", masks / "p.json", "-q").exit_code == 0

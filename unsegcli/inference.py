@@ -47,12 +47,23 @@ def resized_size(w: int, h: int, size: int, max_size: int | None) -> tuple[int, 
     return (new_short, new_long) if w <= h else (new_long, new_short)
 
 
+# The largest model input accepted after resizing: a 448 shorter side allows a 37:1 aspect ratio. Without it a
+# 1x300 strip becomes a 134,400x448 input that runs for minutes and fills memory instead of failing as one input.
+MAX_MODEL_PIXELS = 7_500_000
+
+
 def preprocess(image: np.ndarray, cfg: PreprocessConfig, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """HxWx3 uint8 -> (3, Hp, Wp) float32: PIL bicubic resize, ImageNet mean/std, reflect pad."""
     from PIL import Image
 
     h, w = image.shape[:2]
     nw, nh = resized_size(w, h, cfg.size, cfg.max_size)
+    if nw * nh > MAX_MODEL_PIXELS:
+        raise InputError(
+            f"resized for the model to {nw}x{nh} ({nw * nh:,} pixels, over {MAX_MODEL_PIXELS:,}): its aspect ratio "
+            f"is extreme for a shorter side of {cfg.size}",
+            "cap the longer side with max_size",
+        )
     pil = Image.fromarray(image)
     if (nw, nh) != (w, h):
         pil = pil.resize((nw, nh), Image.Resampling.BICUBIC)
@@ -194,8 +205,9 @@ class _DecodeDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> Prepared:
         try:
             return self.predictor.prepare(i, decode_image(self.paths[i], self.max_pixels))
-        except InputError as e:
-            return Prepared(i, None, error=e.message)
+        except InputError as e:  # decoding names the file; a predictor's prepare may not
+            message = str(e) if self.paths[i] in e.message else f"{self.paths[i]}: {e}"
+            return Prepared(i, None, error=message)
         except Exception as e:  # noqa: BLE001 - one bad image must never stop a run of thousands
             return Prepared(i, None, error=f"{self.paths[i]}: {type(e).__name__}: {e}")
 

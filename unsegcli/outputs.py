@@ -24,6 +24,22 @@ def check_not_an_input(inputs: Sequence[str], out: str | os.PathLike, name: str 
             raise UsageError(f"{name} {out} is the input folder {spec}", f"give {name} a folder of its own")
 
 
+def check_outside_inputs(inputs: Iterable[str | None], out: str | os.PathLike, name: str = "out_dir") -> None:
+    """An output folder inside (or equal to) an input folder is read back as input by the next run over that
+    folder: `boxes masks/` after `refine masks/ --out masks/refined/` or `show masks/ --out masks/review/`
+    would take the refined masks or the overlays for masks. Refused for outputs that hold images or masks."""
+    out_real = os.path.realpath(out)
+    for spec in inputs:
+        if spec is None or spec == "-" or not os.path.isdir(spec):
+            continue
+        root = os.path.realpath(spec)
+        if out_real == root or out_real.startswith(root.rstrip(os.sep) + os.sep):
+            raise UsageError(
+                f"{name} {out} is inside the input folder {spec}",
+                f"give {name} a folder outside the inputs: the next run over {spec} would read its files back",
+            )
+
+
 def check_same_settings(outputs: Iterable[str], tag: str, spell: Callable[[str], str] = str) -> None:
     """Refuse (exit 2) to resume into a folder whose existing outputs were made with other settings: their
     PNGs carry another settings tag (``io.masks``), and skipping them would silently mix two settings."""

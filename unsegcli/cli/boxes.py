@@ -138,6 +138,7 @@ def boxes(
     from ..labels.formats import writer_class
     from ..labels.runner import label_files, plan_tasks
     from ..runtime import close_shard, init_shard
+    from .outputs import check_outside_inputs
 
     if images is not None and not os.path.isdir(images):
         raise UsageError(f"--images must be a folder: {images}")
@@ -149,6 +150,7 @@ def boxes(
         if out == "-":
             raise UsageError(f"--format {format} writes a folder: --out cannot be '-'")
         check_output_dir(out, "--out")
+        check_outside_inputs([*masks, images], out)  # it holds images (links) or label files
     else:
         check_output_file(out, "--out")
     sh = init_shard(shard)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from .. import outputs
 
@@ -16,8 +16,8 @@ def flag(name: str) -> str:
     return _FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
-def check_not_an_input(inputs: Sequence[str], out: str | os.PathLike, flag_name: str = "--out") -> None:
-    outputs.check_not_an_input(inputs, out, flag_name)
+def check_outside_inputs(inputs: Iterable[str | None], out: str | os.PathLike, flag_name: str = "--out") -> None:
+    outputs.check_outside_inputs(inputs, out, flag_name)
 
 
 def check_same_settings(paths: Iterable[str], tag: str) -> None:

@@ -117,10 +117,10 @@ def refine(
     from ..refine.runner import plan_refine, refine_files
     from ..runtime import close_shard, init_shard, sum_across
     from .console import Failures, console, notice, progress_bar
-    from .outputs import check_not_an_input, check_same_settings
+    from .outputs import check_outside_inputs, check_same_settings
 
     check_output_dir(out, "--out")
-    check_not_an_input(masks, out)
+    check_outside_inputs([*masks, images], out)
     if root is not None and not Path(root).is_dir():
         raise UsageError(f"--root {root} is not a folder")
     opts = RefineOptions(

@@ -108,8 +108,10 @@ def show(
     from ..review import sources
     from ..review.report import write_report
     from .console import Failures, console, progress_bar
+    from .outputs import check_outside_inputs
 
     check_output_dir(out, "--out")
+    check_outside_inputs([labels, images], out)  # overlays and thumbnails are images
     failed = Failures()
     if images is not None and not os.path.isdir(images):
         raise UsageError(f"--images must be a folder: {images}")
