@@ -423,3 +423,35 @@ def test_config_for_method_fills_the_recipe_and_checks_parameters():
         with pytest.raises(UsageError) as e:
             config_for_method(*args, **kwargs)
         assert e.value.message == message
+
+
+def test_an_unreadable_training_image_is_named_up_front_and_the_run_goes_on(tmp_path, cli):
+    """A bad file found hours into a run would stop it: it is checked, named and left out before step 1."""
+    assert cli("synth", tmp_path / "d", "--n", "4", "--size", "64", "-q").exit_code == 0
+    (tmp_path / "d" / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "d" / "masks" / "broken.png").write_bytes(b"")
+    res = cli(
+        "train",
+        tmp_path / "d" / "images",
+        "--from-masks",
+        tmp_path / "d" / "masks",
+        "--arch",
+        "tiny",
+        "--random-init",
+        "--crop",
+        "64",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "-j",
+        "0",
+        "-q",
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+    )
+    assert res.exit_code == 1, res.output
+    assert res.stderr.count("broken.png") == 1 and "left out of training" in res.stderr
+    assert (tmp_path / "run" / "last.pt").exists()

@@ -11,7 +11,7 @@ from ..sempart.config import TRAIN_DEFAULTS as _SP
 from ..sempart.config import Reduction, SempartLossConfig
 from ..train.config import TrainConfig
 from ..train.registry import OBJECTIVES
-from .console import console, notice, progress_bar
+from .console import Failures, console, notice, progress_bar
 from .options import ArchOpt, DeviceOpt, InpainterOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt
 
 EXAMPLES = """
@@ -230,6 +230,10 @@ def train(
             ) from None
         raise UsageError(f"--resume: no {e.last}") from None
     trainer, report = run.trainer, run.shard.shows_progress  # under torchrun, rank 0 alone speaks
+    if report:
+        failed = Failures()
+        for message in run.unreadable:
+            failed(message + " (left out of training)")
     if report and run.missing_masks:
         notice(f"{len(run.missing_masks)} images have no mask under {from_masks} and are left out")
     if report and precision != "fp32" and trainer.device.type == "cpu":
@@ -245,3 +249,5 @@ def train(
     close_shard(run.shard)
     if report:
         console.print(f"wrote {path} (predict with: unseg predict IMAGES --out MASKS --weights {path})")
+    if run.unreadable:  # every rank saw the same files: all exit 1
+        raise typer.Exit(1)

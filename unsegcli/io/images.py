@@ -292,6 +292,16 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
+def check_image(path: str, max_pixels: int | None = None) -> None:
+    """Raise InputError (with a reason) for a file that cannot be an image we decode: its header and, where the
+    format has them, its checksums (PNG). Cheap: runs before a long job so that a bad file is named up front."""
+    from PIL import Image
+
+    with pil_errors(path, too_large="; raise max_pixels if the file is trusted"), _pixel_limit(max_pixels):
+        with Image.open(path) as img:
+            img.verify()
+
+
 def decode_image(path: str, max_pixels: int | None = None) -> np.ndarray:
     """Read one image as HxWx3 uint8 RGB, EXIF orientation applied. Raises InputError with a reason.
 

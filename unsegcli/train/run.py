@@ -4,16 +4,16 @@ pick the device and rank, build the objective and the loop, and resume when aske
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import PreprocessConfig, PresetName
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..io.files import check_output_dir
-from ..io.images import list_inputs, scan_inputs
+from ..io.images import check_image, list_inputs, scan_inputs
 from ..runtime import Shard, init_shard, local_device, resolve_device
 from ..sempart.config import SempartLossConfig
 from .config import TrainConfig, WeightSources
@@ -103,6 +103,7 @@ class TrainingRun:
     images: int  # training images (of all ranks)
     missing_masks: list[str]  # images left out because they have no pseudo-mask
     resumed_from: Path | None
+    unreadable: list[str] = field(default_factory=list)  # one message per image left out as unreadable
 
 
 def start_training(
@@ -131,12 +132,14 @@ def start_training(
         found = [(it.path, it.rel) for it in listing.items]
     else:  # a pseudo-mask a/b.png must pair with one image: a/b.jpg and a/b.png together are ambiguous
         found = [(it.path, it.rel) for it in list_inputs(inputs)]
+    bad = _unreadable([p for p, _ in found])  # named up front: a bad file must not stop a run hours in
+    found = [(p, rel) for p, rel in found if p not in bad]
     if masks is not None:
         paths, mask_paths, missing = pair_masks(found, masks)
     else:
         paths, mask_paths, missing = [p for p, _ in found], None, []
     if not paths:
-        raise UsageError("no training images found")
+        raise UsageError("no training images found" + (f" ({len(bad)} unreadable)" if bad else ""))
     device = resolve_device(cfg.device)
     shard = init_shard()
     device = torch.device(local_device(str(device), shard))
@@ -146,7 +149,18 @@ def start_training(
     trainer = Trainer(objective, cls.dataset(cfg, paths, mask_paths), cfg, out, shard, device)
     if last is not None:
         trainer.resume(last)
-    return TrainingRun(trainer, shard, len(paths), missing, last)
+    return TrainingRun(trainer, shard, len(paths), missing, last, list(bad.values()))
+
+
+def _unreadable(paths: list[str]) -> dict[str, str]:
+    """path -> the reason, for the images whose files cannot be read (``io.images.check_image``)."""
+    bad = {}
+    for path in paths:
+        try:
+            check_image(path)
+        except InputError as e:
+            bad[path] = e.message
+    return bad
 
 
 def format_losses(metrics: dict[str, float]) -> str:
