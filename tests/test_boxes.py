@@ -291,3 +291,13 @@ def test_plan_names_stdin_masks_relative_to_root(tmp_path):
     finally:
         sys.stdin = old
     assert [t.file_name for t in plan.tasks] == ["100/x.png"]
+
+
+def test_plan_counts_files_of_other_extensions(tmp_path):
+    (tmp_path / "m").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "m" / "a.png")
+    (tmp_path / "m" / "notes.json").write_text("{}")
+    (tmp_path / "m" / "b.jpg").write_bytes(b"x")
+    plan = plan_tasks([str(tmp_path / "m")], None)
+    assert [t.file_name for t in plan.tasks] == ["a.png"]
+    assert plan.ignored == "ignored 2 files with other extensions (.jpg .json)"

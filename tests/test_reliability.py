@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,24 +190,16 @@ def _signal_when(proc: subprocess.Popen, ready, sig: int, limit: float = 120) ->
     proc.send_signal(sig)
 
 
+def _start_predict(imgs: Path, out: Path, ckpt: Path, **popen: Any) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "unsegcli", "predict", str(imgs), "--out", str(out), "-w", str(ckpt), "-j", "0"]
+    return subprocess.Popen(cmd, **popen)
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_predict_signal_cleans_up_and_rerun_completes(tmp_path, tiny_ckpt, sig, code):
     write_images(tmp_path / "imgs", [(48, 64)] * 60)
     out = tmp_path / "m"
-    cmd = [
-        sys.executable,
-        "-m",
-        "unsegcli",
-        "predict",
-        str(tmp_path / "imgs"),
-        "--out",
-        str(out),
-        "-w",
-        str(tiny_ckpt),
-        "-j",
-        "0",
-    ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = _start_predict(tmp_path / "imgs", out, tiny_ckpt, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     _signal_when(proc, lambda: out.exists() and any(out.glob("img_*.png")), sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
@@ -241,20 +234,7 @@ def test_rerun_removes_stale_temp_files_after_kill(tmp_path, tiny_ckpt):
     never those of a live concurrent run."""
     write_images(tmp_path / "imgs", [(48, 64)] * 40)
     out = tmp_path / "m"
-    cmd = [
-        sys.executable,
-        "-m",
-        "unsegcli",
-        "predict",
-        str(tmp_path / "imgs"),
-        "--out",
-        str(out),
-        "-w",
-        str(tiny_ckpt),
-        "-j",
-        "0",
-    ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = _start_predict(tmp_path / "imgs", out, tiny_ckpt, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     _signal_when(proc, lambda: out.exists() and any(out.glob("img_*.png")), signal.SIGKILL)
     proc.wait()
     dead = 2**22 + 12345  # above the default pid_max, so no live process has it

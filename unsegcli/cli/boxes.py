@@ -192,6 +192,8 @@ def boxes(
                 **counts.removed
             )
         )
+    if not quiet and plan.ignored:
+        notice(plan.ignored)
     if any(COLOUR_IMAGE in m for m in failed.messages):
         notice("colour images are refused as masks; --allow-color boxes their luminance")
     if any(TOO_LARGE in m for m in failed.messages):

@@ -58,21 +58,14 @@ def _open(source: bytes | str | os.PathLike):
 
 def decode_instances(source: bytes | str | os.PathLike) -> np.ndarray:
     """Palette PNG (bytes or path) -> HxW uint8 label map (the raw palette indices)."""
-    from PIL import UnidentifiedImageError
+    from .images import pil_errors
 
     name = "<bytes>" if isinstance(source, bytes) else str(source)
-    try:
-        with _open(source) as img:
-            img.load()
-            if img.mode != "P":
-                raise InputError(f"{name}: not an instance mask (PNG mode {img.mode}, expected a palette PNG)")
-            return np.asarray(img, dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    except UnidentifiedImageError:
-        raise InputError(f"{name}: not a readable image") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{name}: corrupt or truncated instance mask ({e})") from None
+    with pil_errors(name, "instance mask"), _open(source) as img:
+        img.load()
+        if img.mode != "P":
+            raise InputError(f"{name}: not an instance mask (PNG mode {img.mode}, expected a palette PNG)")
+        return np.asarray(img, dtype=np.uint8).copy()
 
 
 def is_instance_png(path: str | os.PathLike) -> bool:

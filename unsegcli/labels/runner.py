@@ -68,6 +68,7 @@ class MaskTask:
 class Plan(NamedTuple):
     tasks: list[MaskTask]
     errors: list[str]  # masks that cannot be labelled (no image for them), one message each
+    ignored: str | None = None  # "ignored N files with other extensions (...)" in the mask folders, or None
 
 
 FILTERS = ("min_area", "min_score", "max_boxes")  # in the order they apply
@@ -130,7 +131,9 @@ def plan_tasks(
         raise UsageError("no mask PNGs found in the inputs")
     index, ambiguous = index_images(images_root) if images_root else (None, {})
     mine = list(enumerate(items)) if shard is None else shard.take(list(enumerate(items)))
-    plan = Plan([], [] if shard is not None and not shard.is_main else list(listing.problems))
+    plan = Plan(
+        [], [] if shard is not None and not shard.is_main else list(listing.problems), listing.ignored_summary()
+    )
     for i, it in mine:
         if index is None:
             plan.tasks.append(MaskTask(i, it.path, it.rel, None))
