@@ -15,11 +15,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# ruff (lint + format check) on everything, mypy on the package: what CI runs before the tests
+# ruff (lint + format check) on everything, mypy on the package, the import contract (pyproject's
+# [tool.importlinter]: layers, methods independent): what CI runs before the tests
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy unsegcli
+	$(VENV)/bin/lint-imports
 
 # rewrite files in place: import order, fixable lint, formatting
 format: install

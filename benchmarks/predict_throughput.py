@@ -28,7 +28,7 @@ def official_style(model, paths, out: Path, size: int, device: str) -> float:
     from PIL import Image
 
     from unsegcli.config import PreprocessConfig
-    from unsegcli.inference import preprocess
+    from unsegcli.methods.move.predictor import preprocess
 
     model = model.to(device).eval()
     for blk in model.backbone.vit.blocks:
@@ -64,8 +64,8 @@ def main() -> None:
         args.device, args.size = "cuda", 448
 
     from unsegcli.config import ModelConfig, PreprocessConfig
+    from unsegcli.methods.move.segmenter import Segmenter
     from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
-    from unsegcli.model.segmenter import Segmenter
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -28,9 +28,9 @@ from _common import generated_images, machine
 
 from unsegcli.config import BackboneConfig
 from unsegcli.io.images import decode_image
-from unsegcli.methods import METHODS, SpectralPredictor, method_options
-from unsegcli.methods.features import last_block_keys
-from unsegcli.methods.predictor import upsample_labels
+from unsegcli.methods import method_options
+from unsegcli.methods.spectral.features import last_block_keys
+from unsegcli.methods.spectral.predictor import CUTS, SpectralPredictor, upsample_labels
 from unsegcli.model.backbone import build_vit
 
 SHAPES = {"vits8": BackboneConfig("", 8, 384, 12, 6), "vitb8": BackboneConfig("", 8, 768, 12, 12)}
@@ -144,7 +144,7 @@ def run(method: str, shape: str, paths: list[Path], device: str, batch: int) -> 
             if pred.device.type == "cuda":
                 torch.cuda.synchronize()
             t4 = time.perf_counter()
-            ours = METHODS[method].cut(k, grid, opts)[0]
+            ours = CUTS[method](k, grid, opts)[0]
         ours_full = upsample_labels(ours, opts.geometry, 8, p.resized, p.original)
         t5 = time.perf_counter()
         same = [box(off_full == j) == box(ours_full == j) for j in range(1, max(off_full.max(), ours_full.max()) + 1)]

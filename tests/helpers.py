@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from unsegcli.config import PRESETS
-from unsegcli.model.segmenter import Segmenter
+from unsegcli.methods.move.segmenter import Segmenter
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> None:

@@ -133,7 +133,7 @@ def test_a_checkpoint_with_bad_preprocessing_fails_at_load_naming_the_file(tmp_p
     import torch
 
     from unsegcli.errors import CheckpointError
-    from unsegcli.model.families import load_predictor
+    from unsegcli.methods.loading import load_predictor
 
     ckpt = torch.load(DEMO, weights_only=True)
     for bad in ({"size": -5}, {"max_size": 0}, {"std": [0.2, 0.0, 0.2]}, {"mean": [0.5, float("nan"), 0.5]}):
@@ -147,7 +147,7 @@ def test_a_backbone_that_is_no_vit_is_named(tmp_path):
     import torch
 
     from unsegcli.errors import CheckpointError
-    from unsegcli.methods.features import load_dino_vit
+    from unsegcli.methods.spectral.features import load_dino_vit
 
     torch.save({"a": torch.zeros(1)}, tmp_path / "not_vit.pth")
     with pytest.raises(CheckpointError, match=r"not_vit\.pth: .*no 'patch_embed\.proj\.weight'"):

@@ -20,18 +20,13 @@ from unsegcli.io import instances as inst
 from unsegcli.io.masks import encode_png
 from unsegcli.labels import components
 from unsegcli.labels.components import extract_boxes
-from unsegcli.methods import METHODS, SpectralPredictor, method_options
-from unsegcli.methods.features import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
-from unsegcli.methods.lost import LostOptions, lost_masks
-from unsegcli.methods.maskcut import MaskCutOptions, maskcut_masks, rejected
-from unsegcli.methods.predictor import upsample_labels
-from unsegcli.methods.spectral import (
-    binary_cosine_affinity,
-    fiedler,
-    orient_by_seed,
-    orient_corners,
-)
-from unsegcli.methods.tokencut import TokenCutOptions, tokencut_masks
+from unsegcli.methods import METHODS, method_options, predict_methods
+from unsegcli.methods.spectral.core import binary_cosine_affinity, fiedler, orient_by_seed, orient_corners
+from unsegcli.methods.spectral.features import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
+from unsegcli.methods.spectral.lost import LostOptions, lost_masks
+from unsegcli.methods.spectral.maskcut import MaskCutOptions, maskcut_masks, rejected
+from unsegcli.methods.spectral.predictor import SpectralPredictor, upsample_labels
+from unsegcli.methods.spectral.tokencut import TokenCutOptions, tokencut_masks
 
 from .helpers import save_dino_backbone
 
@@ -310,8 +305,13 @@ def test_missing_backbone_is_one_clear_message(tmp_path, monkeypatch):
 def test_options_are_checked():
     assert method_options("maskcut").tau == 0.15 and method_options("tokencut").tau == 0.2
     assert method_options("lost", k_patches=5, tau=None).k_patches == 5
-    with pytest.raises(UsageError, match="no option tau"):
+    with pytest.raises(UsageError, match="tau: not an option of method lost"):
         method_options("lost", tau=0.3)
+    # one declaration, one range: the library and the CLI (tests/test_methods_cli.py) refuse the same values
+    for method, name, value in [("tokencut", "tau", 1.0), ("maskcut", "eps", 0.0), ("maskcut", "max_objects", 256)]:
+        with pytest.raises(UsageError, match=f"{name} must be in"):
+            method_options(method, **{name: value})
+    assert method_options("tokencut", tau=-1.0).tau == -1.0
     with pytest.raises(UsageError, match="geometry"):
         method_options("tokencut", geometry="crop")
     with pytest.raises(UsageError, match="orientation"):
@@ -329,7 +329,7 @@ def scene(h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(img.astype(int) + rng.integers(0, 25, img.shape), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", predict_methods()[1:])
 @pytest.mark.parametrize("geometry", ["pad", "resize", "fixed"])
 def test_predictor_end_to_end(dino_file, method, geometry):
     opts = method_options(method, geometry=geometry, fixed_size=64)
@@ -341,7 +341,7 @@ def test_predictor_end_to_end(dino_file, method, geometry):
     single = [pred.run([b])[0] for b in batch]
     for out, one in zip(outs, single, strict=True):
         assert out.shape == (70, 100) and np.array_equal(out, one)  # a batch gives the batch-1 result
-        if METHODS[method].kind == "soft":
+        if METHODS[method].writes == "soft":
             assert pred.kind == "soft" and out.dtype == np.float32 and set(np.unique(out)) <= {0.0, 1.0}
             assert out.any()
         else:

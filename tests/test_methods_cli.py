@@ -7,9 +7,10 @@ with plain numpy, instance folders scored like the equivalent grayscale folders,
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
-from typing import get_args
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from unsegcli.cli.app import app
+from unsegcli.errors import UsageError
 from unsegcli.io.instances import write_instances
 from unsegcli.io.masks import encode_png
 
@@ -82,11 +84,14 @@ def object_boxes(labels: np.ndarray) -> dict[int, list[float]]:
     return out
 
 
-def test_method_choices_are_the_library_methods():
-    from unsegcli.cli.predict import MethodChoice
-    from unsegcli.methods import METHODS, OPTIONS
+def test_method_choices_are_the_library_methods(cli):
+    from unsegcli.methods import METHODS, predict_methods
 
-    assert get_args(MethodChoice) == ("move", *OPTIONS) and list(METHODS) == list(OPTIONS)
+    assert predict_methods() == ["move", "tokencut", "lost", "maskcut"]
+    assert all(METHODS[m].kind == "training-free" for m in predict_methods()[1:])
+    res = cli("predict", "x.jpg", "--out", "o", "--method", "nope")
+    said = " ".join(re.sub("[│╭╮╰╯─]", " ", res.output).split())
+    assert res.exit_code == 2 and "'nope' is not one of move, tokencut, lost, maskcut" in said
 
 
 @pytest.mark.parametrize("method", ["tokencut", "lost"])
@@ -267,6 +272,33 @@ def test_help_shows_each_methods_official_defaults():
     out = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "300"}).output
     assert "Training-free methods" in out
     assert "[default: (tokencut: 0.2; maskcut: 0.15)]" in out  # main_tokencut.py --tau 0.2, CutLER README 0.15
-    from unsegcli.cli.predict import _defaults
+    assert "[default: (tokencut, lost: pad; maskcut: fixed)]" in out and "[default: (480)]" in out
 
-    assert _defaults("geometry") == "tokencut, lost: pad; maskcut: fixed" and _defaults("fixed_size") == "480"
+
+@pytest.mark.parametrize(
+    ("flag", "value", "ok"),
+    [
+        ("--tau", "1", False),
+        ("--tau", "-1", True),
+        ("--eps", "0", False),
+        ("--eps", "1", False),
+        ("--max-objects", "256", False),
+    ],
+)
+def test_option_ranges_are_the_library_ranges(cli, tmp_path, flag, value, ok):
+    """The flags are made from the options' declarations, so the CLI's range is the library's: --tau 1 and
+    --eps 0 were accepted by the CLI and refused per image by the library before."""
+    from unsegcli.config import check_option
+    from unsegcli.methods import options_class
+    from unsegcli.methods.spectral.options import MaskCutOptions
+
+    res = cli("predict", tmp_path / "none.jpg", "--out", tmp_path / "o", "--method", "maskcut", flag, value)
+    field = {f.name: f for f in dataclasses.fields(MaskCutOptions)}[flag[2:].replace("-", "_")]
+    try:
+        check_option(field.name, float(value), field.metadata)
+        library_ok = True
+    except UsageError:
+        library_ok = False
+    assert library_ok == ok and options_class("maskcut") is MaskCutOptions
+    if not ok:
+        assert res.exit_code == 2 and flag in res.output

@@ -11,11 +11,11 @@ import torch
 
 from unsegcli.config import ModelConfig, PreprocessConfig
 from unsegcli.errors import CheckpointError, UnsegError, WeightsNotFoundError
+from unsegcli.methods.loading import load_segmenter
+from unsegcli.methods.move.official_import import import_official_move
+from unsegcli.methods.move.segmenter import Segmenter
 from unsegcli.model.backbone import dino_pos_embed, timm_pos_embed
 from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
-from unsegcli.model.families import load_segmenter
-from unsegcli.model.official_move import import_official_move
-from unsegcli.model.segmenter import Segmenter
 
 from .helpers import random_image, randomize_batchnorm, tiny_model, write_images
 
@@ -104,7 +104,7 @@ def test_presets_name_every_shape_once():
     from typing import get_args
 
     from unsegcli.config import PRESETS, PresetName
-    from unsegcli.model.official_move import OFFICIAL_BACKBONES, config_from_official_args
+    from unsegcli.methods.move.official_import import OFFICIAL_BACKBONES, config_from_official_args
 
     assert set(PRESETS) == set(get_args(PresetName))
     assert PRESETS["vits8"] == ModelConfig()  # MOVE's model is the default config
@@ -191,7 +191,7 @@ def test_import_official_release_predicts_like_the_same_tensors(tmp_path, cli):
     assert res.exit_code == 0, res.output
     from PIL import Image
 
-    from unsegcli.inference import predict_masks
+    from unsegcli.methods.move.predictor import predict_masks
 
     exp = predict_masks(ref, [random_image(30, 50, seed=0)], PreprocessConfig(size=64))[0]
     got = np.asarray(Image.open(tmp_path / "m" / "img_00.png"))
@@ -288,7 +288,7 @@ def test_weights_list_and_info(cli, tiny_ckpt):
 
 
 def test_embedded_demo_checkpoint_matches_its_card():
-    from unsegcli.inference import predict_masks
+    from unsegcli.methods.move.predictor import predict_masks
     from unsegcli.model import registry
     from unsegcli.synth import generate
 
@@ -317,8 +317,9 @@ def test_outputs_get_ordinary_permissions(tmp_path):
 
 
 def test_checkpoint_family_dispatch(tmp_path):
-    from unsegcli.inference import Predictor
-    from unsegcli.model.families import FAMILIES, load_predictor
+    from unsegcli.methods import METHODS
+    from unsegcli.methods.loading import load_predictor
+    from unsegcli.methods.move.predictor import Predictor
 
     model = tiny_model()
     ckpt = checkpoint_dict(model, PreprocessConfig(size=64))
@@ -326,7 +327,7 @@ def test_checkpoint_family_dispatch(tmp_path):
     save_checkpoint(tmp_path / "move.pt", ckpt)
     predictor = load_predictor(tmp_path / "move.pt", torch.device("cpu"), size=32)
     assert isinstance(predictor, Predictor) and predictor.kind == "soft" and predictor.cfg.size == 32
-    assert set(FAMILIES) >= {"move"}
+    assert {n for n, m in METHODS.items() if m.family} == {"move", "sempart"}
     save_checkpoint(tmp_path / "other.pt", {**ckpt, "family": "not-a-family"})
     with pytest.raises(CheckpointError, match="family 'not-a-family'"):
         load_segmenter(tmp_path / "other.pt")

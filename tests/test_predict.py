@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from unsegcli.config import PreprocessConfig
+from unsegcli.engine.predict import predict_files
 from unsegcli.errors import UsageError
-from unsegcli.inference import predict_files, predict_masks, resized_size
 from unsegcli.io.images import decode_image
+from unsegcli.methods.move.predictor import predict_masks, resized_size
 
 from .helpers import random_image, tiny_model, write_images
 
@@ -280,7 +281,7 @@ class _Instances:
     device = torch.device("cpu")
 
     def prepare(self, index, image):
-        from unsegcli.inference import Prepared
+        from unsegcli.engine.predictor import Prepared
 
         return Prepared(index, torch.zeros(1, *image.shape[:2]), image.shape[:2], image.shape[:2])
 
@@ -293,7 +294,7 @@ class _Instances:
 
 
 def test_predict_files_writes_instance_maps_as_palette_pngs(tmp_path):
-    from unsegcli.inference import list_prediction_inputs, predict_files
+    from unsegcli.engine.predict import list_prediction_inputs, predict_files
     from unsegcli.io.instances import decode_instances
 
     write_images(tmp_path / "imgs" / "sub", [(20, 30), (12, 9)])
@@ -327,7 +328,7 @@ def test_open_output_replaces_only_on_success(tmp_path):
 
 
 def test_bucketed_emits_early_when_too_many_items_wait():
-    from unsegcli.inference import Prepared, bucketed
+    from unsegcli.engine.predictor import Prepared, bucketed
 
     shapes = [(1, 4, 4), (1, 4, 8), (1, 8, 4), (1, 4, 4), (1, 8, 8), (1, 4, 4)]
     items = [Prepared(i, torch.zeros(s)) for i, s in enumerate(shapes)]
@@ -339,7 +340,7 @@ def test_bucketed_emits_early_when_too_many_items_wait():
 
 
 def test_weights_identity_hashes_size_first_and_last_chunk(tmp_path):
-    from unsegcli.outputs import weights_identity
+    from unsegcli.io.outputs import weights_identity
 
     p = tmp_path / "w.bin"
     p.write_bytes(b"abcdefghij")
@@ -348,8 +349,7 @@ def test_weights_identity_hashes_size_first_and_last_chunk(tmp_path):
 
 
 def test_check_request_names_parameters_or_the_callers_words():
-    from unsegcli.cli.outputs import flag
-    from unsegcli.prediction import PredictRequest, check_request
+    from unsegcli.pipelines.predict import PredictRequest, check_request
 
     cases = [
         (PredictRequest("lost", options={"tau": 0.3}), "tau: not an option of method lost"),
@@ -362,15 +362,17 @@ def test_check_request_names_parameters_or_the_callers_words():
         with pytest.raises(UsageError) as e:
             check_request(req)
         assert str(e.value.message).startswith(message), e.value.message
-    with pytest.raises(UsageError, match="--max-size: options of checkpoints \\(--method move\\)"):
-        check_request(PredictRequest("lost", max_size=64), spell=flag)
+    with pytest.raises(UsageError) as e:  # the CLI says parameters as the flags of the command that ran
+        check_request(PredictRequest("lost", max_size=64))
+    spelled = e.value.render(lambda name: "--" + name.replace("_", "-"))
+    assert spelled.startswith("--max-size: options of checkpoints (--method move)")
     check_request(PredictRequest("lost", options={"k_patches": 5, "tau": None}))  # None = the default: fine
 
 
 def test_plan_tags_settings_refuses_other_settings_and_builds_the_predictor(tmp_path, tiny_ckpt):
     from unsegcli.io.masks import read_tag, settings_tag
-    from unsegcli.outputs import weights_identity
-    from unsegcli.prediction import PredictRequest, build_predictor, plan_prediction
+    from unsegcli.io.outputs import weights_identity
+    from unsegcli.pipelines.predict import PredictRequest, build_predictor, plan_prediction
 
     write_images(tmp_path / "imgs", [(40, 60)])
     out = tmp_path / "m"
@@ -394,7 +396,7 @@ def test_plan_tags_settings_refuses_other_settings_and_builds_the_predictor(tmp_
 
 def test_an_extreme_aspect_ratio_is_one_named_failed_input(tmp_path, cli, tiny_ckpt):
     """A 1x300 strip at a 64 shorter side would be a 19,200x64 model input; over the cap it fails alone, named."""
-    import unsegcli.inference as inference
+    import unsegcli.methods.move.predictor as inference
 
     write_images(tmp_path / "imgs", [(32, 40)])
     Image.fromarray(random_image(300, 1)).save(tmp_path / "imgs" / "strip.png")

@@ -112,13 +112,7 @@ def test_temps_are_short_and_stale_ones_of_dead_processes_are_removed(tmp_path):
 
 
 def test_settings_tag_round_trip_keeps_the_png_decodable(tmp_path):
-    from unsegcli.io.masks import (
-        first_with_other_tag,
-        read_mask,
-        read_tag,
-        settings_tag,
-        write_mask,
-    )
+    from unsegcli.io.masks import first_with_other_tag, read_mask, read_tag, settings_tag, write_mask
 
     tag = settings_tag({"binary": True, "threshold": 0.5})
     assert tag == settings_tag({"threshold": 0.5, "binary": True}) != settings_tag({"binary": False})
@@ -139,7 +133,7 @@ def test_settings_tag_round_trip_keeps_the_png_decodable(tmp_path):
 
 def test_stored_configs_are_type_checked():
     from unsegcli.config import ModelConfig, PreprocessConfig
-    from unsegcli.sempart.config import SempartConfig
+    from unsegcli.methods.sempart.config import SempartConfig
 
     good = ModelConfig.tiny()
     data = {

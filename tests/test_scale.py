@@ -13,7 +13,7 @@ import pytest
 
 from unsegcli.config import PreprocessConfig
 from unsegcli.errors import UsageError
-from unsegcli.inference import predict_masks
+from unsegcli.methods.move.predictor import predict_masks
 from unsegcli.runtime import Shard, parse_shard
 
 from .helpers import random_image, tiny_model, write_images

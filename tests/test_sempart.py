@@ -9,10 +9,10 @@ import torch
 
 from unsegcli.config import PreprocessConfig
 from unsegcli.errors import UsageError
-from unsegcli.sempart import losses
-from unsegcli.sempart.config import SempartConfig, SempartLossConfig
-from unsegcli.sempart.model import SempartModel
-from unsegcli.sempart.predictor import SempartPredictor, apply_polarity, corner_flip
+from unsegcli.methods.sempart import losses
+from unsegcli.methods.sempart.config import SempartConfig, SempartLossConfig
+from unsegcli.methods.sempart.model import SempartModel
+from unsegcli.methods.sempart.predictor import SempartPredictor, apply_polarity, corner_flip
 
 
 def tiny(seed: int = 0, **kw) -> SempartModel:
@@ -244,8 +244,8 @@ def test_predictor_flips_bright_corners_and_restores_size():
 
 # ------------------------------------------------------------------------------------------- training
 def _objective(seed: int = 0, lr: float = 1e-3, **loss_kw):
-    from unsegcli.sempart.objective import SempartObjective
-    from unsegcli.train.config import TrainConfig
+    from unsegcli.engine.config import TrainConfig
+    from unsegcli.methods.sempart.objective import SempartObjective
 
     cfg = TrainConfig(
         objective="sempart",
@@ -268,8 +268,8 @@ def _trainer(tmp_path, steps: int):
 
     from PIL import Image
 
-    from unsegcli.sempart.objective import SempartObjective
-    from unsegcli.train.loop import Trainer
+    from unsegcli.engine.train import Trainer
+    from unsegcli.methods.sempart.objective import SempartObjective
 
     (tmp_path / "images").mkdir(parents=True, exist_ok=True)
     paths = []
@@ -346,7 +346,7 @@ class OracleFeatures(torch.nn.Module):
         self.patch = patch
 
     def forward(self, x: torch.Tensor):
-        from unsegcli.sempart.model import DinoFeatures
+        from unsegcli.methods.sempart.model import DinoFeatures
 
         frac = torch.nn.functional.avg_pool2d((x[:, :1] > x[:, 1:2]).float(), self.patch)
         f = frac * self.u[:, None, None] + (1 - frac) * self.v[:, None, None]
@@ -377,7 +377,7 @@ def test_oracle_features_toy_learns_the_object():
     Measured with these seeds: coarse 0.15 -> 0.70, fine -> 0.95 after 60 steps. Other model seeds whose initial
     masks have little contrast (per-image std < 0.1) stay on the constant-mask plateau of the soft Ncut (L = 1,
     zero gradient; our reading of the paper) in this toy: 2 of 6 seeds; the seed is fixed for that reason."""
-    from unsegcli.train.loop import RunContext
+    from unsegcli.engine.train import RunContext
 
     _, objective = _objective(lr=1e-2)
     model = objective.model

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from unsegcli.engine.objective import Objective
 from unsegcli.errors import UsageError
+from unsegcli.methods.move import compose, losses
+from unsegcli.methods.move.config import MAEConfig
+from unsegcli.methods.move.inpainters import BlurInpainter, MAEInpainter, load_mae
 from unsegcli.model.checkpoint import read_checkpoint
 from unsegcli.synth import generate
-from unsegcli.train import compose, losses
-from unsegcli.train.config import MAEConfig
-from unsegcli.train.inpainters import BlurInpainter, MAEInpainter, load_mae
-from unsegcli.train.objectives import Objective
 
 TINY_MAE = MAEConfig(
     img_size=64,
@@ -137,25 +138,30 @@ def test_blur_inpainter_copies_real_pixels_outside_the_region():
 
 def _trainer(tmp_path, objective="move", steps=3, inpainter="blur", resume=False, **kw):
     from unsegcli.config import PreprocessConfig
+    from unsegcli.engine.config import TrainConfig, WeightSources
+    from unsegcli.pipelines.train import start_training
     from unsegcli.synth import write_dataset
-    from unsegcli.train.config import TrainConfig, WeightSources
-    from unsegcli.train.run import start_training
 
     write_dataset(tmp_path / "data", 8, 64, seed=0)
     masks = str(tmp_path / "data" / "masks") if objective == "self" else None
+    from unsegcli.config import PRESETS
+    from unsegcli.methods.move.config import MoveOptions
+
+    options = dataclasses.replace(MoveOptions.for_arch("tiny"), inpainter=inpainter) if objective == "move" else None
     cfg = TrainConfig(
         objective=objective,
         steps=steps,
         batch_size=4,
         crop=64,
         workers=0,
-        inpainter=inpainter,
         log_every=1,
         log_images_every=2,
         save_every=2,
+        model=PRESETS["tiny"],
         preprocess=PreprocessConfig(size=64),
+        options=options,
         **kw,
-    ).with_preset("tiny")
+    )
     run = start_training(
         [str(tmp_path / "data" / "images")], tmp_path / "run", cfg, WeightSources(random_init=True), masks, resume
     )
@@ -232,8 +238,8 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, objective):
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, cli, monkeypatch):
+    from unsegcli.methods.move import losses as train_losses
     from unsegcli.synth import write_dataset
-    from unsegcli.train import losses as train_losses
 
     write_dataset(tmp_path / "d", 4, 64, seed=0)
     real, calls = train_losses.self_training_loss, []
@@ -277,7 +283,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, c
 
 
 def test_fp16_loss_scaling_keeps_gradients_that_fp16_would_flush_to_zero():
-    from unsegcli.train.loop import RunContext
+    from unsegcli.engine.train import RunContext
 
     def grad(precision: str) -> float:
         w = torch.nn.Parameter(torch.tensor([1.0]))
@@ -297,7 +303,7 @@ def test_fp16_loss_scaling_keeps_gradients_that_fp16_would_flush_to_zero():
 
 
 def test_fp16_training_saves_and_resumes_the_loss_scale(tmp_path, monkeypatch):
-    import unsegcli.train.loop as loop
+    import unsegcli.engine.train as loop
 
     monkeypatch.setattr(loop, "effective_precision", lambda device, precision: precision)  # fp16 on the CPU
     a = _trainer(tmp_path, "self", steps=2, precision="fp16")
@@ -314,19 +320,32 @@ def test_fp16_training_saves_and_resumes_the_loss_scale(tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in b.objective.segmenter.parameters())
 
 
-def test_train_config_round_trips_and_presets_set_the_frozen_shapes():
-    from unsegcli.config import PRESETS
-    from unsegcli.train.config import MAEConfig, TrainConfig
+def test_train_config_round_trips_and_presets_set_the_frozen_shapes(tmp_path):
+    import json
 
-    cfg = TrainConfig(objective="self", steps=5, betas=(0.5, 0.6)).with_preset("demo")
-    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.model == PRESETS["demo"] and cfg.mae == MAEConfig.tiny(96) and cfg.disc_resolution == 96
-    real = TrainConfig().with_preset("vits16")
+    from unsegcli.config import PRESETS
+    from unsegcli.engine.config import TrainConfig
+    from unsegcli.methods.move.config import MAEConfig, MoveOptions
+    from unsegcli.methods.sempart.config import SempartLossConfig
+    from unsegcli.pipelines.train import config_for_method, write_config
+
+    cfg = config_for_method("move", {"steps": 5}, arch="demo")
+    assert TrainConfig.from_dict(cfg.to_dict(), MoveOptions) == cfg
+    assert cfg.model == PRESETS["demo"] and cfg.options.mae == MAEConfig.tiny(96) and cfg.options.disc_resolution == 96
+    real = config_for_method("move", {"steps": 5}, arch="vits16").options
     assert real.mae == MAEConfig() and real.disc_resolution == 224  # MAE ViT-L/16 and the official 224
+    sp = config_for_method("sempart", {"steps": 5}, options={"reduction_sr": "sum"})
+    assert TrainConfig.from_dict(sp.to_dict(), SempartLossConfig) == sp
+    selfcfg = config_for_method("self", {"steps": 5}, masks=True)
+    assert selfcfg.options is None and TrainConfig.from_dict(selfcfg.to_dict()) == selfcfg
+    # the run folder's config.json is the effective configuration, every default resolved
+    written = json.loads(write_config(tmp_path, sp).read_text())
+    assert written["options"]["reduction_sr"] == "sum" and written["options"]["lambda_sr"] == 20.0
+    assert written["batch_size"] == 8 and written["model"]["backbone"]["patch_size"] == 8
 
 
 def test_format_losses_shows_headline_losses_only():
-    from unsegcli.train.run import format_losses
+    from unsegcli.pipelines.train import format_losses
 
     assert format_losses({"loss_d": 1.0, "loss_s": 2.5, "loss_min_max": 3.0, "mask_area": 0.4}) == "d 1.000 s 2.500"
     assert format_losses({"loss": 0.25, "mask_area": 0.4}) == "loss 0.250"
@@ -359,9 +378,10 @@ def test_cli_train_requires_weights_offline_with_one_clear_message(tmp_path, cli
 
 
 def test_every_registered_objective_resolves_to_its_class():
-    from unsegcli.train.registry import OBJECTIVES, objective_class
+    from unsegcli.methods import objective_class, objectives
 
-    for name in OBJECTIVES:
+    assert list(objectives()) == ["move", "self", "sempart"]
+    for name in objectives():
         assert objective_class(name).name == name
     with pytest.raises(UsageError, match="unknown objective 'nope'"):
         objective_class("nope")
@@ -401,22 +421,26 @@ def test_timm_names_fail_clearly_offline(monkeypatch):
 
 def test_config_for_method_fills_the_recipe_and_checks_parameters():
     from unsegcli.config import PRESETS
-    from unsegcli.train.run import config_for_method
+    from unsegcli.pipelines.train import config_for_method
 
     move = config_for_method(None, {"steps": 5, "batch_size": None})
-    assert (move.objective, move.batch_size, move.crop, move.lr, move.lr_d, move.betas) == (
-        "move", 32, 224, 2e-4, 2e-4, (0.9, 0.95)  # MOVE sec. 3 and the official train.py
+    assert (move.objective, move.batch_size, move.crop, move.lr, move.betas) == (
+        "move", 32, 224, 2e-4, (0.9, 0.95)  # MOVE sec. 3 and the official train.py
     )  # fmt: skip
-    sp = config_for_method("sempart", {"epochs": 2, "lr": 3e-4, "tau": 0.3, "infer_size": 96}, arch="tiny")
+    assert move.options.lr_d is None and move.options.inpainter == "mae"  # D's lr follows the segmenter's
+    given = {"epochs": 2, "lr": 3e-4, "infer_size": 96}
+    sp = config_for_method("sempart", given, arch="tiny", options={"tau": 0.3, "lambda_sr": None})
     assert (sp.batch_size, sp.crop, sp.betas) == (8, 320, (0.9, 0.999))  # Sempart's recipe (sempart.config)
-    assert (sp.lr, sp.lr_d, sp.epochs, sp.steps) == (3e-4, 3e-4, 2, None)  # given lr wins, the D's follows
-    assert sp.sempart_loss.tau == 0.3 and sp.preprocess.size == 96 and sp.model == PRESETS["tiny"]
+    assert (sp.lr, sp.epochs, sp.steps) == (3e-4, 2, None)  # the given lr wins
+    assert sp.options.tau == 0.3 and sp.options.lambda_sr == 20.0 and sp.preprocess.size == 96
+    assert sp.model == PRESETS["tiny"]
     assert config_for_method(None, {"steps": 1}, masks=True).objective == "self"
     errors = [
         ((None, {"steps": 1, "epochs": 1}), {}, "give exactly one of steps or epochs"),
-        (("self", {"steps": 1}), {}, "method self needs masks"),
-        (("move", {"steps": 1}), {"masks": True}, "method move does not train on masks: drop masks"),
-        (("move", {"steps": 1, "lambda_sr": 2.0}), {}, "the Sempart loss options apply to method sempart only"),
+        (("self", {"steps": 1}), {}, "method self needs from_masks"),
+        (("move", {"steps": 1}), {"masks": True}, "method move does not train on masks: drop from_masks"),
+        (("move", {"steps": 1}), {"options": {"lambda_sr": 2.0}}, "lambda_sr: not an option of method move"),
+        (("sempart", {"steps": 1}), {"options": {"tau": 1.0}}, "tau must be in [-1, 1), not 1.0"),
         (("move", {"steps": 1, "lr_d": 1.0, "nope": 1}), {}, "not training parameters: lr_d, nope"),
     ]
     for args, kwargs, message in errors:

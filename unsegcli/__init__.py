@@ -15,12 +15,12 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 _API = {
-    "load_segmenter": "unsegcli.model.families",
-    "import_official_move": "unsegcli.model.official_move",
-    "predict_masks": "unsegcli.inference",
-    "predict_files": "unsegcli.inference",
-    "Predictor": "unsegcli.inference",
-    "Segmenter": "unsegcli.model.segmenter",
+    "load_segmenter": "unsegcli.methods.loading",
+    "import_official_move": "unsegcli.methods.move.official_import",
+    "predict_masks": "unsegcli.engine.predict",
+    "predict_files": "unsegcli.engine.predict",
+    "Predictor": "unsegcli.engine.predict",
+    "Segmenter": "unsegcli.methods.move.segmenter",
     "ModelConfig": "unsegcli.config",
     "PreprocessConfig": "unsegcli.config",
     "PRESETS": "unsegcli.config",

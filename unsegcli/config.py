@@ -12,7 +12,7 @@ import types
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from .errors import UsageError
+from .errors import UsageError, param
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # official infer.py / DINO normalisation
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,6 +68,67 @@ def checked_fields(cls: Any, data: Any) -> dict[str, Any]:
         if not _type_ok(v, hints[k]):
             raise UsageError(f"{cls.__name__}.{k} = {v!r} is not a valid {_type_name(hints[k])}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    min_open: bool = False,
+    max_open: bool = False,
+    cite: str | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A method option declared once: a dataclass field whose metadata the CLI turns into a flag (``--name``
+    with dashes, or ``flag``; its help, range and ``Literal`` choices) and ``validate`` checks in the library.
+    ``cite``: where the default comes from (official code or paper), shown in ``--help``."""
+    meta = {"help": help, "flag": flag, "min": min, "max": max, "min_open": min_open, "max_open": max_open}
+    return field(default=default, metadata={**meta, "cite": cite, "metavar": metavar})
+
+
+def literal_choices(hint: Any) -> tuple[Any, ...]:
+    """The values of a ``Literal`` annotation (also inside ``X | None``); () for other annotations."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    if get_origin(hint) in (Union, types.UnionType):
+        return tuple(v for a in get_args(hint) for v in literal_choices(a))
+    return ()
+
+
+def interval(meta: Any) -> str:
+    """``[lo, hi)`` and the like, from an option's metadata."""
+    lo, hi = meta.get("min"), meta.get("max")
+    left = "-inf" if lo is None else f"{lo:g}"
+    right = "inf" if hi is None else f"{hi:g}"
+    opening = "(" if meta.get("min_open") or lo is None else "["
+    closing = ")" if meta.get("max_open") or hi is None else "]"
+    return f"{opening}{left}, {right}{closing}"
+
+
+def check_option(name: str, value: Any, meta: Any, choices: tuple[Any, ...] = ()) -> None:
+    """One option's value against its metadata (``option``) and its ``Literal`` choices; UsageError naming it."""
+    if value is None:
+        return
+    if choices and value not in choices:
+        raise UsageError(f"{param(name)} must be one of {', '.join(map(str, choices))}, not {value!r}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is None and hi is None:
+        return
+    below = lo is not None and (value < lo or (meta.get("min_open") and value == lo))
+    above = hi is not None and (value > hi or (meta.get("max_open") and value == hi))
+    if below or above or (isinstance(value, float) and not math.isfinite(value)):
+        raise UsageError(f"{param(name)} must be in {interval(meta)}, not {value}")
+
+
+def validate(opts: Any) -> None:
+    """Check an options dataclass against its fields' metadata (``option``): ``Literal`` choices and ranges.
+    Raises UsageError naming the parameter, which the CLI says as its flag."""
+    hints = get_type_hints(type(opts))
+    for f in fields(opts):
+        check_option(f.name, getattr(opts, f.name), f.metadata, literal_choices(hints[f.name]))
 
 
 def _type_name(hint: Any) -> str:

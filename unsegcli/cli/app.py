@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import UnsegError
 from . import boxes, evaluate, merge, predict, refine, show, synth, train, weights
 from .console import console, report_failure
+from .options import UnsegCommand
 
 
 class _ErrorMappingGroup(TyperGroup):
@@ -34,7 +35,7 @@ class _ErrorMappingGroup(TyperGroup):
         except UnsegError as e:
             if ctx.params.get("debug"):
                 console.print_exception()
-            report_failure(str(e))
+            report_failure(e.render(getattr(e, "spell", str)))  # parameters as the command's flags (UnsegCommand)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt as e:
             if ctx.params.get("debug"):
@@ -115,15 +116,15 @@ def _main(
 
 
 # workflow order: make masks, refine them, turn them into boxes, score and look at them, train, then the helpers
-app.command(epilog=predict.EXAMPLES)(predict.predict)
-app.command(epilog=refine.EXAMPLES)(refine.refine)
-app.command(epilog=boxes.EXAMPLES)(boxes.boxes)
-app.command(epilog=evaluate.CORLOC_EXAMPLES)(evaluate.corloc)
+app.command(epilog=predict.EXAMPLES, cls=UnsegCommand)(predict.predict)
+app.command(epilog=refine.EXAMPLES, cls=UnsegCommand)(refine.refine)
+app.command(epilog=boxes.EXAMPLES, cls=UnsegCommand)(boxes.boxes)
+app.command(epilog=evaluate.CORLOC_EXAMPLES, cls=UnsegCommand)(evaluate.corloc)
 app.add_typer(evaluate.eval_app, name="eval")
-app.command(epilog=show.EXAMPLES)(show.show)
-app.command(epilog=train.EXAMPLES)(train.train)
-app.command(epilog=synth.EXAMPLES)(synth.synth)
-app.command(epilog=merge.EXAMPLES)(merge.merge)
+app.command(epilog=show.EXAMPLES, cls=UnsegCommand)(show.show)
+app.command(epilog=train.EXAMPLES, cls=UnsegCommand)(train.train)
+app.command(epilog=synth.EXAMPLES, cls=UnsegCommand)(synth.synth)
+app.command(epilog=merge.EXAMPLES, cls=UnsegCommand)(merge.merge)
 app.add_typer(weights.weights_app, name="weights")
 
 

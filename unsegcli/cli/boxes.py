@@ -134,11 +134,11 @@ def boxes(
     from ..errors import UsageError
     from ..io.files import check_output_dir, check_output_file
     from ..io.images import TOO_LARGE
+    from ..io.outputs import check_outside_inputs
     from ..labels.components import COLOUR_IMAGE
     from ..labels.formats import writer_class
     from ..labels.runner import label_files, plan_tasks
     from ..runtime import close_shard, init_shard
-    from .outputs import check_outside_inputs
 
     if images is not None and not os.path.isdir(images):
         raise UsageError(f"--images must be a folder: {images}")

@@ -11,7 +11,7 @@ from ..config import DEFAULT_WORKERS
 from ..evaluation.results import EvalResult
 from ..io.files import write_output
 from .console import Failures, notice, show_result
-from .options import ConnectivityOpt, DatasetArg, JsonOpt, MissingOpt, PickOpt, ThresholdOpt, WorkersOpt
+from .options import ConnectivityOpt, DatasetArg, JsonOpt, MissingOpt, PickOpt, ThresholdOpt, UnsegCommand, WorkersOpt
 
 eval_app = typer.Typer(no_args_is_help=True, help="Saliency (Acc/IoU/maxFβ) and class-agnostic detection (AP).")
 
@@ -153,7 +153,7 @@ def corloc(
         raise typer.Exit(1)
 
 
-@eval_app.command(epilog=SALIENCY_EXAMPLES)
+@eval_app.command(epilog=SALIENCY_EXAMPLES, cls=UnsegCommand)
 def saliency(
     gt: Annotated[str, typer.Option("--gt", metavar="DIR", help="Folder of GT mask PNGs (recursive).")],
     pred: Annotated[
@@ -202,7 +202,7 @@ def saliency(
         raise typer.Exit(1)
 
 
-@eval_app.command(epilog=DETECTION_EXAMPLES)
+@eval_app.command(epilog=DETECTION_EXAMPLES, cls=UnsegCommand)
 def detection(
     gt: Annotated[str, typer.Option("--gt", metavar="FILE", help="COCO instances JSON (GT), or '-' for stdin.")],
     pred: Annotated[

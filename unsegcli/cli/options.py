@@ -12,17 +12,21 @@ Help text is Rich markup: write ``\\[`` for a literal bracket.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
+from typer.core import TyperCommand
 
-from ..config import Precision, PresetName
+from ..config import Precision, PresetName, check_option, interval
+from ..errors import UnsegError, UsageError
 from ..evaluation.inputs import Missing, Pick
 from ..io.datasets import DatasetName
 from ..labels.components import Connectivity
 from ..labels.formats import LabelFormat
-from ..train.config import InpainterName
 
 # --- common to most commands -----------------------------------------------------------------------
 WorkersOpt = Annotated[
@@ -132,7 +136,92 @@ WeightsOpt = Annotated[
     ),
 ]
 ArchOpt = Annotated[PresetName, typer.Option("--arch", help="Segmenter shape (config.PRESETS) when not from --init.")]
-InpainterOpt = Annotated[
-    InpainterName, typer.Option("--inpainter", help="mae (MOVE) or blur (non-learned, no weights needed).")
-]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Same seed, same result.")]
+
+
+# --- commands and their generated options ----------------------------------------------------------
+class UnsegCommand(TyperCommand):
+    """A command whose library errors say parameters (``errors.param``) as this command's own flags."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (Typer's vendored click)
+        try:
+            return super().invoke(ctx)
+        except UnsegError as e:
+            e.spell = self.flag  # type: ignore[attr-defined]  # read by cli.app's error mapping
+            raise
+
+    def flag(self, name: str) -> str:
+        for p in self.params:
+            if p.name == name:
+                if p.param_type_name == "argument":
+                    return str(p.name).upper()
+                return next((o for o in p.opts if o.startswith("--")), p.opts[0])
+        return "--" + name.replace("_", "-")
+
+
+def _declared(classes: Sequence[type]) -> dict[str, list[tuple[type, Any, Any]]]:
+    """Option name -> (class, field, type) of each class that declares it with ``config.option``."""
+    out: dict[str, list[tuple[type, Any, Any]]] = {}
+    for cls in classes:
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            if "help" in f.metadata:
+                out.setdefault(f.name, []).append((cls, f, hints[f.name]))
+    return out
+
+
+def _shown_default(entries: list[tuple[type, Any, Any]], labels: dict[type, str]) -> str:
+    """One default, or each default with the methods that have it."""
+    by_value: dict[object, list[str]] = {}
+    for cls, f, _ in entries:
+        by_value.setdefault(f.default, []).append(labels[cls])
+    if len(by_value) == 1:
+        return str(next(iter(by_value)))
+    return "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_value.items())
+
+
+def _range_callback(name: str, meta: Any) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        try:
+            check_option(name, value, meta)
+        except UsageError:
+            raise typer.BadParameter(f"{value} is not in {interval(meta)}") from None
+        return value
+
+    return check
+
+
+def declared_flags(
+    classes: dict[str, type], panel: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command taking ``**options`` one flag per option field of ``classes`` (label -> options class):
+    the flag, help, range and choices come from the field's ``config.option`` metadata, the default is None
+    ("the method's own default", each shown in ``--help``), and a field several classes declare is one flag.
+    ``panel``: the help panel of them all; None = one panel per label ("--method LABEL")."""
+    labels = {cls: label for label, cls in classes.items()}
+    declared = _declared(list(classes.values()))
+
+    def add(func: Callable[..., Any]) -> Callable[..., Any]:
+        base = inspect.signature(func, eval_str=True)
+        params = [p for p in base.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        for name, entries in declared.items():
+            _, f, hint = entries[0]
+            meta = f.metadata
+            extra: dict[str, Any] = {"metavar": meta["metavar"]} if meta.get("metavar") else {}
+            if meta.get("min") is not None or meta.get("max") is not None:
+                extra["callback"] = _range_callback(name, meta)
+            help_text = meta["help"] + (f" Range: {interval(meta)}." if "callback" in extra else "")
+            opt = typer.Option(
+                meta.get("flag") or "--" + name.replace("_", "-"),
+                help=help_text.replace("[", "\\["),
+                show_default=_shown_default(entries, labels),
+                rich_help_panel=panel or f"--method {', '.join(labels[e[0]] for e in entries)}",
+                **extra,
+            )
+            annotation = Annotated[hint | None, opt]  # type: ignore[valid-type]
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+            func.__annotations__[name] = annotation
+        func.__signature__ = base.replace(parameters=params)  # type: ignore[attr-defined]
+        return func
+
+    return add

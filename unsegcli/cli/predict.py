@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
-from ..methods.options import OPTIONS, Eigensolver, Geometry, Orientation
+from ..methods import options_class, predict_methods
 from ..refine import RefineMethod, RefineOutput
 from .options import (
     BatchSizeOpt,
@@ -23,6 +23,7 @@ from .options import (
     ThresholdOpt,
     WeightsOpt,
     WorkersOpt,
+    declared_flags,
 )
 
 EXAMPLES = """
@@ -51,21 +52,19 @@ EXAMPLES = """
   unseg predict images/ --out inst/ --method maskcut --max-objects 3   # instance PNGs: one index per object
 """
 
-MethodChoice = Literal["move", "tokencut", "lost", "maskcut"]  # "move" + methods.options.OPTIONS (tested)
 _PANEL = "Training-free methods"
+# label -> options class of each training-free method (the method table); their fields become this command's flags
+_OPTIONS = {name: options_class(name) for name in predict_methods()[1:]}
 
 
-def _defaults(name: str) -> str:
-    """The official default of option ``name`` for --help: one value, or each value with its methods."""
-    by_value: dict[object, list[str]] = {}
-    for m, cls in OPTIONS.items():
-        if hasattr(cls, name):
-            by_value.setdefault(getattr(cls, name), []).append(m)
-    if len(by_value) == 1:
-        return str(next(iter(by_value)))
-    return "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_value.items())
+def _known_method(value: str) -> str:
+    """Checks --method against the method table (methods.predict_methods)."""
+    if value not in predict_methods():
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(predict_methods())}")
+    return value
 
 
+@declared_flags(_OPTIONS, _PANEL)
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or '-' for paths on stdin.")],
     out: Annotated[
@@ -75,9 +74,11 @@ def predict(
         ),
     ],
     method: Annotated[
-        MethodChoice,
+        str,
         typer.Option(
             "--method",
+            metavar="|".join(predict_methods()),
+            callback=_known_method,
             help="move: a trained checkpoint (--weights: MOVE, Sempart, self-trained). tokencut, lost: "
             "training-free, one object per image as a 0/255 mask, from a DINO backbone (--backbone). maskcut: "
             "training-free, up to --max-objects objects per image in one instance PNG (palette, index k = object "
@@ -136,145 +137,21 @@ def predict(
     root: RootOpt = None,
     null: NullOpt = False,
     quiet: QuietOpt = False,
-    backbone: Annotated[
-        str | None,
-        typer.Option(
-            "--backbone",
-            metavar="NAME|PATH",
-            rich_help_panel=_PANEL,
-            show_default=_defaults("backbone"),
-            help="DINO ViT whose last-block keys are cut: a known name (dino-vits16, dino-vits8, dino-vitb8, ...; "
-            "get it with `unseg weights fetch NAME`), DINO's own .pth or a timm file, or timm:NAME.",
-        ),
-    ] = None,
-    tau: Annotated[
-        float | None,
-        typer.Option(
-            "--tau",
-            min=-1.0,
-            max=1.0,
-            rich_help_panel=_PANEL,
-            show_default=_defaults("tau"),
-            help="Cosine threshold of the patch graph: pairs above it get weight 1, the others --eps.",
-        ),
-    ] = None,
-    eps: Annotated[
-        float | None,
-        typer.Option(
-            "--eps",
-            min=0.0,
-            max=1.0,
-            rich_help_panel=_PANEL,
-            show_default=_defaults("eps"),
-            help="Weight of the patch graph's dissimilar pairs.",
-        ),
-    ] = None,
-    k_patches: Annotated[
-        int | None,
-        typer.Option(
-            "--k-patches",
-            min=1,
-            rich_help_panel=_PANEL,
-            show_default=_defaults("k_patches"),
-            help="LOST: lowest-degree patches the seed may expand over.",
-        ),
-    ] = None,
-    max_objects: Annotated[
-        int | None,
-        typer.Option(
-            "--max-objects",
-            min=1,
-            max=255,
-            rich_help_panel=_PANEL,
-            show_default=_defaults("max_objects"),
-            help="MaskCut: cuts per image, so the most objects one instance mask holds.",
-        ),
-    ] = None,
-    max_iou: Annotated[
-        float | None,
-        typer.Option(
-            "--max-iou",
-            min=0.0,
-            max=1.0,
-            rich_help_panel=_PANEL,
-            show_default=_defaults("max_iou"),
-            help="MaskCut: drop a new mask whose IoU with the previous one is higher.",
-        ),
-    ] = None,
-    min_fraction: Annotated[
-        float | None,
-        typer.Option(
-            "--min-fraction",
-            min=0.0,
-            max=1.0,
-            rich_help_panel=_PANEL,
-            show_default=_defaults("min_fraction"),
-            help="MaskCut: drop a mask covering at most this fraction of the patch grid.",
-        ),
-    ] = None,
-    orientation: Annotated[
-        Orientation | None,
-        typer.Option(
-            "--orientation",
-            rich_help_panel=_PANEL,
-            show_default=_defaults("orientation"),
-            help="MaskCut: which side of the cut is the object. official: CutLER's rule, which tests the corners "
-            "only under one eigenvector sign (with --eigensolver exact that sign is LAPACK's, exactly as in the "
-            "official code; the fast solver makes the largest-|v| entry positive, and under that sign official "
-            "equals symmetric). symmetric: the side touching >= 3 grid corners is background whatever the sign.",
-        ),
-    ] = None,
-    eigensolver: Annotated[
-        Eigensolver | None,
-        typer.Option(
-            "--eigensolver",
-            rich_help_panel=_PANEL,
-            show_default=_defaults("eigensolver"),
-            help="TokenCut, MaskCut: exact = the official dense generalised eigh on the CPU (O(N^3): slow on large "
-            "grids), with DINO's explicit attention, for parity with the official code; fast = batched Lanczos on "
-            "the device. They agree up to sign and ~1e-10 except when the 2nd and 3rd eigenvalues (nearly) "
-            "coincide, where the eigenvector is ill-defined, or when an entry sits on the partition threshold.",
-        ),
-    ] = None,
-    geometry: Annotated[
-        Geometry | None,
-        typer.Option(
-            "--geometry",
-            rich_help_panel=_PANEL,
-            show_default=_defaults("geometry"),
-            help="How an image meets the patch grid. pad: the official CorLoc code, full resolution, zero-padded "
-            "to a patch multiple (the mask's box equals the official box). resize: TokenCut's saliency code, "
-            "resized to a patch multiple and the mask resized back. fixed: MaskCut's --fixed-size square.",
-        ),
-    ] = None,
-    fixed_size: Annotated[
-        int | None,
-        typer.Option(
-            "--fixed-size",
-            min=8,
-            rich_help_panel=_PANEL,
-            show_default=_defaults("fixed_size"),
-            help="Side of the square images are resized to with --geometry fixed.",
-        ),
-    ] = None,
+    **options: Any,
 ) -> None:
     """Run a segmenter (a checkpoint, or a training-free method) on images and write one mask PNG per image
     (same relative path, .png)."""
-    from ..inference import predict_files
-    from ..prediction import PredictRequest, build_predictor, plan_prediction
+    from ..engine.predict import predict_files
+    from ..pipelines.predict import PredictRequest, build_predictor, plan_prediction
     from ..runtime import close_shard
     from .console import Failures, console, notice, progress_bar
-    from .outputs import flag
 
-    options: dict[str, Any] = {"backbone": backbone, "tau": tau, "eps": eps, "k_patches": k_patches}
-    options |= {"max_objects": max_objects, "max_iou": max_iou, "min_fraction": min_fraction}
-    options |= {"orientation": orientation, "eigensolver": eigensolver, "geometry": geometry, "fixed_size": fixed_size}
     request = PredictRequest(
         method=method, weights=weights, options=options, size=size, max_size=max_size, branch=branch,
         compile=compile, precision=precision, device=device, binary=binary, threshold=threshold,
         refine=refine, refine_output=refine_output, overwrite=overwrite,
     )  # fmt: skip
-    plan = plan_prediction(request, inputs, out, root=root, null=null, shard=shard, spell=flag)
+    plan = plan_prediction(request, inputs, out, root=root, null=null, shard=shard)
     sh, dev, listing = plan.shard, plan.device, plan.listing
     quiet = quiet or not sh.shows_progress  # under torchrun, one progress bar and summary: rank 0's
     if device == "auto" and dev.type == "cpu" and not quiet:

@@ -114,10 +114,10 @@ def refine(
     from ..errors import UsageError
     from ..io.files import check_output_dir, remove_stale_temps
     from ..io.masks import settings_tag
+    from ..io.outputs import check_outside_inputs, check_same_settings
     from ..refine.runner import plan_refine, refine_files
     from ..runtime import close_shard, init_shard, sum_across
     from .console import Failures, console, notice, progress_bar
-    from .outputs import check_outside_inputs, check_same_settings
 
     check_output_dir(out, "--out")
     check_outside_inputs([*masks, images], out)

@@ -105,10 +105,10 @@ def show(
     """Review masks or labels: overlays + a static index.html (grid, facts, plots, flags)."""
     from ..errors import UsageError
     from ..io.files import check_output_dir
+    from ..io.outputs import check_outside_inputs
     from ..review import sources
     from ..review.report import write_report
     from .console import Failures, console, progress_bar
-    from .outputs import check_outside_inputs
 
     check_output_dir(out, "--out")
     check_outside_inputs([labels, images], out)  # overlays and thumbnails are images

@@ -7,12 +7,10 @@ from typing import Annotated, Any
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
-from ..sempart.config import TRAIN_DEFAULTS as _SP
-from ..sempart.config import Reduction, SempartLossConfig
-from ..train.config import TrainConfig
-from ..train.registry import OBJECTIVES
+from ..engine.config import TrainConfig
+from ..methods import load, objectives
 from .console import Failures, console, notice, progress_bar
-from .options import ArchOpt, DeviceOpt, InpainterOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt
+from .options import ArchOpt, DeviceOpt, PrecisionOpt, QuietOpt, SeedOpt, WorkersOpt, declared_flags
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -32,12 +30,27 @@ EXAMPLES = """
 
 
 def _known_method(value: str | None) -> str | None:
-    """Checks --method against the one table of objectives (train.registry.OBJECTIVES)."""
-    if value is not None and value not in OBJECTIVES:
-        raise typer.BadParameter(f"'{value}' is not one of {', '.join(OBJECTIVES)}")
+    """Checks --method against the method table's objectives (methods.objectives)."""
+    if value is not None and value not in objectives():
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(objectives())}")
     return value
 
 
+def _recipes(name: str) -> str:
+    """--help's default of TrainConfig field ``name``: MOVE's, and each objective's recipe that differs."""
+    shown = {"move": getattr(TrainConfig, name)}
+    for objective, entry in objectives().items():
+        recipe = load(entry.recipe) if entry.recipe else {}
+        if name in recipe:
+            shown[objective] = recipe[name]
+    return ", ".join(f"{v} ({k})" for k, v in shown.items())
+
+
+# objective -> its options class (the method table); their fields become this command's flags, one panel each
+_OPTIONS = {name: load(entry.options) for name, entry in objectives().items() if entry.options}
+
+
+@declared_flags(_OPTIONS)
 def train(
     images: Annotated[
         list[str], typer.Argument(metavar="IMAGES...", help="Training images: files, folders (recursive) or '-'.")
@@ -57,7 +70,7 @@ def train(
         str | None,
         typer.Option(
             "--method",
-            metavar="|".join(OBJECTIVES),
+            metavar="|".join(objectives()),
             callback=_known_method,
             show_default="self with --from-masks, else move",
             help="Training objective.",
@@ -73,7 +86,7 @@ def train(
             "--batch-size",
             "-b",
             min=1,
-            show_default=f"{TrainConfig.batch_size} (MOVE), {_SP['batch_size']} (Sempart)",
+            show_default=_recipes("batch_size"),
             help="Images per batch.",
         ),
     ] = None,
@@ -82,7 +95,7 @@ def train(
         typer.Option(
             "--crop",
             min=16,
-            show_default=f"{TrainConfig.crop} (MOVE), {_SP['crop']} (Sempart)",
+            show_default=_recipes("crop"),
             help="Training input size (random resized crops); Sempart also predicts at this square size.",
         ),
     ] = None,
@@ -90,7 +103,7 @@ def train(
         float | None,
         typer.Option(
             "--lr",
-            show_default=f"{TrainConfig.lr} (MOVE), {_SP['lr']} (Sempart)",
+            show_default=_recipes("lr"),
             help="Learning rate of the segmenter (MOVE: also the discriminator's).",
         ),
     ] = None,
@@ -104,7 +117,6 @@ def train(
             "model.safetensors, or timm:NAME (online).",
         ),
     ] = None,
-    inpainter: InpainterOpt = TrainConfig.inpainter,
     inpainter_weights: Annotated[
         str | None, typer.Option("--inpainter-weights", metavar="FILE", help="mae_visualize_vit_large_ganloss.pth.")
     ] = None,
@@ -142,61 +154,6 @@ def train(
     log_images_every: Annotated[
         int, typer.Option("--log-images-every", min=0, help="Image grid every N steps (0: never).")
     ] = TrainConfig.log_images_every,
-    tau: Annotated[
-        float | None,
-        typer.Option(
-            "--tau",
-            show_default=str(SempartLossConfig.tau),
-            rich_help_panel="Sempart",
-            help="Affinity threshold of the NCut graph (cosine > tau -> 1, else 1e-6).",
-        ),
-    ] = None,
-    lambda_sr: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda-sr",
-            show_default=str(SempartLossConfig.lambda_sr),
-            rich_help_panel="Sempart",
-            help="Weight of the fine-to-coarse distillation term.",
-        ),
-    ] = None,
-    lambda_gtv_coarse: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda-gtv-coarse",
-            show_default=str(SempartLossConfig.lambda_gtv_coarse),
-            rich_help_panel="Sempart",
-            help="Weight of the coarse graph total variation.",
-        ),
-    ] = None,
-    lambda_gtv_fine: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda-gtv-fine",
-            show_default=str(SempartLossConfig.lambda_gtv_fine),
-            rich_help_panel="Sempart",
-            help="Weight of the colour-weighted fine total variation.",
-        ),
-    ] = None,
-    sr_reduction: Annotated[
-        Reduction | None,
-        typer.Option(
-            "--sr-reduction",
-            show_default=SempartLossConfig.reduction_sr,
-            rich_help_panel="Sempart",
-            help="Per-image reduction of the distillation term; 'sum' is the paper read literally, which pulls both "
-            "masks onto a constant (see README).",
-        ),
-    ] = None,
-    gtv_reduction: Annotated[
-        Reduction | None,
-        typer.Option(
-            "--gtv-reduction",
-            show_default=SempartLossConfig.reduction_gtv,
-            rich_help_panel="Sempart",
-            help="Per-image reduction of the total-variation terms.",
-        ),
-    ] = None,
     seed: SeedOpt = TrainConfig.seed,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = TrainConfig.precision,
@@ -205,30 +162,20 @@ def train(
         bool, typer.Option("--resume", metavar="", help="Continue from OUT/last.pt (models, optimisers, step, RNG).")
     ] = False,
     quiet: QuietOpt = False,
+    **options: Any,
 ) -> None:
     """Train MOVE or Sempart on unlabelled images, or self-train on pseudo-masks."""
-    from ..errors import UsageError
+    from ..engine.config import WeightSources
+    from ..pipelines.train import config_for_method, format_losses, start_training
     from ..runtime import close_shard
-    from ..train.config import WeightSources
-    from ..train.run import RunFolderError, config_for_method, format_losses, start_training
-    from .outputs import flag
 
     given: dict[str, Any] = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "crop": crop, "lr": lr}
-    given |= {"seed": seed, "tau": tau, "lambda_sr": lambda_sr, "lambda_gtv_coarse": lambda_gtv_coarse}
-    given |= {"lambda_gtv_fine": lambda_gtv_fine, "reduction_sr": sr_reduction, "reduction_gtv": gtv_reduction}
-    given |= {"save_every": save_every, "log_every": log_every, "log_images_every": log_images_every}
+    given |= {"seed": seed, "save_every": save_every, "log_every": log_every, "log_images_every": log_images_every}
     given |= {"workers": workers, "device": device, "precision": precision, "train_backbone": train_backbone}
-    given |= {"inpainter": inpainter, "infer_size": infer_size}
-    cfg = config_for_method(method, given, masks=from_masks is not None, arch=arch, spell=flag)
+    given |= {"infer_size": infer_size}
+    cfg = config_for_method(method, given, masks=from_masks is not None, arch=arch, options=options)
     sources = WeightSources(backbone_weights, inpainter_weights, disc_weights, init, random_init)
-    try:
-        run = start_training(images, out, cfg, sources, from_masks, resume)
-    except RunFolderError as e:
-        if e.exists:
-            raise UsageError(
-                f"{out} already holds a run ({e.last})", "add --resume to continue it, or choose another --out"
-            ) from None
-        raise UsageError(f"--resume: no {e.last}") from None
+    run = start_training(images, out, cfg, sources, from_masks, resume)
     trainer, report = run.trainer, run.shard.shows_progress  # under torchrun, rank 0 alone speaks
     if report:
         failed = Failures()

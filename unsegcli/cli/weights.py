@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from ..config import PreprocessConfig
+from .options import UnsegCommand
 
 weights_app = typer.Typer(no_args_is_help=True, help="List, fetch, import and inspect weights.")
 
@@ -50,7 +51,7 @@ EXPORT_EXAMPLES = """
 """
 
 
-@weights_app.command("list", epilog=LIST_EXAMPLES)
+@weights_app.command("list", epilog=LIST_EXAMPLES, cls=UnsegCommand)
 def list_(
     as_json: Annotated[
         bool, typer.Option("--json", metavar="", help="Print JSON on stdout instead of a table.")
@@ -111,7 +112,7 @@ def _check_out(out: Path) -> None:
     check_output_file(out, "--out")
 
 
-@weights_app.command(epilog=FETCH_EXAMPLES)
+@weights_app.command(epilog=FETCH_EXAMPLES, cls=UnsegCommand)
 def fetch(
     name: Annotated[str, typer.Argument(help="A known name with a download URL (see `unseg weights list`).")],
     out: Annotated[
@@ -149,7 +150,7 @@ def fetch(
     console.print(f"saved {dest}")
 
 
-@weights_app.command("import-move", epilog=IMPORT_EXAMPLES)
+@weights_app.command("import-move", epilog=IMPORT_EXAMPLES, cls=UnsegCommand)
 def import_move(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Official MOVE checkpoint-N.pth.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Our checkpoint file to write.")],
@@ -182,8 +183,8 @@ def import_move(
     """Convert the official MOVE release + DINO weights into unseg's safe checkpoint format."""
     import warnings
 
+    from ..methods.move.official_import import import_official_move
     from ..model.checkpoint import checkpoint_dict, save_checkpoint
-    from ..model.official_move import import_official_move
     from .console import console
 
     _check_out(out)
@@ -205,7 +206,7 @@ def import_move(
     )
 
 
-@weights_app.command(epilog=INFO_EXAMPLES)
+@weights_app.command(epilog=INFO_EXAMPLES, cls=UnsegCommand)
 def info(path: Annotated[str, typer.Argument(help="Checkpoint path or known name.")]) -> None:
     """Print a checkpoint's model config, preprocessing and provenance as JSON on stdout."""
     from ..model.checkpoint import read_checkpoint
@@ -229,7 +230,7 @@ def info(path: Annotated[str, typer.Argument(help="Checkpoint path or known name
     )
 
 
-@weights_app.command(epilog=EXPORT_EXAMPLES)
+@weights_app.command(epilog=EXPORT_EXAMPLES, cls=UnsegCommand)
 def export(
     checkpoint: Annotated[str, typer.Argument(help="A training checkpoint (e.g. runs/x/last.pt).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Inference-only checkpoint to write.")],

@@ -1,36 +1,170 @@
-"""Training-free object discovery on DINO keys: LOST, TokenCut and CutLER's MaskCut, one shared core.
+"""The method table: every mask method unseg knows, by name, and where each of its pieces lives.
 
-The options (``options.py``) import without torch, so the CLI can show their defaults in ``--help``;
-the predictor and the method table load torch on first use.
+A method is one folder under ``methods/`` (``move/``, ``sempart/``, ``spectral/``) plus one entry here. The
+entries name their pieces as lazy ``"module:attr"`` strings, so this module imports neither torch nor any
+method (``unseg --help`` reads it), and nothing below this layer (``engine/``, ``model/``) knows a method.
+
+Two kinds of method:
+
+- ``checkpoint``: a trained model. Its ``family`` module (the name stored in a checkpoint's ``"family"`` key)
+  has ``config_from_dict(dict)``, ``build(config) -> nn.Module`` and ``predictor(model, preprocess, device,
+  precision, compile, **options) -> MaskPredictor``; ``unseg predict --method move`` loads any family.
+  ``training`` maps each ``unseg train --method`` name to its ``Objective`` class, its options class and
+  its recipe (``TrainConfig`` fields that differ from the defaults, which are MOVE's).
+- ``training-free``: ``predictor(method, options, backbone=, device=)`` makes a MaskPredictor from an
+  ``options`` dataclass whose fields are declared with ``config.option`` (the CLI makes its flags from them).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import importlib
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
 
-from .options import OPTIONS, LostOptions, MaskCutOptions, MethodName, TokenCutOptions, method_options
-
-if TYPE_CHECKING:
-    from .predictor import METHODS, Method, SpectralPredictor
-
-__all__ = [
-    "METHODS",
-    "OPTIONS",
-    "LostOptions",
-    "MaskCutOptions",
-    "Method",
-    "MethodName",
-    "SpectralPredictor",
-    "TokenCutOptions",
-    "method_options",
-]
-
-_LAZY = ("METHODS", "Method", "SpectralPredictor")
+from ..config import validate
+from ..errors import CheckpointError, UsageError, param
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from . import predictor
+@dataclass(frozen=True)
+class Training:
+    """One ``unseg train --method`` objective."""
 
-        return getattr(predictor, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    objective: str  # "module:Class" implementing engine.objective.Objective
+    options: str | None = None  # "module:Class": the objective's own options (a frozen dataclass of config.option)
+    recipe: str | None = None  # "module:attr": a dict of TrainConfig defaults that differ from MOVE's
+
+
+@dataclass(frozen=True)
+class Method:
+    kind: Literal["checkpoint", "training-free"]
+    summary: str
+    family: str | None = None  # checkpoint: the module that loads its checkpoints (= their "family" key)
+    predictor: str | None = None  # training-free: "module:Class" of its MaskPredictor
+    options: str | None = None  # training-free: "module:Class" of its options
+    writes: Literal["soft", "instances"] = "soft"  # one object as a soft mask, or an instance label map
+    training: dict[str, Training] = field(default_factory=dict)
+
+
+_SPECTRAL = "unsegcli.methods.spectral"
+METHODS: dict[str, Method] = {
+    "move": Method(
+        "checkpoint",
+        "MOVE (Bielski & Favaro, NeurIPS 2022): a segmenter trained so that its object can be moved unnoticed",
+        family="unsegcli.methods.move.family",
+        training={
+            "move": Training(
+                "unsegcli.methods.move.objective:MoveObjective", "unsegcli.methods.move.config:MoveOptions"
+            ),
+            "self": Training("unsegcli.methods.move.objective:SelfTraining"),
+        },
+    ),
+    "sempart": Method(
+        "checkpoint",
+        "Sempart (Ravindran & Basu, ICCV 2023): coarse and fine graph partitions of DINO features",
+        family="unsegcli.methods.sempart.family",
+        training={
+            "sempart": Training(
+                "unsegcli.methods.sempart.objective:SempartObjective",
+                "unsegcli.methods.sempart.config:SempartLossConfig",
+                "unsegcli.methods.sempart.config:TRAIN_DEFAULTS",
+            )
+        },
+    ),
+    "tokencut": Method(
+        "training-free",
+        "TokenCut: one normalised cut of the DINO key graph; the seed's component",
+        predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
+        options=f"{_SPECTRAL}.options:TokenCutOptions",
+    ),
+    "lost": Method(
+        "training-free",
+        "LOST: lowest-degree seed expanded over similar low-degree patches; no eigenvectors",
+        predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
+        options=f"{_SPECTRAL}.options:LostOptions",
+    ),
+    "maskcut": Method(
+        "training-free",
+        "MaskCut (CutLER): up to max_objects cuts, painting out each object found",
+        predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
+        options=f"{_SPECTRAL}.options:MaskCutOptions",
+        writes="instances",
+    ),
+}
+# `unseg predict --method`: "move" runs a checkpoint of any family (MOVE, Sempart, self-trained); the
+# training-free methods run on a DINO backbone
+CHECKPOINT = "move"
+
+
+def load(ref: str) -> Any:
+    """``"package.module:attr"`` -> the attribute, imported now."""
+    module, _, attr = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def predict_methods() -> list[str]:
+    """What ``unseg predict --method`` takes: a checkpoint, or a training-free method."""
+    return [CHECKPOINT] + [n for n, m in METHODS.items() if m.kind == "training-free"]
+
+
+def training_free(name: str) -> Method:
+    method = METHODS.get(name)
+    if method is None or method.kind != "training-free":
+        raise UsageError(f"unknown method {name!r}: choose one of {', '.join(predict_methods())}")
+    return method
+
+
+def options_class(name: str) -> Any:
+    """The options dataclass of training-free method ``name``."""
+    ref = training_free(name).options
+    assert ref is not None, name
+    return load(ref)
+
+
+def option_names(name: str) -> list[str]:
+    """The option names training-free method ``name`` takes, in declaration order."""
+    return [f.name for f in fields(options_class(name))]
+
+
+def method_options(name: str, **given: Any) -> Any:
+    """Method ``name``'s options: its official defaults with ``given`` (None = keep the default) over them,
+    checked against the fields' metadata. An option the method does not take is an error naming it."""
+    names = option_names(name)
+    foreign = sorted(k for k, v in given.items() if v is not None and k not in names)
+    if foreign:
+        raise UsageError(
+            f"{', '.join(param(n) for n in foreign)}: not an option of {param('method')} {name}",
+            f"its options: {', '.join(param(n) for n in names)}",
+        )
+    opts = replace(options_class(name)(), **{k: v for k, v in given.items() if v is not None})
+    validate(opts)
+    return opts
+
+
+def objectives() -> dict[str, Training]:
+    """Every ``unseg train --method`` name -> its objective, over all methods."""
+    return {name: t for m in METHODS.values() for name, t in m.training.items()}
+
+
+def training(name: str) -> Training:
+    table = objectives()
+    if name not in table:
+        raise UsageError(f"unknown objective {name!r}", f"choose one of {', '.join(table)}")
+    return table[name]
+
+
+def objective_class(name: str) -> Any:
+    return load(training(name).objective)
+
+
+def family(name: str) -> Any:
+    """The module that loads checkpoints whose ``"family"`` key is ``name``."""
+    method = METHODS.get(name)
+    if method is None or method.family is None:
+        known = ", ".join(n for n, m in METHODS.items() if m.family)
+        raise CheckpointError(
+            f"checkpoint family '{name}' is not known to this unseg", f"known: {known}; upgrade unseg?"
+        )
+    return load(method.family)

@@ -3,7 +3,7 @@
 One ``torch.save`` dict of plain types and tensors, so it loads with ``weights_only=True``:
 {"format": "unseg.segmenter", "version": 1, "model_config": {...}, "preprocess": {...},
 "state_dict": {...}, "meta": {...}} (+ "train_state" for training runs, + "family" for models other
-than MOVE: see ``model/families.py``; files without it are MOVE segmenters).
+than MOVE: the method table, ``unsegcli.methods``; files without it are MOVE segmenters).
 """
 
 from __future__ import annotations

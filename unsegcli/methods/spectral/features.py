@@ -1,0 +1,125 @@
+"""DINO ViT last-block keys, the features LOST, TokenCut and MaskCut all cut (as their official code).
+
+Every official method hooks ``blocks[-1].attn.qkv`` (the Linear on ``norm1(x)`` of the last block),
+reshapes its output (B, T, 3, heads, head_dim), takes index 1 and concatenates the heads: that is the
+slice ``qkv[..., D:2D]``, no scaling, no normalisation; the CLS token is then dropped. Tokens go
+through DINO's ``prepare_tokens`` (position embeddings resampled with the +0.1 rule). The three
+geometries are the official preprocessing of each code path:
+
+- ``pad``: full resolution, the normalised tensor zero-padded bottom/right to a patch multiple
+  (LOST ``main_lost.py``, TokenCut ``main_tokencut.py``: the CorLoc code);
+- ``resize``: PIL LANCZOS resize to ``round(w/p)*p x round(h/p)*p`` (TokenCut saliency ``resize_pil``);
+- ``fixed``: PIL LANCZOS resize to a ``size x size`` square, aspect discarded, then ``resize_pil``
+  (CutLER ``maskcut.py``: 480).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig
+from ...errors import CheckpointError, InputError
+from ...model.backbone import build_vit, embed_patches
+
+DINO_HEAD_DIM = 64  # every DINO ViT has 64-d heads: tiny 192/3, small 384/6, base 768/12 (dino vision_transformer.py)
+
+
+def preprocess(
+    image: np.ndarray, geometry: str, patch_size: int, fixed_size: int = 480
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """HxWx3 uint8 RGB -> ((3, Hp, Wp) float32 normalised tensor, (h, w) of the image content in it).
+
+    ToTensor + Normalize(ImageNet) as every official script; the content is the unpadded part for
+    ``pad`` and the whole resized image otherwise.
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if geometry != "pad":
+        pil = Image.fromarray(image)
+        if geometry == "fixed":
+            pil = pil.resize((fixed_size, fixed_size), Image.Resampling.LANCZOS)
+        # resize_pil: int(round(w / p)) * p, Python's round (half to even)
+        nw = int(round(pil.width / patch_size)) * patch_size
+        nh = int(round(pil.height / patch_size)) * patch_size
+        if nw < patch_size or nh < patch_size:
+            raise InputError(f"image {w}x{h} is smaller than one {patch_size}-px patch")
+        if (nw, nh) != pil.size:
+            pil = pil.resize((nw, nh), Image.Resampling.LANCZOS)
+        image = np.asarray(pil)
+        h, w = nh, nw
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
+    x = (x - mean) / std
+    hp, wp = -(-h // patch_size) * patch_size, -(-w // patch_size) * patch_size
+    if (hp, wp) != (h, w):  # zero = the mean colour after normalisation (main_lost.py `paded`)
+        x = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h))
+    return x, (h, w)
+
+
+@torch.no_grad()
+def last_block_keys(vit: Any, x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches."""
+    tokens = embed_patches(vit, x, "dino")
+    for blk in vit.blocks[:-1]:
+        tokens = blk(tokens)
+    last = vit.blocks[-1]
+    qkv = last.attn.qkv(last.norm1(tokens))
+    d = qkv.shape[-1] // 3
+    return qkv[:, 1:, d : 2 * d]
+
+
+def backbone_config_from_state(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> BackboneConfig:
+    """The ViT shape a DINO/timm state dict describes: patch from the patch conv, width from the CLS
+    token, depth from the block indices, native size from the position embeddings; heads are not
+    in the weights, so DINO's 64-d head rule gives them unless ``num_heads`` is passed."""
+    try:
+        proj = sd["patch_embed.proj.weight"]
+        dim = int(sd["cls_token"].shape[-1])
+        n_pos = int(sd["pos_embed"].shape[1]) - 1
+        hidden = int(sd["blocks.0.mlp.fc1.weight"].shape[0])
+    except KeyError as e:
+        raise CheckpointError(f"not a ViT state dict: no '{e.args[0]}'") from None
+    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    side = math.isqrt(n_pos)
+    patch = int(proj.shape[-1])
+    heads = num_heads or max(1, dim // DINO_HEAD_DIM)
+    return BackboneConfig(
+        timm_name="",
+        patch_size=patch,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=hidden / dim,
+        img_size=side * patch,
+        pos_embed="dino",
+    )
+
+
+def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_attention: bool = False) -> Any:
+    """DINO's original .pth (or timm's file, or ``timm:NAME``) -> timm ViT in eval mode, frozen.
+
+    ``explicit_attention`` computes softmax(q kᵀ · scale) as DINO's own code does instead of timm's
+    fused kernel: the keys then equal the official ones bit for bit in float32 (the fused kernel
+    differs by ~1e-7), at the cost of materialising the T x T attention of every block.
+    """
+    from ...model.state_dict import load_strict, read_backbone_state
+
+    sd = read_backbone_state(path)
+    try:
+        cfg = backbone_config_from_state(sd, num_heads)
+    except CheckpointError as e:  # the shape check knows no file name: name the file the user passed
+        raise CheckpointError(f"{path}: {e.message}", e.hint) from None
+    vit = build_vit(cfg)
+    load_strict(vit, {k: v.float() for k, v in sd.items()}, f"backbone weights {path}")
+    if explicit_attention:
+        blk: Any
+        for blk in vit.blocks:
+            blk.attn.fused_attn = False
+    return vit.eval().requires_grad_(False)

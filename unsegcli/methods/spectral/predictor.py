@@ -1,0 +1,140 @@
+"""``SpectralPredictor``: LOST, TokenCut and MaskCut behind the MaskPredictor protocol (``engine.predictor``).
+
+``prepare`` (CPU, in decode workers) applies the method's geometry; ``run`` extracts the last-block
+keys of a same-shape batch, cuts the patch graphs, and brings each patch mask back to the original
+image size the way the official code does:
+
+- ``pad``: each patch becomes p x p pixels, cropped to the image (so the mask's box is exactly the
+  official ``detect_box`` box, clipped to the image);
+- ``resize``: nearest-neighbour ``F.interpolate`` from the grid to the original size (TokenCut saliency);
+- ``fixed``: nearest to the square, then per object PIL's default (bicubic) resize to the original
+  size and the ``> max / 2`` threshold of CutLER's ``create_annotation_info``; a pixel two objects
+  would both claim goes to the one with the higher resized value, so objects stay disjoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...config import validate
+from ...engine.predictor import Prepared
+from ...errors import InputError, UsageError, param
+from ...runtime import resolve_device
+from .. import options_class, training_free
+from .features import last_block_keys, load_dino_vit, preprocess
+from .lost import lost_masks
+from .maskcut import maskcut_masks
+from .tokencut import tokencut_masks
+
+# A dense N x N float64 graph per image: 20k patches = 3.2 GB. The official code has no limit and
+# fails with an out-of-memory error; here the image is reported and the run goes on.
+MAX_PATCHES = 20_000
+
+
+# name -> the cut: last-block keys (B, N, D) and the patch grid -> (B, gh, gw) uint8 labels (0 = background)
+CUTS: dict[str, Callable[[torch.Tensor, tuple[int, int], Any], np.ndarray]] = {
+    "tokencut": tokencut_masks,
+    "lost": lost_masks,
+    "maskcut": maskcut_masks,
+}
+
+
+class SpectralPredictor:
+    """MaskPredictor for the training-free methods. ``backbone`` is a weights name or path (DINO's
+    original .pth, a timm file, or ``timm:NAME``); None = ``options.backbone``, the official one."""
+
+    def __init__(
+        self,
+        method: str,
+        options: Any = None,
+        backbone: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        num_heads: int | None = None,
+    ):
+        from ...model.registry import resolve_weights
+
+        entry = training_free(method)
+        cls = options_class(method)
+        self.options: Any = options if options is not None else cls()
+        if not isinstance(self.options, cls):
+            raise UsageError(f"options for {method} must be {cls.__name__}")
+        validate(self.options)
+        self.cut = CUTS[method]
+        self.kind = entry.writes
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        spec = str(backbone if backbone is not None else self.options.backbone)
+        path = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)
+        # parity mode (the exact solver; LOST has no other) also computes attention as DINO does
+        parity = getattr(self.options, "eigensolver", "exact") == "exact"
+        self.vit: Any = load_dino_vit(path, num_heads, explicit_attention=parity).to(self.device)
+        self.patch_size = int(self.vit.patch_embed.proj.kernel_size[0])
+        if self.options.geometry == "fixed" and self.options.fixed_size < self.patch_size:
+            raise UsageError(
+                f"{param('fixed_size')} {self.options.fixed_size} is smaller than one patch of the backbone "
+                f"({self.patch_size} px)"
+            )
+
+    def prepare(self, index: int, image: np.ndarray) -> Prepared:
+        o = self.options
+        tensor, content = preprocess(image, o.geometry, self.patch_size, o.fixed_size)
+        n = (tensor.shape[1] // self.patch_size) * (tensor.shape[2] // self.patch_size)
+        if n > MAX_PATCHES:
+            raise InputError(
+                f"{image.shape[1]}x{image.shape[0]} image gives {n} patches, more than the "
+                f"{MAX_PATCHES} a dense patch graph can hold; use geometry 'fixed' or 'resize' "
+                "on a downscaled copy"
+            )
+        return Prepared(index, tensor, content, image.shape[:2])
+
+    @torch.inference_mode()
+    def run(self, batch: Sequence[Prepared]) -> list[np.ndarray]:
+        """Same-shape batch -> per item at its original size: float32 0/1 mask ("soft") or uint8 labels."""
+        x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
+        p = self.patch_size
+        grid = (x.shape[2] // p, x.shape[3] // p)
+        labels = self.cut(last_block_keys(self.vit, x), grid, self.options)
+        out = []
+        for item, lab in zip(batch, labels, strict=True):
+            full = upsample_labels(lab, self.options.geometry, p, item.resized, item.original)
+            out.append(full if self.kind == "instances" else (full > 0).astype(np.float32))
+        return out
+
+
+def upsample_labels(
+    labels: np.ndarray, geometry: str, patch_size: int, content: tuple[int, int], original: tuple[int, int]
+) -> np.ndarray:
+    """(gh, gw) uint8 patch labels -> (H, W) uint8 labels at the original size (module docstring)."""
+    h, w = original
+    if geometry == "pad":
+        return np.repeat(np.repeat(labels, patch_size, 0), patch_size, 1)[:h, :w]
+    if geometry == "resize":
+        t = torch.from_numpy(labels)[None, None].float()
+        return F.interpolate(t, size=(h, w), mode="nearest")[0, 0].to(torch.uint8).numpy()
+    return _fixed_to_original(labels, content, (h, w))
+
+
+def _fixed_to_original(labels: np.ndarray, square: tuple[int, int], original: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    h, w = original
+    t = torch.from_numpy(labels)[None, None].float()
+    at_square = F.interpolate(t, size=square, mode="nearest")[0, 0].to(torch.uint8).numpy()
+    ids = [k for k in np.unique(labels) if k]
+    out = np.zeros((h, w), np.uint8)
+    if not ids:
+        return out
+    resized = np.stack(
+        [np.asarray(Image.fromarray((at_square == k).astype(np.uint8) * 255).resize((w, h))) for k in ids]
+    )  # PIL's default filter for mode L: bicubic (CutLER maskcut.py __main__)
+    upper = resized.max(axis=(1, 2), keepdims=True)
+    keep = (resized > upper / 2.0) & (upper > 0)
+    best = np.where(keep, resized.astype(np.int16), -1).argmax(0)
+    claimed = keep.any(0)
+    out[claimed] = np.asarray(ids, np.uint8)[best[claimed]]
+    return out

@@ -1,0 +1,178 @@
+"""Setting up a prediction run: what predicts (a checkpoint family, or a training-free method on a DINO
+backbone), which images, the settings tag its outputs carry, and where it runs.
+
+``plan_prediction`` makes every check that needs no model (parameters that do not fit the method, the output
+folder, resuming under other settings), lists the inputs and picks the rank and device; ``build_predictor``
+then loads the predictor; ``engine.predict.predict_files`` runs it. Messages name parameters (``errors.param``),
+which the CLI says as its flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Precision
+from ..engine.predict import list_prediction_inputs
+from ..engine.predictor import MaskPredictor
+from ..errors import UsageError, param
+from ..io.files import check_output_dir
+from ..io.images import InputListing
+from ..io.masks import mask_path_for, settings_tag
+from ..io.outputs import check_not_an_input, check_same_settings, weights_identity
+from ..methods import CHECKPOINT, load, method_options, predict_methods, training_free
+from ..model.registry import resolve_weights
+from ..refine import RefineMethod, RefineOptions, RefineOutput
+from ..runtime import Shard, effective_precision, init_shard, local_device, resolve_device
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """What predicts and how its masks are written. ``method`` "move" is a checkpoint (``weights``: a path
+    or known name; None = $UNSEG_WEIGHTS, then the default) with ``size``, ``max_size``, ``branch``,
+    ``compile`` and ``precision``; "tokencut", "lost" and "maskcut" are training-free, with ``options``
+    (the fields of the method's options class in ``unsegcli.methods``; None or absent = the official default)."""
+
+    method: str = "move"
+    weights: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    size: int | None = None
+    max_size: int | None = None
+    branch: str | None = None
+    compile: bool = False
+    precision: Precision = "fp32"
+    device: str = "auto"
+    binary: bool = False
+    threshold: float = 0.5
+    refine: RefineMethod | None = None
+    refine_output: RefineOutput = "soft"
+    overwrite: bool = False
+
+    def given_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options.items() if v is not None}
+
+    def refine_options(self) -> RefineOptions | None:
+        return RefineOptions(method=self.refine, output=self.refine_output) if self.refine else None
+
+
+def check_request(req: PredictRequest) -> None:
+    """Parameters that do not fit ``req.method`` are usage errors, before any input is read."""
+
+    def names(ns: list[str]) -> str:
+        return ", ".join(param(n) for n in ns)
+
+    method, given, m = req.method, req.given_options(), param("method")
+    if method == CHECKPOINT:
+        if given:
+            raise UsageError(
+                f"{names(list(given))}: options of the training-free methods "
+                f"({m} {', '.join(predict_methods()[1:])}), not of {m} {CHECKPOINT}"
+            )
+        return
+    entry = training_free(method)
+    method_options(method, **given)  # options the method does not take, and their ranges
+    if req.weights is not None:
+        raise UsageError(
+            f"{param('weights')} names a checkpoint ({m} {CHECKPOINT}); {m} {method} takes {param('backbone')}"
+        )
+    checkpoint = [n for n in ("size", "max_size", "branch") if getattr(req, n) is not None]
+    checkpoint += [n for n, on in (("compile", req.compile), ("precision", req.precision != "fp32")) if on]
+    if checkpoint:
+        raise UsageError(
+            f"{names(checkpoint)}: options of checkpoints ({m} {CHECKPOINT}), not of {m} {method}",
+            f"the training-free methods run in float32 at the size {param('geometry')} gives",
+        )
+    if entry.writes == "instances" and (req.binary or req.refine is not None):
+        raise UsageError(
+            f"{param('binary') if req.binary else param('refine')} applies to soft masks; {m} {method} writes "
+            "instance masks"
+        )
+
+
+@dataclass
+class PredictionPlan:
+    """A checked request with its inputs, settings tag, rank and device: all but the loaded predictor."""
+
+    request: PredictRequest
+    listing: InputListing
+    settings: dict[str, Any]  # what the outputs' settings tag hashes
+    tag: str
+    shard: Shard
+    device: torch.device
+    precision: str  # the precision that runs: fp32 on CPU whatever was asked
+    weights: Path | str | None  # the checkpoint, or the method's backbone (a file or timm:NAME)
+    method_options: Any = None  # the training-free method's options (None for checkpoints)
+
+
+def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
+    """The settings record of the outputs' tag, the weights file (or timm:NAME) and the method's options.
+    Weights enter by identity (size and a hash), so a retrained checkpoint under the same name differs."""
+    written = {
+        "binary": req.binary,
+        "threshold": req.threshold if req.binary else None,
+        "refine": req.refine,
+        "refine_output": req.refine_output if req.refine else None,
+    }
+    if req.method == CHECKPOINT:
+        path = resolve_weights(req.weights)
+        settings = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
+        return {**settings, **written, "branch": req.branch}, path, None
+    opts = method_options(req.method, **req.given_options())  # the official defaults, the given ones over them
+    spec = opts.backbone
+    backbone: Path | str = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)
+    identity = spec if spec.startswith("timm:") else weights_identity(backbone)
+    return {"method": req.method, **asdict(opts), "backbone": identity, **written}, backbone, opts
+
+
+def plan_prediction(
+    req: PredictRequest,
+    inputs: list[str],
+    out: str | Path,
+    *,
+    root: str | None = None,
+    null: bool = False,
+    shard: str | None = None,
+    stdin: Any = None,
+) -> PredictionPlan:
+    """Check ``req`` and the output folder, list the images of ``inputs`` (files, folders, '-'; see
+    ``engine.predict.list_prediction_inputs``), and refuse to resume into ``out`` when its existing masks
+    carry another settings tag (unless ``req.overwrite``). Then start this process's shard (``shard``: "i/N",
+    or torchrun's rank) and pick its device; close the shard with ``runtime.close_shard`` after the run."""
+    check_request(req)
+    check_output_dir(out, param("out"))
+    check_not_an_input(inputs, out, param("out"))
+    if root is not None and not Path(root).is_dir():
+        raise UsageError(f"{param('root')} {root} is not a folder")
+    listing = list_prediction_inputs(inputs, out, root=root, null=null, stdin=stdin)
+    settings, weights, opts = _settings(req)
+    tag = settings_tag(settings)
+    if not req.overwrite:  # every output, this shard's or not: all shards of a run must agree
+        outputs = (os.path.join(out, mask_path_for(it.rel)) for it in listing.items)
+        check_same_settings(outputs, tag)
+    sh = init_shard(shard)
+    dev = resolve_device(local_device(req.device, sh))
+    return PredictionPlan(req, listing, settings, tag, sh, dev, effective_precision(dev, req.precision), weights, opts)
+
+
+def build_predictor(plan: PredictionPlan) -> MaskPredictor:
+    """The plan's predictor on its device: the checkpoint's family, or the training-free method's (method table)."""
+    req = plan.request
+    if req.method == CHECKPOINT:
+        from ..methods.loading import load_predictor
+
+        assert plan.weights is not None
+        return load_predictor(
+            plan.weights,
+            plan.device,
+            plan.precision,
+            size=req.size,
+            max_size=req.max_size,
+            compile=req.compile,
+            options={"branch": req.branch} if req.branch else None,
+        )
+    predictor = load(training_free(req.method).predictor or "")
+    return predictor(req.method, plan.method_options, backbone=plan.weights, device=plan.device)
