@@ -102,6 +102,13 @@ def displayed_size(path: str, max_pixels: int | None = None) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+def check_mask_size(mask_path: str, wh: tuple[int, int], image_path: str, max_pixels: int | None = None) -> None:
+    """A mask must have its image's displayed size (boxes are in its pixels): InputError naming both if not."""
+    iw, ih = displayed_size(image_path, max_pixels)
+    if (iw, ih) != wh:
+        raise InputError(f"{mask_path}: mask is {wh[0]}x{wh[1]} but image {image_path} is {iw}x{ih}")
+
+
 def plan_tasks(
     masks: Sequence[str],
     images_root: str | None,
@@ -168,9 +175,7 @@ def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool =
     kind, mask = read_box_mask(task.mask_path, opts.allow_color, opts.max_pixels)
     h, w = mask.shape
     if task.image_path is not None:
-        iw, ih = displayed_size(task.image_path, opts.max_pixels)
-        if (iw, ih) != (w, h):
-            raise InputError(f"{task.mask_path}: mask is {w}x{h} but image {task.image_path} is {iw}x{ih}")
+        check_mask_size(task.mask_path, (w, h), task.image_path, opts.max_pixels)
     if kind == "instances":  # a palette PNG: one box per object (or per piece), largest first like components
         every, labels, n_objects = instance_components(mask, opts.min_area, opts.split_components, opts.connectivity)
     else:
