@@ -20,7 +20,7 @@ from unsegcli.io.instances import encode_instances
 from unsegcli.review import overlay as ov
 from unsegcli.review.records import FlagRules, ReviewItem, compute_flags
 from unsegcli.review.report import ReportOptions, output_stem, select, write_report
-from unsegcli.review.sources import attach_gt, from_masks, read_labels
+from unsegcli.review.sources import from_masks, read_labels, score_against_gt
 
 GREY = 100
 
@@ -242,22 +242,29 @@ def test_gt_gives_ious_hits_misses_and_the_corloc_plot(tmp_path):
         GTImage("000002", "000002.jpg", 64, 64, np.array([[30.0, 30, 60, 60]])),
         GTImage("000003", "000003.jpg", 64, 64, np.array([[0.0, 0, 10, 10]])),
     ]
-    unmatched = attach_gt(items, gt, "largest")
-    assert unmatched == 1
+    pseudo = tmp_path / "pseudo.jsonl"
+    pseudo.write_text(
+        _lines([{"file_name": it.name, "width": 64, "height": 64, "boxes": it.boxes.tolist()} for it in items])
+    )
+    scored = score_against_gt(items, "jsonl", str(pseudo), gt, "largest")
+    assert (scored.images, scored.hits, scored.missing) == (3, 1, 1)
     det = ReviewItem(
         name="results-7",
         image_path=None,
-        image_id="000002",
+        image_id="2",
         boxes=np.array([[30.0, 30, 60, 60]]),
         scores=np.array([0.5]),
         areas=np.array([900.0]),
     )
-    attach_gt([det], gt, "score")  # detector results match by image id
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": 2, "bbox": [30, 30, 30, 30], "score": 0.5, "category_id": 1}]))
+    coco_gt = [GTImage(2, "000002.jpg", 64, 64, np.array([[30.0, 30, 60, 60]]))]
+    score_against_gt([det], "detector results", str(results), coco_gt)  # detector results match by image id
     assert det.hit and det.gt_size == (64, 64)
     ious = items[0].ious
-    assert ious is not None and items[0].picked == 0 and items[0].hit
+    assert ious is not None and items[0].hit
     assert ious[0] == pytest.approx(1.0, abs=1e-6) and ious[1] == 0.0 and items[1].hit is False
-    summary = write_report(items, tmp_path / "review", gt_unmatched=unmatched)
+    summary = write_report(items, tmp_path / "review", corloc=scored)
     assert summary.corloc == pytest.approx(100 / 3)  # the unmatched GT image counts as a miss
     assert items[1].flags == ["miss"]
     assert (tmp_path / "review" / "plots" / "corloc_iou.svg").is_file()

@@ -115,6 +115,15 @@ def show(
     failed = Failures()
     if images is not None and not os.path.isdir(images):
         raise UsageError(f"--images must be a folder: {images}")
+    if not os.path.isdir(labels) and not os.path.isfile(labels):
+        raise UsageError(f"LABELS not found: {labels}", "pass a masks folder or a label file")
+    problems: list[str] = []  # failures tied to no one image: listed on the page too
+
+    def problem(message: str) -> None:
+        problems.append(message)
+        failed(message)
+
+    gt_images = sources.load_gt(gt, split, problem) if gt is not None else None  # as `unseg corloc` reads it
     if os.path.isdir(labels):
         with contextlib.ExitStack() as bars:
             items = sources.from_masks(
@@ -128,17 +137,14 @@ def show(
                 failed,
                 lambda n: bars.enter_context(progress_bar(n, "reading masks", quiet)),
             )
-        if not items and not failed:
+        if not items:
             raise UsageError(f"no mask PNGs under {labels}")
         fmt = "masks"
-    elif os.path.isfile(labels):
-        fmt, items = sources.from_label_file(labels, images, failed)
     else:
-        raise UsageError(f"LABELS not found: {labels}", "pass a masks folder or a label file")
-    unmatched = 0
-    if gt is not None:
-        rule = pick if pick != "auto" else ("score" if fmt == "detector results" else "largest")
-        unmatched = sources.attach_gt(items, sources.load_gt(gt, split), rule)
+        fmt, items = sources.from_label_file(labels, images, failed, gt_images)
+    scored = None
+    if gt_images is not None:
+        scored = sources.score_against_gt(items, fmt, labels, gt_images, pick, threshold, connectivity, problem)
     source = (
         f"{labels} ({fmt}, {len(items)} images)"
         + (f" · images {images}" if images else "")
@@ -163,9 +169,10 @@ def show(
             Path(out),
             opts,
             rules,
-            unmatched,
-            failed,
-            lambda n: bars.enter_context(progress_bar(n, "drawing", quiet)),
+            corloc=scored,
+            problems=problems,
+            on_error=failed,
+            on_start=lambda n: bars.enter_context(progress_bar(n, "drawing", quiet)),
         )
     if not quiet:
         flags = " · ".join(f"{k} {v}" for k, v in summary.flagged.items() if v)

@@ -5,7 +5,6 @@ randomness comes from (seed, epoch, index), so runs are reproducible whatever th
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
@@ -78,15 +77,17 @@ class CropDataset(torch.utils.data.Dataset):
 
 
 def pair_masks(images: list[tuple[str, str]], mask_root: str) -> tuple[list[str], list[str], list[str]]:
-    """(path, rel) images -> (image paths, mask paths, images without a mask); masks named by `mask_path_for`."""
-    from ..io.masks import mask_path_for
+    """(path, rel) images -> (image paths, mask paths, images without one mask); a mask pairs by relative path
+    without extension (``io.pairing``, the rule of `mask_path_for`); an ambiguous one (a.png, a.PNG) is none."""
+    from ..io.pairing import FileIndex, key_of
 
+    index = FileIndex(mask_root, (".png",))
     ims, ms, missing = [], [], []
     for path, rel in images:
-        m = os.path.join(mask_root, mask_path_for(rel))
-        if os.path.exists(m):
+        found = index.by_key(key_of(rel))
+        if found.item is not None:
             ims.append(path)
-            ms.append(m)
+            ms.append(found.item.path)
         else:
             missing.append(path)
     return ims, ms, missing

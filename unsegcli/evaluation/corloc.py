@@ -12,6 +12,7 @@ from ..io.datasets import GTImage
 from .inputs import Pick, read_box_predictions
 from .results import csv_bytes
 
+CORLOC_IOU = 0.5  # LOST / TokenCut CorLoc: a hit at IoU >= 0.5 with any GT box
 LOST_EPS = 1e-7  # LOST bbox_iou adds eps to each box height and to the union (float64 here)
 
 
@@ -96,7 +97,7 @@ def corloc(gt: list[GTImage], predictions: dict[str, np.ndarray], dataset: str, 
             res.per_image.append((str(img.image_id), 0.0, False))
             continue
         best = float(iou_lost(pred, boxes).max()) if len(boxes) else 0.0
-        hit = best >= 0.5
+        hit = best >= CORLOC_IOU
         res.hits += hit
         res.per_image.append((str(img.image_id), best, hit))
     return res

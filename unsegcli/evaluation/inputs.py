@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +24,7 @@ from ..errors import InputError, UsageError
 from ..io.datasets import GTImage
 from ..io.images import list_inputs
 from ..io.labels import CocoFile, DetectorResults, read_label_file
+from ..io.pairing import FileIndex, stem
 from ..parallel import Failed, parallel_map
 
 Pick = Literal["auto", "largest", "score"]  # which box of a box file CorLoc scores
@@ -38,37 +39,29 @@ class Matches:
     errors: dict[str, str] = field(default_factory=dict)  # key -> why no prediction was chosen
 
 
-def _stem(name: str) -> str:
-    return os.path.splitext(os.path.basename(name))[0]
-
-
 def match_predictions(keys: Sequence[str], pred_dir: str) -> Matches:
-    """Prediction PNGs under ``pred_dir`` for GT ``keys`` (POSIX relative paths without extension).
+    """Prediction PNGs under ``pred_dir`` for GT ``keys`` (POSIX relative paths without extension), by
+    ``io.pairing``: the relative path, else a unique stem.
 
     A key without any prediction is in neither ``found`` nor ``errors``.
     """
-    preds = list_inputs([pred_dir], (".png",))  # sorted
-    by_rel = {os.path.splitext(p.rel)[0]: p.path for p in preds}
-    by_stem: dict[str, list[str]] = {}
-    for p in preds:
-        by_stem.setdefault(_stem(p.rel), []).append(p.path)
+    index = FileIndex(pred_dir, (".png",))
     out = Matches()
     for key in keys:
-        if key in by_rel:
-            out.found[key] = by_rel[key]
-            continue
-        cands = by_stem.get(_stem(key), [])
-        if len(cands) == 1:
-            out.found[key] = cands[0]
-        elif cands:
-            out.errors[key] = f"{key}: {len(cands)} predictions share its stem ({', '.join(cands)}); keep one"
+        found = index.by_key(key)
+        if found.item is None and not found.ambiguous:
+            found = index.by_stem(key)
+        if found.item is not None:
+            out.found[key] = found.item.path
+        elif found.ambiguous:
+            out.errors[key] = found.problem(key, "prediction", pred_dir)
     return out
 
 
 # ----------------------------------------------------------------------------- CorLoc predictions
 
 
-def _scale(box, from_wh: tuple[int, int], to_wh: tuple[int, int]) -> np.ndarray:
+def scale_box(box, from_wh: tuple[int, int], to_wh: tuple[int, int]) -> np.ndarray:
     """Boxes from masks or files made at another resolution (e.g. the official infer.py writes
     masks at the resized size) are scaled to the GT image size."""
     sx, sy = to_wh[0] / from_wh[0], to_wh[1] / from_wh[1]
@@ -77,28 +70,58 @@ def _scale(box, from_wh: tuple[int, int], to_wh: tuple[int, int]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _MaskJob:
-    key: str  # str(GT image id)
-    path: str
-    gt_wh: tuple[int, int]
+class MaskBox:
+    box: np.ndarray | None  # the box CorLoc scores, in the mask's frame (None: an empty mask)
+    wh: tuple[int, int]  # the mask's (width, height)
 
 
-def _biggest_box_of_mask(job: _MaskJob, threshold: float, connectivity: int) -> tuple[str, np.ndarray | None]:
+def corloc_box(kind: str, mask: np.ndarray, threshold: float, connectivity: int) -> np.ndarray | None:
+    """The single box CorLoc scores for a decoded mask (``labels.components.read_box_mask``'s ``kind``
+    and array), in the mask's frame: MOVE sec. 4.2's connected components -> boxes -> the biggest one,
+    with no 1% filter; of an instance mask, the biggest piece of its largest object."""
     from ..io.instances import instances_to_mask_u8
-    from ..labels.components import extract_boxes, read_box_mask
+    from ..labels.components import extract_boxes
 
-    kind, mask = read_box_mask(job.path)
     if kind == "instances":  # one object is the single box: the largest (MOVE's biggest component)
         mask = instances_to_mask_u8(mask, "largest")
-    # MOVE sec. 4.2: connected components -> boxes -> the biggest one; no 1% filter for CorLoc.
     comps, _ = extract_boxes(mask, threshold, connectivity, min_area=0.0, multi=False)
-    if not comps:
-        return job.key, None
-    return job.key, _scale(comps[0].xyxy, mask.shape[::-1], job.gt_wh)
+    return np.asarray(comps[0].xyxy, np.float64) if comps else None
 
 
-def _job_path(job: _MaskJob) -> str:
-    return job.path
+def read_corloc_box(path: str, threshold: float, connectivity: int) -> MaskBox:
+    """One mask file -> its ``corloc_box``; raises InputError for unreadable files and photos."""
+    from ..labels.components import read_box_mask
+
+    kind, mask = read_box_mask(path)
+    return MaskBox(corloc_box(kind, mask, threshold, connectivity), (mask.shape[1], mask.shape[0]))
+
+
+def match_masks(gt: list[GTImage], folder: str) -> tuple[dict[str, str], list[str]]:
+    """str(GT image id) -> its mask under ``folder`` (``match_predictions``), in GT order, and one error
+    per GT image whose mask is ambiguous (it has no prediction)."""
+    matches = match_predictions([g.stem for g in gt], folder)
+    found: dict[str, str] = {}
+    errors = []
+    for g in gt:
+        if g.stem in matches.errors:
+            errors.append(matches.errors[g.stem])
+        elif g.stem in matches.found:
+            found[str(g.image_id)] = matches.found[g.stem]
+    return found, errors
+
+
+def boxes_from_mask_boxes(
+    gt: list[GTImage], matched: dict[str, str], boxes: dict[str, MaskBox]
+) -> dict[str, np.ndarray]:
+    """``match_masks``' pairs and each mask's ``MaskBox`` (by path; an unreadable mask has none) ->
+    {str(GT image id): the CorLoc box in the GT image's pixels}; an empty mask gives no box."""
+    sizes = {str(g.image_id): (g.width, g.height) for g in gt}
+    out = {}
+    for key, path in matched.items():
+        found = boxes.get(path)
+        if found is not None and found.box is not None:
+            out[key] = scale_box(found.box, found.wh, sizes[key])
+    return out
 
 
 def boxes_from_masks(
@@ -110,21 +133,18 @@ def boxes_from_masks(
     on_error: Callable[[str], None],
 ) -> dict[str, np.ndarray]:
     """The biggest component box of each GT image's mask; unreadable or ambiguous masks go to ``on_error``."""
-    matches = match_predictions([g.stem for g in gt], folder)
-    jobs = []
-    for g in gt:
-        if g.stem in matches.errors:
-            on_error(matches.errors[g.stem])
-        elif g.stem in matches.found:
-            jobs.append(_MaskJob(str(g.image_id), matches.found[g.stem], (g.width, g.height)))
-    work = functools.partial(_biggest_box_of_mask, threshold=threshold, connectivity=connectivity)
-    out = {}
-    for r in parallel_map(work, jobs, workers, describe=_job_path, chunksize=32):
+    matched, errors = match_masks(gt, folder)
+    for message in errors:
+        on_error(message)
+    paths = list(dict.fromkeys(matched.values()))
+    work = functools.partial(read_corloc_box, threshold=threshold, connectivity=connectivity)
+    boxes = {}
+    for path, r in zip(paths, parallel_map(work, paths, workers, describe=str, chunksize=32), strict=True):
         if isinstance(r, Failed):
             on_error(r.message)
-        elif r[1] is not None:
-            out[r[0]] = r[1]
-    return out
+        else:
+            boxes[path] = r
+    return boxes_from_mask_boxes(gt, matched, boxes)
 
 
 def _pick(cands: list[tuple[list[float], float]], pick: str) -> list[float]:
@@ -138,60 +158,82 @@ def _pick(cands: list[tuple[list[float], float]], pick: str) -> list[float]:
     return max(cands, key=lambda c: (c[1], area(c[0])))[0]
 
 
+def pick_rule(pick: Pick, detector_results: bool) -> Literal["largest", "score"]:
+    """``pick`` "auto": the highest-scoring box of detector results (LOST / MOVE evaluate CAD that
+    way), the largest box of `unseg boxes` files (the paper's single-object rule)."""
+    if pick != "auto":
+        return pick
+    return "score" if detector_results else "largest"
+
+
 def _norm_id(i: object) -> str:
     s = str(i)
     return str(int(s)) if s.isdigit() else s
 
 
-def boxes_from_file(path: str, gt: list[GTImage], pick: Pick = "auto") -> dict[str, np.ndarray]:
-    """`unseg boxes` coco or jsonl output (matched by file stem), or detector results (by image id).
+class GTIndex:
+    """The GT image a prediction of a box file belongs to: detector results by image id, every other
+    format by the stem of its file name (`unseg boxes` numbers its images 1..N, ids that mean nothing)."""
 
-    ``pick`` "auto": the highest-scoring box of detector results (LOST / MOVE evaluate CAD that
-    way), the largest box of `unseg boxes` files (the paper's single-object rule)."""
-    labels = read_label_file(path)
-    by_stem = {g.stem: g for g in gt}
-    by_id = {_norm_id(g.image_id): g for g in gt}
-    cands: dict[str, list[tuple[list[float], float]]] = {}
-    sizes: dict[str, tuple[int, int]] = {}
+    def __init__(self, gt: list[GTImage]):
+        self.by_stem = {g.stem: g for g in gt}
+        self.by_id = {_norm_id(g.image_id): g for g in gt}
 
-    def add(g: GTImage | None, box_xyxy, score, wh: tuple[int, int] | None) -> None:
+    def of_name(self, file_name: str) -> GTImage | None:
+        return self.by_stem.get(stem(file_name))
+
+    def of_id(self, image_id: object) -> GTImage | None:
+        return self.by_id.get(_norm_id(image_id))
+
+
+# one predicted box: (its GT image or None, XYXY box, score, (width, height) of the box's frame or None for
+# the GT image's pixels)
+Candidate = tuple["GTImage | None", Sequence[float], float, "tuple[int, int] | None"]
+
+
+def pick_boxes(cands: Iterable[Candidate], pick: Literal["largest", "score"]) -> dict[str, np.ndarray]:
+    """Every predicted box of a box file -> {str(GT image id): the box ``pick`` chooses, in GT pixels}.
+    Raises ValueError for a frame without pixels."""
+    per: dict[str, list[tuple[list[float], float]]] = {}
+    frames: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
+    for g, box, score, wh in cands:
         if g is None:
-            return
+            continue
         if wh is not None and not (wh[0] > 0 and wh[1] > 0):
             raise ValueError(f"image size {wh[0]}x{wh[1]}")
-        cands.setdefault(str(g.image_id), []).append((list(box_xyxy), float(score)))
-        sizes[str(g.image_id)] = wh or (g.width, g.height)
+        key = str(g.image_id)
+        per.setdefault(key, []).append((list(box), float(score)))
+        frames[key] = (wh or (g.width, g.height), (g.width, g.height))
+    return {k: scale_box(_pick(c, pick), *frames[k]) for k, c in per.items()}
 
-    try:
+
+def boxes_from_file(path: str, gt: list[GTImage], pick: Pick = "auto") -> dict[str, np.ndarray]:
+    """`unseg boxes` coco or jsonl output (matched by file stem), or detector results (by image id);
+    ``pick`` as ``pick_rule``."""
+    labels = read_label_file(path)
+    index = GTIndex(gt)
+
+    def candidates() -> Iterator[Candidate]:
         if isinstance(labels, DetectorResults):  # [{image_id, bbox xywh, score, ...}], in GT pixels
-            pick = "score" if pick == "auto" else pick
             for r in labels.results:
                 x, y, w, h = r["bbox"]
-                add(by_id.get(_norm_id(r["image_id"])), (x, y, x + w, y + h), r.get("score", 1.0), None)
+                yield index.of_id(r["image_id"]), (x, y, x + w, y + h), r.get("score", 1.0), None
         elif isinstance(labels, CocoFile):
             imgs = {i["id"]: i for i in labels.data["images"]}
             for a in labels.data["annotations"]:
                 img = imgs[a["image_id"]]
                 x, y, w, h = a["bbox"]
-                add(
-                    by_stem.get(_stem(img["file_name"])),
-                    (x, y, x + w, y + h),
-                    a.get("score", 1.0),
-                    (img["width"], img["height"]),
-                )
+                wh = (img["width"], img["height"])
+                yield index.of_name(img["file_name"]), (x, y, x + w, y + h), a.get("score", 1.0), wh
         else:
             for r in labels.rows:
                 for b, s in zip(r["boxes"], r.get("scores", [1.0] * len(r["boxes"])), strict=False):
-                    add(by_stem.get(_stem(r["file_name"])), b, s, (r["width"], r["height"]))
+                    yield index.of_name(r["file_name"]), b, s, (r["width"], r["height"])
+
+    try:
+        return pick_boxes(candidates(), pick_rule(pick, isinstance(labels, DetectorResults)))
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{path}: malformed {type(labels).__name__} ({type(e).__name__}: {e})") from None
-    pick = "largest" if pick == "auto" else pick
-    return {k: _scale(_pick(c, pick), sizes[k], _gt_wh(by_id, k)) for k, c in cands.items()}
-
-
-def _gt_wh(by_id: dict[str, GTImage], key: str) -> tuple[int, int]:
-    g = by_id[_norm_id(key)]
-    return g.width, g.height
 
 
 def read_box_predictions(

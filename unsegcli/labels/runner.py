@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..io.files import open_output
-from ..io.images import IMAGE_EXTENSIONS, InputItem, scan_inputs
+from ..io.images import IMAGE_EXTENSIONS, scan_inputs
+from ..io.pairing import FileIndex, key_of
 from ..parallel import Failed, parallel_map
 from .components import (
     DEFAULT_MIN_AREA,
@@ -83,13 +84,6 @@ class LabelCounts:
     removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTERS, 0))  # boxes per filter
 
 
-def index_images(root: str) -> tuple[dict[str, InputItem], dict[str, str]]:
-    """Images under ROOT keyed by relative path without extension (how masks are named), and the keys that
-    name two images (``a.jpg`` and ``a.png``) with the problem to report for their masks."""
-    listing = scan_inputs([root], IMAGE_EXTENSIONS)
-    return {os.path.splitext(it.rel)[0]: it for it in listing.items}, listing.collisions
-
-
 def displayed_size(path: str, max_pixels: int | None = None) -> tuple[int, int]:
     """(width, height) as displayed, read from the header only: EXIF rotations swap the sides.
     ``max_pixels`` as ``io.images.decode_image`` takes it."""
@@ -106,6 +100,13 @@ def displayed_size(path: str, max_pixels: int | None = None) -> tuple[int, int]:
     except Exception as e:  # noqa: BLE001 - any decoder failure is this input's problem
         raise InputError(f"{path}: cannot read image size ({type(e).__name__}: {e})") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def check_mask_size(mask_path: str, wh: tuple[int, int], image_path: str, max_pixels: int | None = None) -> None:
+    """A mask must have its image's displayed size (boxes are in its pixels): InputError naming both if not."""
+    iw, ih = displayed_size(image_path, max_pixels)
+    if (iw, ih) != wh:
+        raise InputError(f"{mask_path}: mask is {wh[0]}x{wh[1]} but image {image_path} is {iw}x{ih}")
 
 
 def plan_tasks(
@@ -129,7 +130,7 @@ def plan_tasks(
     items = listing.items
     if not items and not listing.problems:
         raise UsageError("no mask PNGs found in the inputs")
-    index, ambiguous = index_images(images_root) if images_root else (None, {})
+    index = FileIndex(images_root, IMAGE_EXTENSIONS) if images_root else None
     mine = list(enumerate(items)) if shard is None else shard.take(list(enumerate(items)))
     plan = Plan(
         [], [] if shard is not None and not shard.is_main else list(listing.problems), listing.ignored_summary()
@@ -138,14 +139,11 @@ def plan_tasks(
         if index is None:
             plan.tasks.append(MaskTask(i, it.path, it.rel, None))
             continue
-        key = os.path.splitext(it.rel)[0]
-        img = index.get(key)
-        if key in ambiguous:
-            plan.errors.append(f"{it.path}: its image is ambiguous: {ambiguous[key]}")
-        elif img is None:
-            plan.errors.append(f"{it.path}: no image '{key}.*' under {images_root}")
+        found = index.by_key(key_of(it.rel))
+        if found.item is None:
+            plan.errors.append(found.problem(it.path, "image", index.root))
         else:
-            plan.tasks.append(MaskTask(i, it.path, img.rel, img.path))
+            plan.tasks.append(MaskTask(i, it.path, found.item.rel, found.item.path))
     return plan
 
 
@@ -177,9 +175,7 @@ def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool =
     kind, mask = read_box_mask(task.mask_path, opts.allow_color, opts.max_pixels)
     h, w = mask.shape
     if task.image_path is not None:
-        iw, ih = displayed_size(task.image_path, opts.max_pixels)
-        if (iw, ih) != (w, h):
-            raise InputError(f"{task.mask_path}: mask is {w}x{h} but image {task.image_path} is {iw}x{ih}")
+        check_mask_size(task.mask_path, (w, h), task.image_path, opts.max_pixels)
     if kind == "instances":  # a palette PNG: one box per object (or per piece), largest first like components
         every, labels, n_objects = instance_components(mask, opts.min_area, opts.split_components, opts.connectivity)
     else:

@@ -1,9 +1,11 @@
 """Mask files + their images -> refined mask PNGs, streamed through worker processes.
 
-Pairing is ``unseg boxes --images``'s: a mask's relative path without extension names the image's relative
-path without extension under the images folder. Outputs keep the mask's relative path (as .png), are written
-atomically, and existing ones are skipped unless ``overwrite``, so an interrupted run resumes. Each bad input
-(no image, unreadable file) is reported through ``on_error`` and the rest go on.
+Pairing is ``unseg boxes --images``'s (``io.pairing``): a mask's relative path without extension names the
+image's relative path without extension under the images folder. Masks are read as ``boxes`` reads them: a
+colour photo or an instance (palette) mask is refused, named, as one failed input. Outputs keep the mask's
+relative path (as .png), are written atomically, and existing ones are skipped unless ``overwrite``, so an
+interrupted run resumes. Each bad input (no image, unreadable file) is reported through ``on_error`` and the
+rest go on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..io.images import IMAGE_EXTENSIONS, scan_inputs
+from ..io.pairing import FileIndex, key_of
 from ..parallel import Failed, parallel_map
 from . import RefineOptions
 
@@ -24,6 +27,13 @@ if TYPE_CHECKING:
     from ..runtime import Shard
 
 MASK_EXTENSIONS = (".png",)
+# Read as grey levels, a palette PNG's object indices (1, 2, ...) are all below any foreground cut, so the
+# solver would silently empty it: refused per file instead. The bilateral solver and the CRF refine one soft
+# foreground (TokenCut, MOVE, CutLER refine single-object masks); give each object as its own mask.
+INSTANCE_MASK = (
+    "an instance (palette) mask: refine takes soft or binary masks (one foreground), "
+    "so its objects cannot be refined together; refine a soft mask of each object"
+)
 
 
 @dataclass(frozen=True)
@@ -57,25 +67,24 @@ def plan_refine(
     tag: str | None = None,
 ) -> list[RefineTask | str]:
     """Sorted mask inputs (files, folders, '-'; named as ``io.images.scan_inputs`` names them, relative to
-    ``root`` if given) -> tasks; a mask without its image, or whose name collides with another's, becomes an
-    error string. Files already under ``out_dir`` are left out, so an output folder inside the mask folder
-    is never re-read."""
+    ``root`` if given) -> tasks; a mask without its image (``io.pairing``: by relative path), whose image is
+    ambiguous, or whose name collides with another's, becomes an error string. No mask at all is a UsageError.
+    Files already under ``out_dir`` are left out, so an output folder inside the mask folder is never re-read."""
     if not os.path.isdir(images_root):
         raise UsageError(f"the images folder does not exist or is not a folder: {images_root}")
     out_real = os.path.realpath(out_dir) + os.sep
     listing = scan_inputs(masks, MASK_EXTENSIONS, root=root, null=null)
     items = [it for it in listing.items if not os.path.realpath(it.path).startswith(out_real)]
-    images = scan_inputs([images_root], IMAGE_EXTENSIONS)
-    index = {os.path.splitext(it.rel)[0]: it for it in images.items}
+    if not items and not listing.problems:  # as `unseg boxes`: nothing to do is a usage error, not a success
+        raise UsageError("no mask PNGs found in the inputs")
+    images = FileIndex(images_root, IMAGE_EXTENSIONS)
     tasks: list[RefineTask | str] = list(listing.problems)
     for it in items:
-        stem = os.path.splitext(it.rel)[0]
-        img = index.get(stem)
-        if img is None:
-            clash = [p for p in images.problems if f"'{stem}'" in p]
-            tasks.append(f"{it.path}: " + (clash[0] if clash else f"no image '{stem}.*' under {images_root}"))
+        found = images.by_key(key_of(it.rel))
+        if found.item is None:
+            tasks.append(found.problem(it.path, "image", images_root))
         else:
-            tasks.append(RefineTask(it.path, img.path, output_path(out_dir, it.rel), tag))
+            tasks.append(RefineTask(it.path, found.item.path, output_path(out_dir, it.rel), tag))
     return tasks
 
 
@@ -112,12 +121,17 @@ def refine_image_file(
 
 
 def refine_one(task: RefineTask, options: RefineOptions, max_pixels: int | None = None) -> str | None:
-    """Read, refine, write one pair. Returns a notice (the mask was resized) or None; raises InputError.
+    """Read, refine, write one pair. Returns a notice (the mask was resized) or None; raises InputError
+    (also for a colour photo or an instance mask, which have no one soft foreground to refine).
     ``max_pixels``: largest image decoded (default: Pillow's decompression-bomb limit)."""
+    from ..errors import InputError
     from ..io.images import decode_image
-    from ..io.masks import read_mask
+    from ..labels.components import read_box_mask
 
-    mask = read_mask(task.mask_path).astype(np.float32) / 255.0
+    kind, levels = read_box_mask(task.mask_path, max_pixels=max_pixels)  # a photo is refused, as `boxes` does
+    if kind == "instances":
+        raise InputError(f"{task.mask_path}: {INSTANCE_MASK}")
+    mask = levels.astype(np.float32) / 255.0
     image = decode_image(task.image_path, max_pixels)
     notice = None
     if mask.shape != image.shape[:2]:

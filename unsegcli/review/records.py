@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..evaluation.inputs import MaskBox
+
 # Flag names, in the order the report lists them.
 FLAG_NO_BOX = "no-box"
 FLAG_MANY = "many-boxes"
@@ -18,8 +20,6 @@ FLAG_LOW_SCORE = "low-score"
 FLAG_MISS = "miss"  # CorLoc miss (only with GT)
 FLAG_FAILED = "failed"  # the image or mask could not be drawn
 FLAGS = (FLAG_NO_BOX, FLAG_MANY, FLAG_BORDER, FLAG_LOW_SCORE, FLAG_MISS, FLAG_FAILED)
-
-CORLOC_IOU = 0.5  # LOST / TokenCut CorLoc: a hit at IoU >= 0.5 with any GT box
 
 
 def _empty_boxes() -> np.ndarray:
@@ -46,8 +46,9 @@ class ReviewItem:
     areas: np.ndarray = field(default_factory=_empty_values)  # (N,) pixel areas (box area when unknown)
     gt_boxes: np.ndarray | None = None  # (M, 4) in ``gt_size``; None = no GT for this image
     gt_size: tuple[int, int] | None = None
-    ious: np.ndarray | None = None  # (N,) best IoU of each box with the GT
-    picked: int | None = None  # index of the box CorLoc scores (None: no box or no GT)
+    ious: np.ndarray | None = None  # (N,) best IoU of each box with the GT (the drawing's colours)
+    corloc: tuple[float, bool] | None = None  # its GT image's (best IoU, hit) as `unseg corloc` scores it
+    corloc_box: MaskBox | None = None  # a mask's box that CorLoc scores (evaluation.inputs.corloc_box)
     flags: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -57,21 +58,13 @@ class ReviewItem:
 
     @property
     def hit(self) -> bool | None:
-        """CorLoc outcome: None without GT; no box = a miss, as in LOST's protocol."""
-        if self.gt_boxes is None:
-            return None
-        if self.picked is None or self.ious is None:
-            return False
-        return bool(self.ious[self.picked] >= CORLOC_IOU)
+        """CorLoc outcome of its GT image (no box = a miss, as in LOST's protocol); None without GT."""
+        return None if self.corloc is None else self.corloc[1]
 
     @property
     def best_iou(self) -> float | None:
-        """IoU of the CorLoc box (0 when there is no box); None without GT."""
-        if self.gt_boxes is None:
-            return None
-        if self.picked is None or self.ious is None:
-            return 0.0
-        return float(self.ious[self.picked])
+        """IoU of the box CorLoc scores with the GT (0 when there is none); None without GT."""
+        return None if self.corloc is None else self.corloc[0]
 
     def area_fractions(self) -> np.ndarray:
         """Box areas as fractions of the image (NaN when the frame is unknown)."""

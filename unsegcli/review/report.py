@@ -21,7 +21,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .records import CORLOC_IOU, FLAGS, FlagRules, ReviewItem, compute_flags
+from ..evaluation.corloc import CORLOC_IOU, CorLocResult
+from .records import FLAGS, FlagRules, ReviewItem, compute_flags
 
 SortKey = Literal["name", "boxes", "score", "area", "iou", "flags"]
 SORT_KEYS: dict[str, str] = {  # key -> what the grid sorts by (and its natural direction)
@@ -62,7 +63,7 @@ class ReportSummary:
     boxes: int
     flagged: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
-    corloc: float | None = None  # percent, over the items that have GT (plus unmatched GT images)
+    corloc: float | None = None  # percent, over the GT images, as `unseg corloc` counts it
 
 
 def select(items: list[ReviewItem], sample: int | None, seed: int, only_flagged: bool = False) -> list[int]:
@@ -125,13 +126,14 @@ def render_item(job: RenderJob) -> None:
     from ..errors import InputError
     from ..io.files import atomic_write_bytes
     from ..io.images import decode_image
+    from ..labels.components import read_box_mask
     from .overlay import CANVAS, draw_overlay, fit, resize_labels, scale_boxes
-    from .sources import read_mask_any
 
     it = job.item
     mask, instances = (None, False)
     if it.mask_path is not None:
-        mask, instances = read_mask_any(it.mask_path)
+        kind, mask = read_box_mask(it.mask_path)
+        instances = kind == "instances"
     elif it.rles:
         mask, instances = _rles_to_labels(it.rles), True
     if it.image_path is not None:
@@ -181,11 +183,12 @@ def fingerprint(job: RenderJob) -> str:
                 st = os.stat(path)
             except OSError:
                 return ""  # unreadable: never cached, the drawing reports why
-            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            h.update(os.fsencode(path) + f"\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     for arr in (it.boxes, it.scores, it.gt_boxes, it.ious):
         h.update(b"-" if arr is None else np.ascontiguousarray(arr, np.float64).tobytes())
         h.update(b"|")
     h.update(json.dumps([it.size, it.gt_size, it.rles, job.overlay_side, job.thumb_side, job.threshold]).encode())
+    h.update(b"-" if it.corloc is None else json.dumps(it.corloc).encode())
     return h.hexdigest()
 
 
@@ -222,15 +225,19 @@ def _figure():
 def _save(fig, path: Path) -> None:
     import io
 
+    import matplotlib
+
     from ..io.files import atomic_write_bytes
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})  # no timestamp: same inputs, same file
+    # no timestamp, and element ids from a fixed salt instead of random ones: same inputs, same file
+    with matplotlib.rc_context({"svg.hashsalt": "unseg"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_plots(items: list[ReviewItem], folder: Path) -> list[tuple[str, str]]:
-    """Summary plots over all items -> [(title, file name)]."""
+def write_plots(items: list[ReviewItem], folder: Path, corloc: float | None = None) -> list[tuple[str, str]]:
+    """Summary plots over all items -> [(title, file name)]; ``corloc`` (percent) titles the IoU plot."""
     plots = []
     counts = np.asarray([it.n_boxes for it in items], np.int64)
     fig, ax = _figure()
@@ -267,7 +274,7 @@ def write_plots(items: list[ReviewItem], folder: Path) -> list[tuple[str, str]]:
         ax.set(
             xlabel="IoU of the CorLoc box with the best GT box",
             ylabel="images",
-            title=f"CorLoc IoU ({100 * float(np.mean(ious >= CORLOC_IOU)):.1f}% hits)",
+            title="CorLoc IoU" + (f" (CorLoc {corloc:.1f}%)" if corloc is not None else ""),
         )
         ax.legend(loc="upper left")
         _save(fig, folder / "corloc_iou.svg")
@@ -282,12 +289,30 @@ def _num(v: float | None, digits: int) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), digits)
 
 
+def _text(s: object) -> str:
+    """Text that encodes as UTF-8: a file name that is not valid UTF-8 (bytes of another locale, held as
+    surrogate escapes) shows those bytes as \\xNN escapes instead of failing the page."""
+    text = str(s)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (a JSON "\\ud800")
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _url(path: str) -> str:
+    """A relative link to an output file: the bytes of its name on disk, percent-encoded."""
+    try:
+        return quote(path.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return quote(path.encode("utf-8", "backslashreplace"))
+
+
 def _record(it: ReviewItem, stem: str | None) -> dict:
     """The per-image facts the grid shows (short keys: 100k of them are embedded in the page)."""
     return {
-        "n": it.name,
-        "o": quote(f"overlays/{stem}.png") if stem else None,
-        "t": quote(f"thumbs/{stem}.jpg") if stem else None,
+        "n": _text(it.name),
+        "o": _url(f"overlays/{stem}.png") if stem else None,
+        "t": _url(f"thumbs/{stem}.jpg") if stem else None,
         "wh": list(it.size) if it.size else None,
         "b": it.n_boxes,
         "s": [_num(v, 3) for v in it.scores],
@@ -297,7 +322,7 @@ def _record(it: ReviewItem, stem: str | None) -> dict:
         "i": _num(it.best_iou, 3),
         "h": it.hit,
         "f": list(it.flags),
-        "e": it.error,
+        "e": None if it.error is None else _text(it.error),
     }
 
 
@@ -308,7 +333,7 @@ def _json_for_script(obj: object) -> str:
 
 
 def _e(s: object) -> str:
-    return html.escape(str(s), quote=True)
+    return html.escape(_text(s), quote=True)
 
 
 CSS = """
@@ -426,7 +451,7 @@ def _flag_lists(items: list[ReviewItem], stems: dict[int, str]) -> str:
         for i in hits[:STATIC_FLAG_LIST]:
             name = _e(items[i].name)
             stem = stems.get(i)
-            link = _e(quote(f"overlays/{stem}.png"))
+            link = _e(_url(f"overlays/{stem}.png"))
             lis.append(f'<li><a href="{link}">{name}</a></li>' if stem else f"<li>{name}</li>")
         more = (
             f"<p class=muted>... and {len(hits) - STATIC_FLAG_LIST} more: filter the grid by '{_e(flag)}'.</p>"
@@ -441,6 +466,13 @@ def _flag_lists(items: list[ReviewItem], stems: dict[int, str]) -> str:
     return "\n".join(parts) or "<p class=muted>Nothing flagged.</p>"
 
 
+def _problem_list(problems: list[str]) -> str:
+    """Failures that belong to no one image (a malformed annotation, an ambiguous mask), listed in full."""
+    if not problems:
+        return ""
+    return "<h2>Problems</h2><ul>" + "".join(f"<li class=err>{_e(p)}</li>" for p in problems) + "</ul>\n"
+
+
 def _page(
     items: list[ReviewItem],
     shown: list[int],
@@ -449,7 +481,8 @@ def _page(
     summary: ReportSummary,
     opts: ReportOptions,
     rules: FlagRules,
-    gt_unmatched: int,
+    corloc: CorLocResult | None,
+    problems: list[str],
 ) -> str:
     from .overlay import GT, HIT, MISS, OUTLINE, PRED, TINT
 
@@ -460,10 +493,14 @@ def _page(
         ("boxes", summary.boxes),
     ]
     rows += [(f"flagged {f}", n) for f, n in summary.flagged.items() if n]
-    if summary.corloc is not None:
-        rows.append(("CorLoc", f"{summary.corloc:.2f}% (IoU >= {CORLOC_IOU} with any GT box)"))
-        if gt_unmatched:
-            rows.append(("GT images without a prediction (misses)", gt_unmatched))
+    if corloc is not None:
+        rows.append(
+            ("CorLoc", f"{corloc.corloc:.2f}% of {corloc.images} GT images (IoU >= {CORLOC_IOU} with any GT box)")
+        )
+        if corloc.missing:
+            rows.append(("GT images without a predicted box (misses)", corloc.missing))
+    if problems:
+        rows.append(("inputs that failed, not tied to one image", len(problems)))
     table = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows)
     plot_imgs = "".join(f'<img src="plots/{_e(quote(f))}" alt="{_e(t)}" title="{_e(t)}">' for t, f in plots)
 
@@ -496,7 +533,7 @@ def _page(
 <h1>{_e(opts.title)}</h1>
 <p class="muted">{_e(opts.source)}</p>
 <table class="sum">{table}</table>
-<h2>Summary</h2>
+{_problem_list(problems)}<h2>Summary</h2>
 <div class="plots">{plot_imgs}</div>
 <h2>Worth a look</h2>
 <p class="muted">Flagged: {_e(rules_text)}.</p>
@@ -523,11 +560,15 @@ def write_report(
     out_dir: str | os.PathLike,
     opts: ReportOptions | None = None,
     rules: FlagRules | None = None,
-    gt_unmatched: int = 0,
+    corloc: CorLocResult | None = None,
+    problems: list[str] | None = None,
     on_error: Callable[[str], None] = lambda m: None,
     on_start: Callable[[int], Callable[[], None]] = lambda n: lambda: None,
 ) -> ReportSummary:
     """Flag every item, draw the selected ones, write plots and index.html under ``out_dir``.
+
+    ``corloc``: the items' CorLoc against GT as ``review.sources.score_against_gt`` (= `unseg corloc`)
+    scored it; ``problems``: failures tied to no item (shown on the page and counted in ``failed``).
 
     ``on_start(total)`` is called once drawing starts and returns the per-image progress callback.
     Items that fail to draw are reported through ``on_error``, flagged 'failed', and still listed.
@@ -581,9 +622,8 @@ def write_report(
         on_error(err)
     atomic_write_bytes(out / CACHE_NAME, json.dumps(cache, sort_keys=True).encode())
     (out / "plots").mkdir(exist_ok=True)
-    plots = write_plots(items, out / "plots")
-    with_gt = [it for it in items if it.gt_boxes is not None]
-    n_gt = len(with_gt) + gt_unmatched
+    problems = list(problems or [])
+    plots = write_plots(items, out / "plots", corloc.corloc if corloc is not None else None)
     summary = ReportSummary(
         index=out / "index.html",
         images=len(items),
@@ -591,9 +631,9 @@ def write_report(
         drawn=len(todo) - len(errors),
         boxes=sum(it.n_boxes for it in items),
         flagged={f: sum(f in it.flags for it in items) for f in FLAGS},
-        failed=[it.error for it in items if it.error is not None],
-        corloc=100.0 * sum(bool(it.hit) for it in with_gt) / n_gt if n_gt and with_gt else None,
+        failed=problems + [it.error for it in items if it.error is not None],
+        corloc=corloc.corloc if corloc is not None else None,
     )
-    page = _page(items, shown, stems, plots, summary, opts, rules, gt_unmatched)
+    page = _page(items, shown, stems, plots, summary, opts, rules, corloc, problems)
     atomic_write_bytes(summary.index, page.encode("utf-8"))
     return summary

@@ -13,81 +13,39 @@ import os
 from collections.abc import Callable
 from operator import itemgetter
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from ..errors import InputError, UsageError
-from ..io.datasets import GTImage, coco_id_from_filename, read_coco, read_voc
+from ..evaluation.corloc import CorLocResult, iou_lost
+from ..evaluation.inputs import MaskBox, Pick
+from ..io.datasets import GTImage
+from ..io.pairing import FileIndex, Found, key_of
+from .overlay import scale_boxes
 from .records import ReviewItem
 
+DETECTOR = "detector results"
+CORLOC_FORMATS = ("coco", "jsonl", DETECTOR)  # the box files `unseg corloc` reads (io.labels.read_label_file)
+
 Advance = Callable[[], None]
-
-
-def _stem(name: str) -> str:
-    return os.path.splitext(os.path.basename(name))[0]
-
-
-class ImageIndex:
-    """Images under a root, found by relative path, by path without extension, by stem, or by the
-    number at the end of the stem (COCO ids: COCO_train2014_000000000009.jpg -> 9)."""
-
-    def __init__(self, root: str):
-        from ..io.images import IMAGE_EXTENSIONS, scan_inputs
-
-        if not os.path.isdir(root):
-            raise UsageError(f"images must be a folder: {root}")
-        self.root = root
-        self.by_rel: dict[str, str | None] = {}  # None: ambiguous (a.jpg and a.png)
-        self.by_stem: dict[str, str | None] = {}  # None: ambiguous stem
-        self.by_number: dict[int, str | None] = {}
-        self.rel_of: dict[str, str] = {}
-        for it in scan_inputs([root], IMAGE_EXTENSIONS, key=lambda rel: rel).items:
-            key = os.path.splitext(it.rel)[0]
-            self.by_rel[key] = None if key in self.by_rel else it.path
-            self.rel_of[it.path] = it.rel
-            stem = _stem(it.rel)
-            self.by_stem[stem] = None if stem in self.by_stem else it.path
-            tail = stem.split("_")[-1]
-            if tail.isdigit():
-                num = coco_id_from_filename(stem)
-                self.by_number[num] = None if num in self.by_number else it.path
-
-    def find(self, file_name: str) -> str | None:
-        direct = os.path.join(self.root, file_name)
-        if os.path.isfile(direct):
-            return direct
-        return self.by_rel.get(os.path.splitext(file_name.replace("\\", "/"))[0]) or self.by_stem.get(_stem(file_name))
-
-    def find_id(self, image_id: object) -> str | None:
-        s = str(image_id)
-        return self.by_stem.get(s) or (self.by_number.get(int(s)) if s.isdigit() else None)
-
+Format = str  # "masks", or read_labels' format name
 
 # --- masks folders ---------------------------------------------------------------------------------
 
 
-def read_mask_any(path: str) -> tuple[np.ndarray, bool]:
-    """A mask PNG -> (uint8 HxW, is_instances): palette PNGs are instance label maps (``io/instances.py``),
-    anything else a soft/binary mask."""
-    from ..io.instances import decode_instances, is_instance_png
-    from ..io.masks import read_mask
-
-    if is_instance_png(path):
-        return decode_instances(path), True
-    return read_mask(path), False
-
-
 def _mask_facts(
-    args: tuple[str, float, int, float, bool],
-) -> tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]:
-    """One mask -> ((width, height), boxes, scores, areas). Raises InputError for unreadable files."""
-    path, threshold, connectivity, min_area, multi = args
-    from ..labels.components import extract_boxes, instance_boxes
+    args: tuple[str, str | None, float, int, float, bool],
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray, MaskBox, str | None]:
+    """One mask (and its image, if paired) -> ((width, height), boxes, scores, areas, the box CorLoc scores,
+    the image's problem or None). Raises InputError for unreadable files and colour photos (as `unseg boxes`)."""
+    path, image_path, threshold, connectivity, min_area, multi = args
+    from ..evaluation.inputs import corloc_box
+    from ..labels.components import extract_boxes, instance_boxes, read_box_mask
+    from ..labels.runner import check_mask_size
 
-    mask, inst = read_mask_any(path)
+    kind, mask = read_box_mask(path)
     h, w = mask.shape
-    if inst:  # every object, as the method decided them; instance masks carry no score
+    if kind == "instances":  # every object, as the method decided them; instance masks carry no score
         objs, _ = instance_boxes(mask)
         boxes = np.asarray([o.xyxy for o in objs], np.float64).reshape(-1, 4)
         areas = np.asarray([o.area for o in objs], np.float64)
@@ -97,7 +55,14 @@ def _mask_facts(
         boxes = np.asarray([c.xyxy for c in comps], np.float64).reshape(-1, 4)
         areas = np.asarray([c.area for c in comps], np.float64)
         scores = np.asarray([c.score for c in comps], np.float64)
-    return (w, h), boxes, scores, areas
+    single = MaskBox(corloc_box(kind, mask, threshold, connectivity), (w, h))
+    problem = None
+    if image_path is not None:
+        try:  # a mask of another size would be stretched over its image: refused, as `unseg boxes` does
+            check_mask_size(path, (w, h), image_path)
+        except InputError as e:
+            problem = e.message
+    return (w, h), boxes, scores, areas, single, problem
 
 
 def from_masks(
@@ -111,40 +76,46 @@ def from_masks(
     on_error: Callable[[str], None] = lambda m: None,
     on_start: Callable[[int], Advance] = lambda n: lambda: None,
 ) -> list[ReviewItem]:
-    """Every mask PNG under ``folder`` (matched to ``images`` by relative path without extension),
-    with the boxes `unseg boxes` would write for the same options. Masks that cannot be read are
-    reported and left out; a mask without its image is kept, flagged failed, and reported.
+    """Every mask PNG under ``folder`` (paired with ``images`` by ``io.pairing``'s relative path rule), with
+    the boxes `unseg boxes` would write for the same options. A mask that cannot be read (or is a colour
+    photo), has no image, an ambiguous one or one of another size is kept, flagged failed, and reported.
     ``on_start(total)`` returns the per-mask progress callback."""
-    from ..io.images import list_inputs
+    from ..io.images import IMAGE_EXTENSIONS, list_inputs
     from ..parallel import Failed, parallel_map
 
     masks = list_inputs([folder], (".png",))
-    index = ImageIndex(images) if images else None
-    jobs = [(m.path, threshold, connectivity, min_area, multi) for m in masks]
+    index = FileIndex(images, IMAGE_EXTENSIONS) if images else None
+    found = [index.by_key(key_of(m.rel)) if index is not None else None for m in masks]
+    jobs = [
+        (
+            m.path,
+            f.item.path if f is not None and f.item is not None else None,
+            threshold,
+            connectivity,
+            min_area,
+            multi,
+        )
+        for m, f in zip(masks, found, strict=True)
+    ]
     advance = on_start(len(jobs))
     facts = []
     for r in parallel_map(_mask_facts, jobs, workers, describe=itemgetter(0)):
         facts.append(r)
         advance()
     items = []
-    for m, f in zip(masks, facts, strict=True):
-        if isinstance(f, Failed):
-            on_error(f.message)
-            continue
-        size, boxes, scores, areas = f
-        key = os.path.splitext(m.rel)[0]
-        item = ReviewItem(
-            name=m.rel, image_path=None, size=size, mask_path=m.path, boxes=boxes, scores=scores, areas=areas
-        )
-        if index is not None:
-            found = index.by_rel.get(key)
-            if found is None:
-                what = "two images" if key in index.by_rel else "no image"
-                item.error = f"{m.path}: {what} '{key}.*' under {images}"
-                on_error(item.error)
-            else:
-                item.image_path, item.name = found, index.rel_of[found]
+    for m, f, fact in zip(masks, found, facts, strict=True):
+        item = ReviewItem(name=m.rel, image_path=None, mask_path=m.path)
         items.append(item)
+        if isinstance(fact, Failed):
+            item.error = fact.message
+        else:
+            item.size, item.boxes, item.scores, item.areas, item.corloc_box, problem = fact
+            if f is not None and f.item is None:
+                item.error = f.problem(m.path, "image", str(images))
+            elif f is not None and f.item is not None:
+                item.image_path, item.name, item.error = f.item.path, f.item.rel, problem
+        if item.error is not None:
+            on_error(item.error)
     return items
 
 
@@ -292,7 +263,7 @@ def read_labels(path: str) -> tuple[str, list[ReviewItem]]:
                 return "selfmask", _selfmask(doc)
             raise InputError(f"{refused.message} (nor LOST-CAD or SelfMask)") from None
         if isinstance(lf, DetectorResults):
-            return "detector results", _detector(lf.results)
+            return DETECTOR, _detector(lf.results)
         if isinstance(lf, CocoFile):
             return "coco", _coco(lf.data)
         return "jsonl", _jsonl(lf.rows)
@@ -300,76 +271,126 @@ def read_labels(path: str) -> tuple[str, list[ReviewItem]]:
         raise InputError(f"{path}: malformed label file ({type(e).__name__}: {e})") from None
 
 
+def _find_by_id(index: FileIndex, image_id: object) -> Found:
+    """Detector results without COCO GT: the image whose stem is the id, else whose name ends with it."""
+    s = str(image_id)
+    found = index.by_stem(s)
+    return index.by_number(int(s)) if found.item is None and not found.ambiguous and s.isdigit() else found
+
+
 def from_label_file(
-    path: str, images: str | None, on_error: Callable[[str], None] = lambda m: None
+    path: str,
+    images: str | None,
+    on_error: Callable[[str], None] = lambda m: None,
+    gt: list[GTImage] | None = None,
 ) -> tuple[str, list[ReviewItem]]:
-    """Items of a label file, each matched to its image under ``images`` (by relative path, stem or
-    COCO id). An image that is not found is reported; its item stays in the report, flagged failed."""
+    """Items of a label file, each matched to its image under ``images`` (``io.pairing``: by relative path,
+    else a unique stem). Detector results go by image id: to the GT image of that id and its file name when
+    ``gt`` is given (COCO ids need not be file-name numbers), else to the image whose stem or COCO number
+    is the id. An image that is not found (or is ambiguous) is reported; its item stays, flagged failed."""
+    from ..evaluation.inputs import GTIndex
+    from ..io.images import IMAGE_EXTENSIONS
     from ..labels.runner import displayed_size
 
     fmt, items = read_labels(path)
     if images is None:
         return fmt, items
-    index = ImageIndex(images)
+    index = FileIndex(images, IMAGE_EXTENSIONS)
+    by_id = GTIndex(gt).of_id if gt is not None else None
     for it in items:
-        found = index.find_id(it.image_id) if fmt == "detector results" else index.find(it.name)
-        if found is None:
-            it.error = f"{path}: no image for '{it.name}' under {images}"
+        if fmt == DETECTOR:
+            g = by_id(it.image_id) if by_id is not None else None
+            found = index.find(g.file_name) if g is not None else _find_by_id(index, it.image_id)
+        else:
+            found = index.find(it.name)
+        if found.item is None:
+            it.error = found.problem(f"{path}: '{it.name}'", "image", images)
             on_error(it.error)
             continue
-        it.image_path, it.name = found, index.rel_of.get(found, it.name)
+        it.image_path, it.name = found.item.path, found.item.rel
         if it.size is None:  # detector results carry no size: the image header has it
             try:
-                it.size = displayed_size(found)
+                it.size = displayed_size(found.item.path)
             except InputError as e:
                 it.error = e.message
                 on_error(e.message)
     return fmt, items
 
 
-# --- ground truth ----------------------------------------------------------------------------------
+# --- ground truth: asked of io.datasets and evaluation/, as `unseg corloc` asks them -----------------
 
 
-def load_gt(spec: str, split: str = "trainval") -> list[GTImage]:
-    """A VOC-style folder (VOCdevkit/, VOC20xx/ or one laid out like it; ImageSets/Main/<split>.txt)
-    or a COCO instances JSON."""
+def load_gt(spec: str, split: str = "trainval", on_error: Callable[[str], None] = lambda m: None) -> list[GTImage]:
+    """A VOC-style folder (VOCdevkit/, VOC20xx/ or one laid out like it; ImageSets/Main/<split>.txt) or a
+    COCO instances JSON, read by ``io.datasets.load_gt``: an unreadable VOC annotation goes to ``on_error``
+    and its image is left out, as `unseg corloc` does. No image left is an InputError."""
+    from ..io.datasets import load_gt as load_dataset
+
     if os.path.isdir(spec):
-        return read_voc(spec, split)
-    if os.path.isfile(spec):
-        return read_coco(spec)
-    raise UsageError(f"GT not found: {spec}", "pass a VOC folder or a COCO instances JSON")
+        gt = load_dataset("voc", spec, split, on_error=on_error)
+    elif os.path.isfile(spec):
+        gt = load_dataset("coco", ann=spec)
+    else:
+        raise UsageError(f"GT not found: {spec}", "pass a VOC folder or a COCO instances JSON")
+    if not gt:
+        raise InputError("no image could be evaluated: every annotation of the split failed")
+    return gt
 
 
-def pick_index(boxes: np.ndarray, scores: np.ndarray, rule: Literal["largest", "score"]) -> int | None:
-    """The box CorLoc scores: the largest (ties: higher score, then first) or the highest scoring
-    (ties: larger, then first), as `unseg corloc --pick` does."""
-    if not len(boxes):
-        return None
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    s = np.nan_to_num(scores, nan=-math.inf)
-    keys = [(area[k], s[k]) if rule == "largest" else (s[k], area[k]) for k in range(len(boxes))]
-    return max(range(len(boxes)), key=lambda k: (keys[k], -k))
+def score_against_gt(
+    items: list[ReviewItem],
+    fmt: str,
+    labels: str,
+    gt: list[GTImage],
+    pick: Pick = "auto",
+    threshold: float = 0.5,
+    connectivity: int = 8,
+    on_error: Callable[[str], None] = lambda m: None,
+) -> CorLocResult:
+    """CorLoc of the items' source by `unseg corloc`'s own path (matching, pick rule, scaling, IoU, the
+    count over GT images), and each item given its GT image's boxes, its boxes' IoUs and that image's hit.
 
+    Masks: the box CorLoc scores was read with the mask (``evaluation.inputs.corloc_box``); a GT image
+    whose mask is ambiguous goes to ``on_error`` and is a miss, as in `unseg corloc`. Box files corloc
+    reads (coco, jsonl, detector results) are read by it; LOST-CAD and SelfMask boxes go through its pick."""
+    from ..evaluation import inputs as ev
+    from ..evaluation.corloc import corloc
 
-def attach_gt(items: list[ReviewItem], gt: list[GTImage], pick: Literal["largest", "score"]) -> int:
-    """Give each item the GT boxes of its image (matched by stem, or by id for detector results),
-    each box's best IoU (LOST's IoU, boxes scaled to the GT frame) and the box CorLoc scores.
-    Returns how many GT images have no item (CorLoc counts them as misses)."""
-    from ..evaluation.corloc import iou_lost
-    from .overlay import scale_boxes
+    index = ev.GTIndex(gt)
+    if fmt == "masks":
+        matched, errors = ev.match_masks(gt, labels)
+        for message in errors:
+            on_error(message)
+        boxes = {it.mask_path: it.corloc_box for it in items if it.mask_path and it.corloc_box is not None}
+        predictions = ev.boxes_from_mask_boxes(gt, matched, boxes)
+        by_path = {path: index.of_id(key) for key, path in matched.items()}
 
-    by_stem = {g.stem: g for g in gt}
-    by_id = {str(g.image_id): g for g in gt}
-    used: set[int] = set()
+        def gt_of(it: ReviewItem) -> GTImage | None:
+            return by_path.get(it.mask_path or "")
+    else:
+
+        def gt_of(it: ReviewItem) -> GTImage | None:
+            return index.of_id(it.image_id) if fmt == DETECTOR else index.of_name(it.name)
+
+        if fmt in CORLOC_FORMATS:
+            predictions = ev.boxes_from_file(labels, gt, pick)
+        else:  # a box without a score counts as 1.0, as corloc counts it
+            cands = (
+                (gt_of(it), box, 1.0 if math.isnan(score) else float(score), it.size)
+                for it in items
+                for box, score in zip(it.boxes.tolist(), it.scores.tolist(), strict=True)
+            )
+            predictions = ev.pick_boxes(cands, ev.pick_rule(pick, False))
+    result = corloc(gt, predictions, "gt")
+    per_image = {key: (iou, hit) for key, iou, hit in result.per_image}
     for it in items:
-        g = by_id.get(it.image_id) if it.image_id is not None and it.image_id in by_id else by_stem.get(_stem(it.name))
+        g = gt_of(it)
         if g is None:
             continue
-        used.add(id(g))
         it.gt_boxes, it.gt_size = g.boxes, (g.width, g.height)
         if it.size is None:  # detector results without --images: their boxes are in the image's (= GT's) frame
             it.size = it.gt_size
         pred = scale_boxes(it.boxes, it.size, it.gt_size)
         it.ious = np.asarray([float(iou_lost(b, g.boxes).max()) if len(g.boxes) else 0.0 for b in pred], np.float64)
-        it.picked = pick_index(it.boxes, it.scores, pick)
-    return sum(id(g) not in used for g in gt)
+        it.corloc = per_image.get(str(g.image_id))
+    return result
