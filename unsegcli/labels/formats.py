@@ -293,17 +293,18 @@ class JsonlWriter(LabelWriter):
         self.stream.flush()
 
 
-def _link(target: str, link: Path) -> None:
-    """``link`` -> ``target`` (absolute), replacing what was there atomically; a copy where the file
-    system has no symbolic links. The temp name is the short one of ``mkstemp_beside``, so a 255-byte
-    link name still has one and a killed run's leftover is removed by the next run."""
+def _link(target: str, link: Path, hard: bool = False) -> None:
+    """``link`` -> ``target`` (absolute), replacing what was there atomically: a symbolic link, or with
+    ``hard`` a hard link; a copy where the file system has neither (or, for a hard link, the target is
+    on another one). The temp name is the short one of ``mkstemp_beside``, so a 255-byte link name
+    still has one and a killed run's leftover is removed by the next run."""
     link.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = mkstemp_beside(link)
     os.close(fd)
     try:
         os.unlink(tmp)  # the name stays ours (pid and random part), the link takes its place
         try:
-            os.symlink(target, tmp)
+            (os.link if hard else os.symlink)(target, tmp)
         except OSError:
             shutil.copyfile(target, tmp)
         os.replace(tmp, link)
@@ -331,8 +332,8 @@ class FolderWriter(LabelWriter):
         atomic_write_bytes(self.folder / rel, data)
         self.manifest.add(rel)
 
-    def link(self, rel: str | Path, target: str) -> None:
-        _link(target, self.folder / rel)
+    def link(self, rel: str | Path, target: str, hard: bool = False) -> None:
+        _link(target, self.folder / rel, hard)
         self.manifest.add(rel)
 
     @abstractmethod
@@ -492,7 +493,9 @@ class VocWriter(FolderWriter):
     ``Annotations/ID.xml`` per image (ID: the image's relative path without its extension),
     ``ImageSets/Main/trainval.txt`` listing the IDs in that folder, ``labelmap.txt`` declaring the one
     class (datumaro refuses labels its map lacks; without the file it assumes VOC's 20 classes) and,
-    with an image root, ``JPEGImages/REL`` links to the images (datumaro opens ``JPEGImages/<filename>``).
+    with an image root, ``JPEGImages/REL``: the images as hard links (copies across file systems), since
+    datumaro opens ``JPEGImages/<filename>`` and refuses a symbolic link that leads out of the folder
+    (util/os_util.py ``join_within_base``, datumaro 1.13).
     VOC boxes are 1-based inclusive pixel indices: xmin = x0 + 1, xmax = x1 for our 0-based exclusive
     XYXY (the inverse of how VOC ground truth is read, io/datasets.read_voc_annotation).
 
@@ -528,7 +531,7 @@ class VocWriter(FolderWriter):
         )
         self.write(Path("Annotations", item_id + ".xml"), xml.encode())
         if self.dirname:
-            self.link(Path("JPEGImages", img.file_name), path)
+            self.link(Path("JPEGImages", img.file_name), path, hard=True)
 
     def complete(self) -> None:
         # the list holds every annotation in the folder, so shards writing one folder all appear in it
