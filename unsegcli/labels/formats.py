@@ -308,10 +308,11 @@ def _link(target: str, link: Path, hard: bool = False) -> None:
         except OSError:
             shutil.copyfile(target, tmp)
         os.replace(tmp, link)
-    except BaseException:
+    finally:
+        # gone after a rename, but rename(2) leaves both names when they are hard links of one file
+        # (a re-export's JPEGImages entry): then the temp name goes here
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
 
 
 class FolderWriter(LabelWriter):
