@@ -143,11 +143,16 @@ def test_shards_export_one_voc_folder_and_re_run_alone(tmp_path, cli):
 def test_voc_export_is_a_voc_dataset_folder(tmp_path, cli):
     _pair(tmp_path, "a", _rect(4, 20, 5, 30))
     _pair(tmp_path, "n", _rect(1, 9, 2, 6), sub="sub")
+    _pair(tmp_path, "x y", _rect(1, 9, 2, 6))
     out = tmp_path / "voc"
     assert _boxes(cli, tmp_path, "voc", out).exit_code == 0
-    # unseg's own VOC reader (as `corloc --dataset voc` uses it) reads the folder as a dataset
+    # unseg's own VOC reader (as `corloc voc --root` uses it) reads the folder as a dataset, spaces too
     gt = {g.image_id: (g.file_name, g.boxes.tolist()) for g in read_voc(out)}
-    assert gt == {"a": ("a.png", [[5.0, 4.0, 30.0, 20.0]]), "sub/n": ("sub/n.png", [[2.0, 1.0, 6.0, 9.0]])}
+    assert gt == {
+        "a": ("a.png", [[5.0, 4.0, 30.0, 20.0]]),
+        "sub/n": ("sub/n.png", [[2.0, 1.0, 6.0, 9.0]]),
+        "x y": ("x y.png", [[2.0, 1.0, 6.0, 9.0]]),
+    }
     # datumaro opens JPEGImages/<filename>, a real file (it refuses links leading out of the folder)
     for image_id, (file_name, _) in gt.items():
         image = out / "JPEGImages" / file_name
