@@ -1,15 +1,25 @@
-"""Check a `unseg boxes --format yolo` export with ultralytics' own code: its dataset check, then (with
---epochs) a short training run from the export's data.yaml, from a random model (no weights download).
+"""Check the folder exports with the readers they are made for, each in its own environment (they pull
+their own torch, OpenCV and Pillow, so they stay out of unseg's):
 
-ultralytics pulls torch and many packages, so it lives in its own environment, not in unseg's:
+- `unseg boxes --format yolo`: ultralytics' dataset check, then (with --epochs) a short training run
+  from the export's data.yaml, from a random model (no weights download).
 
-    python3 -m venv /tmp/ultra && /tmp/ultra/bin/pip install ultralytics
-    make demo                                    # writes demo_out/yolo (boxes --format yolo)
-    /tmp/ultra/bin/python benchmarks/check_exports.py demo_out/yolo --epochs 1
+      python3 -m venv /tmp/ultra && /tmp/ultra/bin/pip install ultralytics
+      make demo                                    # writes demo_out/yolo (boxes --format yolo)
+      /tmp/ultra/bin/python benchmarks/check_exports.py demo_out/yolo --epochs 1
 
-Offline: YOLO_OFFLINE=1 stops ultralytics' online checks, plots=False its font download, and a model
-built from yolov8n.yaml with pretrained=False needs no weights file. Its settings and runs go to a
-temporary folder. Exit 0 when every check passes, 1 when one fails, 2 when ultralytics is missing.
+  Offline: YOLO_OFFLINE=1 stops ultralytics' online checks, plots=False its font download, and a model
+  built from yolov8n.yaml with pretrained=False needs no weights file. Its settings and runs go to a
+  temporary folder.
+
+- `unseg boxes --format voc --images DIR`: imported as a VOC dataset by datumaro (CVAT's dataset
+  engine), every item with its image, every box of the one declared class, no import error:
+
+      python3 -m venv /tmp/dm && /tmp/dm/bin/pip install datumaro
+      unseg boxes demo_out/masks --images demo_data/images --multi --format voc --out demo_out/voc
+      /tmp/dm/bin/python benchmarks/check_exports.py --voc demo_out/voc
+
+Exit 0 when every check passes, 1 when one fails, 2 when a reader is missing.
 """
 
 from __future__ import annotations
@@ -24,12 +34,53 @@ from pathlib import Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path, help="folder written by `unseg boxes --format yolo` (holds data.yaml)")
+    parser.add_argument(
+        "dataset", type=Path, nargs="?", help="folder written by `unseg boxes --format yolo` (holds data.yaml)"
+    )
+    parser.add_argument("--voc", type=Path, help="folder written by `unseg boxes --format voc`: import with datumaro")
     parser.add_argument("--epochs", type=int, default=0, help="also train this many epochs on CPU (0: check only)")
     parser.add_argument("--imgsz", type=int, default=96, help="training image size")
     parser.add_argument("--model", default="yolov8n.yaml", help="ultralytics model config (built at random)")
     args = parser.parse_args()
+    if args.dataset is None and args.voc is None:
+        parser.error("give a yolo export, --voc DIR, or both")
+    if args.voc is not None:
+        status = check_voc(args.voc)
+        if status or args.dataset is None:
+            return status
+    return check_yolo(args)
 
+
+def check_voc(folder: Path) -> int:
+    """datumaro's VOC importer with its strict error policy (any item or annotation error raises)."""
+    try:
+        import datumaro
+        from datumaro.components.annotation import AnnotationType
+    except ImportError:
+        print("datumaro is not importable here: see this script's docstring", file=sys.stderr)
+        return 2
+    dataset = datumaro.Dataset.import_from(str(folder), "voc")
+    labels = [c.name for c in dataset.categories()[AnnotationType.label]]
+    ids = (folder / "ImageSets" / "Main" / "trainval.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    items = list(dataset)
+    problems = []
+    if labels != ["object"]:
+        problems.append(f"labels {labels}, not ['object']")
+    if sorted(it.id for it in items) != sorted(ids):
+        problems.append(f"{len(items)} items imported for {len(ids)} listed")
+    n_boxes = 0
+    for it in items:
+        if it.media is None or not Path(it.media.path).is_file():
+            problems.append(f"{it.id}: no image ({it.media.path if it.media else None})")
+        n_boxes += sum(a.type == AnnotationType.bbox for a in it.annotations)
+    version = getattr(datumaro, "__version__", "?")
+    print(f"datumaro {version}: imported {folder} as voc: {len(items)} items, {n_boxes} boxes, labels {labels}")
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def check_yolo(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="unseg-ultra-"))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(work / "config"))  # settings.json, fonts: not in $HOME

@@ -152,11 +152,13 @@ def test_yolo_needs_an_image_root(data, cli):
 def test_voc_xml_parses_to_the_same_boxes(data):
     out = data / "voc"
     _export(data, "voc", out)
-    name, width, height, boxes, hard = read_voc_annotation(out / "a.xml")  # LOST's reading rule
+    name, width, height, boxes, hard = read_voc_annotation(out / "Annotations" / "a.xml")  # LOST's reading rule
     assert (name, width, height) == ("a.jpg", W, H) and not hard.any()
     np.testing.assert_array_equal(boxes, [A_BOX, [47.0, 32.0, 64.0, 49.0], C_BOX])
-    assert read_voc_annotation(out / "sub" / "n.xml")[3].tolist() == [[20.0, 10.0, 41.0, 50.0]]
-    assert read_voc_annotation(out / "empty.xml")[3].shape == (0, 4)
+    sub = read_voc_annotation(out / "Annotations" / "sub" / "n.xml")
+    assert sub[0] == "sub/n.png" and sub[3].tolist() == [[20.0, 10.0, 41.0, 50.0]]  # JPEGImages/<filename>
+    assert read_voc_annotation(out / "Annotations" / "empty.xml")[3].shape == (0, 4)
+    assert (out / "ImageSets" / "Main" / "trainval.txt").read_text().split() == ["a", "empty", "sub/n"]
 
 
 # --- coco -----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io.files import atomic_write_bytes
+from .io.files import Manifest, atomic_write_bytes
 from .io.masks import encode_png
 
 
@@ -105,23 +105,34 @@ def _voc_xml(stem: str, w: int, h: int, boxes) -> str:
     )
 
 
-def write_dataset(out: str | Path, n: int, size: int, seed: int, voc: bool = False, on_progress=None) -> None:
+def write_dataset(out: str | Path, n: int, size: int, seed: int, voc: bool = False, on_progress=None) -> int:
     """OUT/images/<stem>.png, OUT/masks/<stem>.png (0/255: also the saliency GT) and, with voc,
-    OUT/VOCdevkit/VOC2007/{JPEGImages, Annotations, ImageSets/Main/trainval.txt}."""
+    OUT/VOCdevkit/VOC2007/{JPEGImages, Annotations, ImageSets/Main/trainval.txt}. The folder's files are
+    owned through a ``Manifest``: a re-run (smaller, another seed, without voc) removes the files of the
+    earlier one it did not write again. Returns how many it removed."""
     out = Path(out)
+    owned = Manifest(out)
     stems = [f"synth_{seed}_{i:06d}" for i in range(n)]
-    voc_dir = out / "VOCdevkit" / "VOC2007"
+    voc_dir = Path("VOCdevkit", "VOC2007")
+
+    def write(rel: Path, data: bytes) -> None:
+        atomic_write_bytes(out / rel, data)
+        owned.add(rel)
+
     for i, stem in enumerate(stems):
         s = generate(seed, i, size)
-        atomic_write_bytes(out / "images" / f"{stem}.png", encode_png(s.image[:, :, ::-1]))
-        atomic_write_bytes(out / "masks" / f"{stem}.png", encode_png(s.mask))
+        write(Path("images", f"{stem}.png"), encode_png(s.image[:, :, ::-1]))
+        write(Path("masks", f"{stem}.png"), encode_png(s.mask))
         if voc:
             ok, jpg = cv2.imencode(".jpg", s.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-            atomic_write_bytes(voc_dir / "JPEGImages" / f"{stem}.jpg", jpg.tobytes())
+            write(voc_dir / "JPEGImages" / f"{stem}.jpg", jpg.tobytes())
             h, w = s.mask.shape
-            atomic_write_bytes(voc_dir / "Annotations" / f"{stem}.xml", _voc_xml(stem, w, h, s.boxes).encode())
+            write(voc_dir / "Annotations" / f"{stem}.xml", _voc_xml(stem, w, h, s.boxes).encode())
         if on_progress:
             on_progress(1)
     if voc:
-        atomic_write_bytes(voc_dir / "ImageSets" / "Main" / "trainval.txt", ("\n".join(stems) + "\n").encode())
+        write(voc_dir / "ImageSets" / "Main" / "trainval.txt", ("\n".join(stems) + "\n").encode())
     os.makedirs(out, exist_ok=True)
+    removed = owned.remove_stale()
+    owned.save()
+    return removed

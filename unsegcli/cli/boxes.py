@@ -185,7 +185,9 @@ def boxes(
     if not quiet:
         console.print(
             f"images {counts.images} · boxes {counts.boxes} · without any box {counts.empty} · "
-            f"failed {counts.failed}" + (f" · wrote {out}" if out != "-" else "")
+            f"failed {counts.failed}"
+            + (f" · wrote {out}" if out != "-" else "")
+            + (f" · removed {counts.stale} files of an earlier export there" if counts.stale else "")
         )
         console.print(
             "removed by --min-area {min_area} · --min-score {min_score} · --max-boxes {max_boxes}".format(

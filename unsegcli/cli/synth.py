@@ -36,8 +36,9 @@ def synth(
     check_output_dir(out, "OUT")
 
     with progress_bar(n, "synth", quiet) as advance:
-        write_dataset(out, n, size, seed, voc, on_progress=advance)
+        removed = write_dataset(out, n, size, seed, voc, on_progress=advance)
     console.print(
         f"wrote {n} images to {out}/images, masks to {out}/masks"
         + (f", VOC tree to {out}/VOCdevkit/VOC2007" if voc else "")
+        + (f"; removed {removed} files of an earlier run there" if removed else "")
     )

@@ -138,7 +138,8 @@ def read_voc(
     if not ids_file.is_file():
         raise UsageError(f"split file not found: {ids_file}")
     try:
-        ids = ids_file.read_text().split()
+        # one id a line, taken whole: an id may hold spaces (VOC exports of file names with spaces)
+        ids = [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read the split file {ids_file} ({e})") from None
     if not ids:

@@ -286,3 +286,62 @@ class BackgroundWriter:
 
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True)
+
+
+MANIFEST = ".unseg-manifest"  # OUT/.unseg-manifest.json: the files an export wrote into its folder
+
+
+class Manifest:
+    """The files a folder-writing export owns, so a re-run into the same folder removes what it no longer
+    writes (a smaller re-export would otherwise leave label files that the summary does not count and
+    that ultralytics trains on). Files the export did not write are never touched.
+
+    ``part`` names an independent shard's own manifest (``.unseg-manifest.3of16.json``): a shard cleans
+    only what its own earlier run wrote, since the other shards write the same folder at the same time.
+    A whole run (``part=''``) takes over every manifest in the folder. ``remove_stale`` and ``save`` come
+    after the last file: a killed run leaves the previous manifest, so the next complete run still cleans.
+    """
+
+    def __init__(self, folder: str | os.PathLike, part: str = "") -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / (f"{MANIFEST}.{part}.json" if part else f"{MANIFEST}.json")
+        olds = [self.path] if part else sorted(self.folder.glob(f"{MANIFEST}*.json"))
+        self.previous: dict[Path, list[str]] = {p: self._read(p) for p in olds if p.is_file()}
+        self.written: set[str] = set()
+
+    @staticmethod
+    def _read(path: Path) -> list[str]:
+        try:
+            files = json.loads(path.read_text(encoding="utf-8")).get("files", [])
+        except (OSError, ValueError, AttributeError):  # unreadable or hand-edited: own nothing, clean nothing
+            return []
+        return [f for f in files if isinstance(f, str)]
+
+    def add(self, rel: str | os.PathLike) -> None:
+        """Record ``rel`` (relative to the folder) as written by this run."""
+        self.written.add(Path(rel).as_posix())
+
+    def remove_stale(self) -> int:
+        """Remove the files earlier runs wrote that this one did not (so far); returns how many. Names
+        never leave the folder (a hand-edited ``../x`` is skipped)."""
+        removed = 0
+        for rel in {f for files in self.previous.values() for f in files} - self.written:
+            target = self.folder / rel
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                continue
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise OutputError(f"{target}: cannot remove this file of an earlier run ({e.strerror or e})") from None
+            removed += 1
+        return removed
+
+    def save(self) -> None:
+        """Write this run's manifest (after the last file), in place of every one it took over."""
+        for old in self.previous:
+            if old != self.path:
+                old.unlink(missing_ok=True)
+        # json's \\uDCxx escapes carry names that are not UTF-8 (surrogateescape) back to the same bytes
+        atomic_write_bytes(self.path, dumps_json({"files": sorted(self.written)}))

@@ -14,11 +14,19 @@ Adding a format means adding a writer class here, its name to ``LabelFormat`` an
 declares what each image must carry (``needs_rle``, ``needs_union``) so the runner computes only
 that, and whether its output is one file (``writes_folder = False``: it gets a binary stream, stdout
 for '-', made atomic by the runner) or a folder (``True``: it gets the output path and writes the
-folder's files itself, each atomically through ``unsegcli.io.files``).
+folder's files itself, each atomically through ``unsegcli.io.files``, and owns them through a
+``Manifest``: a re-export removes the files of an earlier run that it no longer writes).
+
+File names that are not UTF-8 (bytes of another locale: Python holds them surrogate-escaped): each
+writer's docstring says how it carries them. JSON writes them as ``\\uDCxx`` escapes, which Python's
+json (pycocotools, detectron2, datumaro) reads back to the same string and so the same bytes on disk;
+paths on disk keep their bytes; XML has no way to write them, so the VOC export names such an image as
+failed (``InputError`` from ``add``: the runner counts it and goes on).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,8 +36,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar, Literal
 from xml.sax.saxutils import escape
 
-from ..errors import UsageError
-from ..io.files import atomic_write_bytes
+from ..errors import InputError, UsageError
+from ..io.files import Manifest, atomic_write_bytes, mkstemp_beside
 
 if TYPE_CHECKING:
     import numpy as np
@@ -136,17 +144,6 @@ def rle_polygons(rle: dict, box: list[float]) -> list[np.ndarray]:
     return [p + np.array([x0, y0]) for p in mask_polygons(full[y0:y1, x0:x1])]
 
 
-def _largest(polygons: list[np.ndarray]) -> np.ndarray:
-    """The polygon with the largest area (shoelace): a component has one outer boundary."""
-    import numpy as np
-
-    def area(p: np.ndarray) -> float:
-        x, y = p[:, 0], p[:, 1]
-        return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
-
-    return max(polygons, key=area)
-
-
 class LabelWriter(ABC):
     """Receives every image's labels in input order (``add``), then ``finish`` completes the output."""
 
@@ -154,16 +151,21 @@ class LabelWriter(ABC):
     needs_union: ClassVar[bool] = False  # ImageLabels.union_rle: RLE of their union
     writes_folder: ClassVar[bool] = False  # True: ``out`` is the output folder's Path, else a binary stream
     takes_segmentation: ClassVar[bool] = False  # the writer honours ``segmentation``
+    removed_stale = 0  # files of an earlier export into the same folder that ``finish`` removed
 
-    def __init__(self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle") -> None:
+    def __init__(
+        self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle", part: str = ""
+    ) -> None:
         if segmentation != "rle" and not self.takes_segmentation:
             raise UsageError(f"segmentation='{segmentation}' applies to the coco format only")
         self.out = out
         self.dirname = dirname  # the image root the file names are relative to ('' when unknown)
         self.segmentation = segmentation
+        self.part = part  # an independent shard's name ('3of16'), '' for a whole run
 
     @abstractmethod
-    def add(self, img: ImageLabels) -> None: ...
+    def add(self, img: ImageLabels) -> None:
+        """Write (or keep) one image's labels; InputError when the format cannot hold this image."""
 
     def finish(self) -> None:  # noqa: B027 - streaming writers have nothing left to write
         """Complete the output after the last image."""
@@ -185,8 +187,10 @@ class CocoWriter(LabelWriter):
     needs_rle = True
     takes_segmentation = True
 
-    def __init__(self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle") -> None:
-        super().__init__(out, dirname, segmentation)
+    def __init__(
+        self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle", part: str = ""
+    ) -> None:
+        super().__init__(out, dirname, segmentation, part)
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
@@ -220,8 +224,10 @@ class CocoWriter(LabelWriter):
 class SelfMaskWriter(LabelWriter):
     needs_union = True
 
-    def __init__(self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle") -> None:
-        super().__init__(out, dirname, segmentation)
+    def __init__(
+        self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle", part: str = ""
+    ) -> None:
+        super().__init__(out, dirname, segmentation, part)
         self.entries: dict[str, dict | None] = {}
 
     def add(self, img: ImageLabels) -> None:
@@ -241,8 +247,10 @@ class LostCadWriter(LabelWriter):
 
     DATASET_NAME = "unseg_pseudo"  # meta_data.name: the name the file is registered under in detectron2
 
-    def __init__(self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle") -> None:
-        super().__init__(out, dirname, segmentation)
+    def __init__(
+        self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle", part: str = ""
+    ) -> None:
+        super().__init__(out, dirname, segmentation, part)
         self.records: list[dict] = []
 
     def add(self, img: ImageLabels) -> None:
@@ -285,52 +293,106 @@ class JsonlWriter(LabelWriter):
         self.stream.flush()
 
 
-def _link(target: str, link: Path) -> None:
-    """``link`` -> ``target`` (absolute), replacing what was there atomically; a copy where the file
-    system has no symbolic links."""
+def _link(target: str, link: Path, hard: bool = False) -> None:
+    """``link`` -> ``target`` (absolute), replacing what was there atomically: a symbolic link, or with
+    ``hard`` a hard link; a copy where the file system has neither (or, for a hard link, the target is
+    on another one). The temp name is the short one of ``mkstemp_beside``, so a 255-byte link name
+    still has one and a killed run's leftover is removed by the next run."""
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)  # a leftover link: copying onto it would write through it
+    fd, tmp = mkstemp_beside(link)
+    os.close(fd)
     try:
-        os.symlink(target, tmp)
-    except OSError:
-        shutil.copyfile(target, tmp)
-    os.replace(tmp, link)
+        os.unlink(tmp)  # the name stays ours (pid and random part), the link takes its place
+        try:
+            (os.link if hard else os.symlink)(target, tmp)
+        except OSError:
+            shutil.copyfile(target, tmp)
+        os.replace(tmp, link)
+    finally:
+        # gone after a rename, but rename(2) leaves both names when they are hard links of one file
+        # (a re-export's JPEGImages entry): then the temp name goes here
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
-class YoloWriter(LabelWriter):
-    """An ultralytics detection dataset its trainer opens as it is (`yolo train data=OUT/data.yaml`):
-    ``images/REL`` links to each image, ``labels/REL.txt`` (ultralytics finds a label by replacing the
-    last ``/images/`` of the image path with ``/labels/`` and the extension with .txt: data/utils.py
-    ``img2label_paths``) with one ``0 cx cy w h`` line per box, normalised to [0, 1], and ``data.yaml``
-    with one class. train and val both name ``images/`` (pseudo-labels have no held-out split); the yaml
-    has no ``path``, so ultralytics resolves the folders from the yaml's own folder."""
+class FolderWriter(LabelWriter):
+    """A format written as a folder of files, which the export owns through a ``Manifest``: ``finish``
+    writes the files shared by every image (``complete``), then removes those of an earlier export
+    into the same folder that this one did not write."""
 
     writes_folder = True
-    FORMAT = "yolo"
+    SHARED: ClassVar[tuple[str, ...]] = ()  # the files ``complete`` writes, relative to the folder
 
-    def __init__(self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle") -> None:
-        super().__init__(out, dirname, segmentation)
+    def __init__(
+        self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle", part: str = ""
+    ) -> None:
+        super().__init__(out, dirname, segmentation, part)
+        self.manifest = Manifest(self.folder, part)
+
+    def write(self, rel: str | Path, data: bytes) -> None:
+        atomic_write_bytes(self.folder / rel, data)
+        self.manifest.add(rel)
+
+    def link(self, rel: str | Path, target: str, hard: bool = False) -> None:
+        _link(target, self.folder / rel, hard)
+        self.manifest.add(rel)
+
+    @abstractmethod
+    def complete(self) -> None:
+        """Write the files shared by every image (after the last ``add``)."""
+
+    def finish(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for rel in self.SHARED:
+            self.manifest.add(rel)
+        self.removed_stale = self.manifest.remove_stale()  # first: ``complete`` may list the folder
+        self.complete()
+        self.manifest.save()
+
+
+def _yolo_label_path(rel: str) -> str:
+    """Where ultralytics looks for the label of ``images/REL``: data/utils.py ``img2label_paths``
+    replaces the LAST ``/images/`` of the image path with ``/labels/`` and the text after the last dot
+    with ``txt``. So an image under a folder itself named ``images`` (``a/images/x.jpg``) has its label at
+    ``images/a/labels/x.txt``, not ``labels/a/images/x.txt``; following the rule keeps every name."""
+    head, sep, tail = f"/images/{rel}".rpartition("/images/")
+    return (head + "/labels/" + tail).lstrip("/").rsplit(".", 1)[0] + ".txt"
+
+
+class YoloWriter(FolderWriter):
+    """An ultralytics detection dataset its trainer opens as it is (`yolo train data=OUT/data.yaml`):
+    ``images/REL`` links to each image, ``labels/REL.txt`` (where ultralytics finds it:
+    ``_yolo_label_path``) with one ``0 cx cy w h`` line per box, normalised to [0, 1], and ``data.yaml``
+    with one class. train and val both name ``images/`` (pseudo-labels have no held-out split); the yaml
+    has no ``path``, so ultralytics resolves the folders from the yaml's own folder.
+
+    Names: every name the file system holds is written as it is (paths keep their bytes: a name that is
+    not UTF-8 stays so, and ultralytics, which works on Python paths, finds it)."""
+
+    FORMAT = "yolo"
+    SHARED = ("data.yaml",)
+
+    def __init__(
+        self, out: IO[bytes] | Path, dirname: str = "", segmentation: Segmentation = "rle", part: str = ""
+    ) -> None:
         if not dirname:
             raise UsageError(f"the {self.FORMAT} format needs the image root (images_root), to link the images")
+        super().__init__(out, dirname, segmentation, part)
 
     def lines(self, img: ImageLabels) -> list[str]:
         return ["0 " + " ".join(f"{v:.6f}" for v in _normalised_cxcywh(b, img.width, img.height)) for b in img.boxes]
 
     def add(self, img: ImageLabels) -> None:
-        rel = Path(img.file_name)
-        _link(os.path.abspath(os.path.join(self.dirname, img.file_name)), self.folder / "images" / rel)
-        text = "".join(line + "\n" for line in self.lines(img))
-        atomic_write_bytes(self.folder / "labels" / rel.with_suffix(".txt"), text.encode())
+        self.link(Path("images", img.file_name), os.path.abspath(os.path.join(self.dirname, img.file_name)))
+        self.write(_yolo_label_path(img.file_name), "".join(line + "\n" for line in self.lines(img)).encode())
 
-    def finish(self) -> None:
+    def complete(self) -> None:
         yaml = (
             "# ultralytics dataset written by `unseg boxes` (pseudo-labels): yolo train data=THIS_FILE\n"
             "train: images\nval: images\nnames:\n"
             f"  0: {CLASS_NAME}\n"
         )
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.folder / "data.yaml", yaml.encode())
+        self.write("data.yaml", yaml.encode())
         # ultralytics caches labels in labels.cache, keyed by file names and sizes only: a re-export
         # with other boxes of the same byte size would be read from a stale cache.
         (self.folder / "labels.cache").unlink(missing_ok=True)
@@ -341,9 +403,48 @@ def _normalised_cxcywh(box: list[float], width: int, height: int) -> tuple[float
     return (x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height
 
 
+def _closest_vertices(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """(i, j): the vertex a[i] and the vertex b[j] nearest each other."""
+    import numpy as np
+
+    d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    return int(i), int(j)
+
+
+def join_pieces(polygons: list[np.ndarray]) -> np.ndarray:
+    """The outlines of an object's pieces as ONE polygon, as ultralytics' segment format needs (one
+    polygon per object line; its COCO converter, data/converter.py ``merge_multi_segment``, joins an
+    object's pieces the same way): consecutive pieces are linked at their closest vertices by a bridge
+    walked there and back, so the bridges have no area and every piece keeps its own outline. Under the
+    even-odd rule pycocotools uses it rasterises to the union of the pieces exactly; OpenCV's fillPoly
+    (ultralytics' rasteriser) adds the one-pixel line of each bridge.
+
+    Piece k is entered at ``enter[k]``, walked all the way round, and left for piece k + 1 (and later
+    returned to) at ``leave[k]``; the pieces are taken in the given order.
+    """
+    import numpy as np
+
+    if len(polygons) == 1:
+        return polygons[0]
+    links = [_closest_vertices(a, b) for a, b in zip(polygons, polygons[1:], strict=False)]
+    enter = [links[0][0]] + [j for _, j in links]
+    leave = [i for i, _ in links]
+
+    def walk(k: int) -> list[np.ndarray]:
+        ring = np.roll(polygons[k], -enter[k], axis=0)  # starts where piece k is entered
+        if k == len(polygons) - 1:
+            return [ring, ring[:1]]  # round the last piece, back to its entry
+        d = (leave[k] - enter[k]) % len(ring)
+        return [ring[: d + 1], *walk(k + 1), ring[d:], ring[:1]]
+
+    return np.concatenate(walk(0)[:-1])  # the first piece closes by itself: no repeated start
+
+
 class YoloSegWriter(YoloWriter):
-    """ultralytics segmentation labels: ``0 x1 y1 x2 y2 ...`` per component, its outer boundary
-    normalised by the image size (as ultralytics' own COCO converter writes COCO polygons)."""
+    """ultralytics segmentation labels: ``0 x1 y1 x2 y2 ...`` per object, its outline normalised by the
+    image size (as ultralytics' own COCO converter writes COCO polygons); an object of several pieces
+    (an instance mask's object) is one polygon through all of them (``join_pieces``). Names: as yolo."""
 
     needs_rle = True
     FORMAT = "yolo-seg"
@@ -351,19 +452,69 @@ class YoloSegWriter(YoloWriter):
     def lines(self, img: ImageLabels) -> list[str]:
         out = []
         for rle, box in zip(img.rles, img.boxes, strict=True):
-            poly = _largest(rle_polygons(rle, box)) / [img.width, img.height]
+            poly = join_pieces(rle_polygons(rle, box)) / [img.width, img.height]
             out.append("0 " + " ".join(f"{v:.6f}" for v in poly.ravel()))
         return out
 
 
-class VocWriter(LabelWriter):
-    """One Pascal VOC XML per image, ``OUT/REL.xml``, as LabelImg, CVAT and Label Studio import them.
-    VOC boxes are 1-based inclusive pixel indices: xmin = x0 + 1, xmax = x1 for our 0-based exclusive
-    XYXY (the inverse of how VOC ground truth is read, io/datasets.read_voc_annotation)."""
+def _xml_problem(text: str) -> str | None:
+    """Why XML 1.0 cannot hold ``text``, or None. Its Char production (section 2.2) allows tab, line feed,
+    carriage return, U+0020-U+D7FF, U+E000-U+FFFD and U+10000 up, and no escape writes anything else:
+    neither other control characters nor lone surrogates, which is how Python holds file-name bytes
+    that are not UTF-8."""
+    for ch in text:
+        c = ord(ch)
+        if 0xDC80 <= c <= 0xDCFF:
+            return f"bytes that are not UTF-8 (0x{c - 0xDC00:02X})"
+        if not (c in (0x9, 0xA, 0xD) or 0x20 <= c <= 0xD7FF or 0xE000 <= c <= 0xFFFD or c >= 0x10000):
+            return f"the character U+{c:04X}"
+    return None
 
-    writes_folder = True
+
+def _xml_escape(text: str) -> str:
+    """Markup characters as entities, and a carriage return as a character reference: XML parsers turn
+    a literal one into a line feed (XML 1.0 section 2.11), a reference survives."""
+    return escape(text).replace("\r", "&#13;")
+
+
+def _voc_id_problem(item_id: str) -> str | None:
+    """Why a VOC list (ImageSets/Main/*.txt, one id a line) cannot hold ``item_id``, or None: datumaro
+    (voc/base.py ``_load_subset_list``) strips each line and skips empty ones and those starting '#'."""
+    if "\n" in item_id or "\r" in item_id:
+        return "a line break"
+    if item_id != item_id.strip():
+        return "white space at its start or end"
+    if item_id.startswith("#"):
+        return "a leading '#' (a comment line)"
+    return None
+
+
+class VocWriter(FolderWriter):
+    """A Pascal VOC detection dataset, as datumaro (CVAT's importer), FiftyOne and supervision read it:
+    ``Annotations/ID.xml`` per image (ID: the image's relative path without its extension),
+    ``ImageSets/Main/trainval.txt`` listing the IDs in that folder, ``labelmap.txt`` declaring the one
+    class (datumaro refuses labels its map lacks; without the file it assumes VOC's 20 classes) and,
+    with an image root, ``JPEGImages/REL``: the images as hard links (copies across file systems), since
+    datumaro opens ``JPEGImages/<filename>`` and refuses a symbolic link that leads out of the folder
+    (util/os_util.py ``join_within_base``, datumaro 1.13).
+    VOC boxes are 1-based inclusive pixel indices: xmin = x0 + 1, xmax = x1 for our 0-based exclusive
+    XYXY (the inverse of how VOC ground truth is read, io/datasets.read_voc_annotation).
+
+    Names: XML cannot hold a name that is not UTF-8 or has a control character, and the ID list
+    cannot hold one with a line break, surrounding white space or a leading '#': such an image is
+    named as failed (InputError) and the export goes on. Markup characters are escaped.
+    """
+
+    SPLIT = "trainval"  # the split VOC's devkit and `unseg corloc` read by default
+    SHARED = ("labelmap.txt", f"ImageSets/Main/{SPLIT}.txt")
+    LABELMAP = f"# label:color_rgb:parts:actions\n{CLASS_NAME}:::\n"  # datumaro voc/format.py parse_label_map
 
     def add(self, img: ImageLabels) -> None:
+        path = os.path.abspath(os.path.join(self.dirname, img.file_name)) if self.dirname else img.file_name
+        item_id = os.path.splitext(img.file_name)[0]
+        problem = _xml_problem(path) or _voc_id_problem(item_id)
+        if problem:
+            raise InputError(f"{path}: the VOC export cannot hold this file name: it has {problem}")
         objects = "".join(
             f"  <object>\n    <name>{CLASS_NAME}</name>\n    <pose>Unspecified</pose>\n"
             "    <truncated>0</truncated>\n    <difficult>0</difficult>\n    <bndbox>\n"
@@ -371,17 +522,26 @@ class VocWriter(LabelWriter):
             f"      <xmax>{int(b[2])}</xmax>\n      <ymax>{int(b[3])}</ymax>\n    </bndbox>\n  </object>\n"
             for b in img.boxes
         )
-        folder, name = os.path.split(img.file_name)
-        path = os.path.abspath(os.path.join(self.dirname, img.file_name)) if self.dirname else img.file_name
         xml = (
             "<annotation>\n"
-            f"  <folder>{escape(folder)}</folder>\n  <filename>{escape(name)}</filename>\n"
-            f"  <path>{escape(path)}</path>\n  <source>\n    <database>unseg pseudo-labels</database>\n  </source>\n"
-            f"  <size>\n    <width>{img.width}</width>\n    <height>{img.height}</height>\n"
+            f"  <folder>JPEGImages</folder>\n  <filename>{_xml_escape(img.file_name)}</filename>\n"
+            f"  <path>{_xml_escape(path)}</path>\n  <source>\n    <database>unseg pseudo-labels</database>\n"
+            f"  </source>\n  <size>\n    <width>{img.width}</width>\n    <height>{img.height}</height>\n"
             "    <depth>3</depth>\n  </size>\n  <segmented>0</segmented>\n"
             f"{objects}</annotation>\n"
         )
-        atomic_write_bytes(self.folder / Path(img.file_name).with_suffix(".xml"), xml.encode())
+        self.write(Path("Annotations", item_id + ".xml"), xml.encode())
+        if self.dirname:
+            self.link(Path("JPEGImages", img.file_name), path, hard=True)
+
+    def complete(self) -> None:
+        # the list holds every annotation in the folder, so shards writing one folder all appear in it
+        ann = self.folder / "Annotations"
+        found = (p.relative_to(ann).with_suffix("").as_posix() for p in ann.rglob("*.xml"))
+        ids = sorted(i for i in found if not (_xml_problem(i) or _voc_id_problem(i)))  # others' files too
+        labelmap, split = self.SHARED
+        self.write(labelmap, self.LABELMAP.encode())
+        self.write(split, "".join(i + "\n" for i in ids).encode())
 
 
 FORMATS: dict[LabelFormat, type[LabelWriter]] = {

@@ -81,6 +81,7 @@ class LabelCounts:
     boxes: int = 0
     empty: int = 0  # images without any box
     failed: int = 0  # inputs that failed, over all ranks
+    stale: int = 0  # files of an earlier export into the same folder, removed (folder formats)
     removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTERS, 0))  # boxes per filter
 
 
@@ -230,27 +231,43 @@ def _writer_for(format: str, out: str) -> type[LabelWriter]:
 
 
 def write_labels(
-    labels: Iterable[ImageLabels], out: str, format: str, dirname: str = "", segmentation: Segmentation = "rle"
+    labels: Iterable[ImageLabels],
+    out: str,
+    format: str,
+    dirname: str = "",
+    segmentation: Segmentation = "rle",
+    on_error: Callable[[str], None] | None = None,
+    part: str = "",
 ) -> LabelCounts:
-    """Feed labels to ``format``'s writer: one file (atomic, or stdout for '-') or a folder."""
+    """Feed labels to ``format``'s writer: one file (atomic, or stdout for '-') or a folder. An image
+    the format cannot hold (``add`` raises InputError) goes to ``on_error`` (raised without one), is
+    counted in ``failed`` and left out; the rest go on. ``part``: an independent shard's name."""
     cls = _writer_for(format, out)
     counts = LabelCounts()
 
     def feed(writer: LabelWriter) -> None:
         for img in labels:
+            try:
+                writer.add(img)
+            except InputError as e:
+                if on_error is None:
+                    raise
+                counts.failed += 1
+                on_error(e.message)
+                continue
             counts.images += 1
             counts.boxes += len(img.boxes)
             counts.empty += not img.boxes
             for name, n in img.removed.items():
                 counts.removed[name] += n
-            writer.add(img)
         writer.finish()
+        counts.stale = writer.removed_stale
 
     if cls.writes_folder:
-        feed(cls(Path(out), dirname, segmentation))
+        feed(cls(Path(out), dirname, segmentation, part))
     else:
         with open_output(out) as stream:
-            feed(cls(stream, dirname, segmentation))
+            feed(cls(stream, dirname, segmentation, part))
     return counts
 
 
@@ -295,9 +312,10 @@ def label_files(
         parts = gather_to_main(shard, list(ticking()))
         if parts is not None:  # rank 0 writes every rank's labels in input order
             ordered = sorted((r for p in parts for r in p), key=lambda r: r.index)
-            counts = write_labels(ordered, out, format, dirname, segmentation)
+            counts = write_labels(ordered, out, format, dirname, segmentation, failed)
         (n_failed,) = sum_across(shard, [n_failed])
     else:
-        counts = write_labels(ticking(), out, format, dirname, segmentation)
+        part = f"{shard.rank}of{shard.world}" if shard is not None and shard.world > 1 else ""
+        counts = write_labels(ticking(), out, format, dirname, segmentation, failed, part)
     counts.failed = n_failed
     return counts
