@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..config import DEFAULT_WORKERS
 from ..refine import RefineMethod, RefineOptions, RefineOutput
+
+if TYPE_CHECKING:
+    from ..runtime import Shard
 from .options import MaxPixelsOpt, NullOpt, OverwriteOpt, QuietOpt, RootOpt, ShardOpt, WorkersOpt
 
 EXAMPLES = """
@@ -108,21 +112,9 @@ def refine(
     quiet: QuietOpt = False,
 ) -> None:
     """Refine masks against their images: bilateral solver (TokenCut/MOVE "+BS", FOUND) or dense CRF (CutLER)."""
-    import dataclasses
-    import time
-
-    from ..errors import UsageError
-    from ..io.files import check_output_dir, remove_stale_temps
-    from ..io.masks import settings_tag
-    from ..io.outputs import check_outside_inputs, check_same_settings
-    from ..refine.runner import plan_refine, refine_files
-    from ..runtime import close_shard, init_shard, sum_across
+    from ..pipelines.refine import refine_masks
     from .console import Failures, console, notice, progress_bar
 
-    check_output_dir(out, "--out")
-    check_outside_inputs([*masks, images], out)
-    if root is not None and not Path(root).is_dir():
-        raise UsageError(f"--root {root} is not a folder")
     opts = RefineOptions(
         method=method,
         output=output,
@@ -132,43 +124,34 @@ def refine(
         sigma_luma=sigma_luma,
         sigma_chroma=sigma_chroma,
     )
-    if method == "crf":
-        from ..refine.crf import require_crf
-
-        require_crf()
-    tag = settings_tag(dataclasses.asdict(opts))
-    tasks = plan_refine(masks, images, str(out), root=root, null=null, tag=tag)
-    if not overwrite:  # every output, this shard's or not: all shards of a run must agree
-        check_same_settings((t.out_path for t in tasks if not isinstance(t, str)), tag)
-    sh = init_shard(shard)
-    for folder in sorted({os.path.dirname(t.out_path) for t in tasks if not isinstance(t, str)}):
-        remove_stale_temps(folder)  # what a killed run (SIGKILL) left
-    quiet = quiet or not sh.shows_progress
     failed = Failures()
-    start = time.perf_counter()
-    with progress_bar(None, "refine", quiet) as advance:
-        summary = refine_files(
-            tasks,
+    with contextlib.ExitStack() as bars:
+        advance: list[Callable[..., None]] = []
+
+        def start(shard: Shard) -> None:  # under torchrun, one progress bar and summary: rank 0's
+            advance.append(bars.enter_context(progress_bar(None, "refine", quiet or not shard.shows_progress)))
+
+        run = refine_masks(
+            masks,
+            images,
+            out,
             opts,
             workers=workers,
             overwrite=overwrite,
-            shard=sh,
             max_pixels=max_pixels,
-            on_progress=lambda n, total: advance(n, total=total),
+            shard=shard,
+            root=root,
+            null=null,
+            on_start=start,
+            on_progress=lambda n, total: advance[0](n, total=total),
             on_error=failed,
-            on_notice=notice,
-        )  # a resized mask is named even when quiet
-    seconds = time.perf_counter() - start
-    n_masks, written, skipped, n_failed = sum_across(
-        sh, [summary.masks, summary.written, summary.skipped, len(summary.failed)]
-    )
-    if not quiet:
-        rate = summary.written / seconds if seconds > 0 else 0.0
-        console.print(
-            f"masks {n_masks} · written {written} · skipped {skipped} (existing) · failed {n_failed} · "
-            f"resized {len(summary.notices)} · {rate:.2f} masks/s"
-            + (f" · {sh.world} processes" if sh.world > 1 else "")
+            on_notice=notice,  # a resized mask is named even when quiet
         )
-    close_shard(sh)
-    if n_failed:
+    if not (quiet or not run.shard.shows_progress):
+        console.print(
+            f"masks {run.masks} · written {run.written} · skipped {run.skipped} (existing) · failed {run.failed} · "
+            f"resized {len(run.summary.notices)} · {run.rate:.2f} masks/s"
+            + (f" · {run.shard.world} processes" if run.shard.world > 1 else "")
+        )
+    if run.failed:
         raise typer.Exit(1)

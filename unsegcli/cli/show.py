@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -103,55 +101,10 @@ def show(
     quiet: QuietOpt = False,
 ) -> None:
     """Review masks or labels: overlays + a static index.html (grid, facts, plots, flags)."""
-    from ..errors import UsageError
-    from ..io.files import check_output_dir
-    from ..io.outputs import check_outside_inputs
-    from ..review import sources
-    from ..review.report import write_report
+    from ..pipelines.show import review_labels
     from .console import Failures, console, progress_bar
 
-    check_output_dir(out, "--out")
-    check_outside_inputs([labels, images], out)  # overlays and thumbnails are images
-    failed = Failures()
-    if images is not None and not os.path.isdir(images):
-        raise UsageError(f"--images must be a folder: {images}")
-    if not os.path.isdir(labels) and not os.path.isfile(labels):
-        raise UsageError(f"LABELS not found: {labels}", "pass a masks folder or a label file")
-    problems: list[str] = []  # failures tied to no one image: listed on the page too
-
-    def problem(message: str) -> None:
-        problems.append(message)
-        failed(message)
-
-    gt_images = sources.load_gt(gt, split, problem) if gt is not None else None  # as `unseg corloc` reads it
-    if os.path.isdir(labels):
-        with contextlib.ExitStack() as bars:
-            items = sources.from_masks(
-                labels,
-                images,
-                threshold,
-                connectivity,
-                min_area,
-                multi,
-                workers,
-                failed,
-                lambda n: bars.enter_context(progress_bar(n, "reading masks", quiet)),
-            )
-        if not items:
-            raise UsageError(f"no mask PNGs under {labels}")
-        fmt = "masks"
-    else:
-        fmt, items = sources.from_label_file(labels, images, failed, gt_images)
-    scored = None
-    if gt_images is not None:
-        scored = sources.score_against_gt(items, fmt, labels, gt_images, pick, threshold, connectivity, problem)
-    source = (
-        f"{labels} ({fmt}, {len(items)} images)"
-        + (f" · images {images}" if images else "")
-        + (f" · GT {gt}" if gt else "")
-    )
     opts = ReportOptions(
-        source=source,
         sample=sample,
         seed=seed,
         only_flagged=only_flagged,
@@ -162,17 +115,24 @@ def show(
         workers=workers,
         redraw=overwrite,
     )
-    rules = FlagRules(many_boxes=many, low_score=low_score)
+    failed = Failures()
     with contextlib.ExitStack() as bars:
-        summary = write_report(
-            items,
-            Path(out),
+        summary = review_labels(
+            labels,
+            out,
             opts,
-            rules,
-            corloc=scored,
-            problems=problems,
+            FlagRules(many_boxes=many, low_score=low_score),
+            images=images,
+            gt=gt,
+            split=split,
+            pick=pick,
+            threshold=threshold,
+            connectivity=connectivity,
+            min_area=min_area,
+            multi=multi,
             on_error=failed,
-            on_start=lambda n: bars.enter_context(progress_bar(n, "drawing", quiet)),
+            on_reading=lambda n: bars.enter_context(progress_bar(n, "reading masks", quiet)),
+            on_drawing=lambda n: bars.enter_context(progress_bar(n, "drawing", quiet)),
         )
     if not quiet:
         flags = " · ".join(f"{k} {v}" for k, v in summary.flagged.items() if v)
