@@ -17,9 +17,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _API = {
     "load_segmenter": "unsegcli.methods.loading",
     "import_official_move": "unsegcli.methods.move.official_import",
-    "predict_masks": "unsegcli.engine.predict",
+    "predict_masks": "unsegcli.methods.move.predictor",
     "predict_files": "unsegcli.engine.predict",
-    "Predictor": "unsegcli.engine.predict",
+    "Predictor": "unsegcli.methods.move.predictor",
     "Segmenter": "unsegcli.methods.move.segmenter",
     "ModelConfig": "unsegcli.config",
     "PreprocessConfig": "unsegcli.config",
