@@ -127,11 +127,11 @@ def _mtimes(folder: Path) -> dict[str, int]:
 
 def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, backbone, tiny_ckpt, tmp_path):
     out = tmp_path / "bench"
-    common = ["--data", data, "--out", out, "--methods", "tokencut,lost,maskcut", "--backbones", backbone,
-              "--weights", f"move={tiny_ckpt}"]  # fmt: skip
+    common = ["--data", data, "--out", out, "--methods", "tokencut,maskcut", "--backbones", backbone,
+              "--option", "maskcut.fixed_size=48", "--weights", f"move={tiny_ckpt}"]  # fmt: skip
 
-    # a quick look first: two images of each benchmark
-    r = cli("bench", *common, "--limit", "2")
+    # a quick look first: two images of two benchmarks
+    r = cli("bench", *common, "--limit", "2", "--datasets", "voc07,ecssd")
     assert r.exit_code == 0, r.output
     quick = _cells(out)
     assert quick and all(c["images"] == 2 for c in quick)
@@ -144,8 +144,8 @@ def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, b
     assert all(_mtimes(out / "masks").get(p) == t for p, t in first.items() if ".timing." not in p)
     kinds = {(c["benchmark"], c["method"], c["refine"]) for c in cells}
     assert ("ecssd", "tokencut", "bilateral") in kinds and ("ecssd", "maskcut", "bilateral") not in kinds
-    assert ("voc07", "move", None) in kinds and ("coco20k", "lost", None) in kinds
-    assert len(cells) == 4 * 3 + 4 * 3 + 3 * 3  # corloc + saliency + the bilateral rows of the soft-mask methods
+    assert ("voc07", "move", None) in kinds and ("coco20k", "maskcut", None) in kinds
+    assert len(cells) == 3 * 3 + 3 * 3 + 2 * 3  # corloc + saliency + the bilateral rows of the soft-mask methods
 
     for c in cells:
         js = tmp_path / "one.json"
@@ -160,7 +160,7 @@ def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, b
             gt = {"ecssd": "ECSSD/ground_truth_mask", "duts-te": "DUTS-TE/DUTS-TE-Mask",
                   "dut-omron": "DUT-OMRON/pixelwiseGT-new-PNG"}[c["benchmark"]]  # fmt: skip
             args = ["eval", "saliency", "--gt", data / gt]
-        r = cli(*args, "--pred", c["predictions"], "--json", js)
+        r = cli(*args, "--pred", c["predictions"], "--json", js, "--workers", "0")
         assert r.exit_code == 0, r.output
         assert c["images"] == N and json.loads(js.read_text()) == c["metrics"], c["id"]
         assert c["settings"]["backbone" if c["method"] != "move" else "weights"]  # weights by content hash
@@ -202,4 +202,6 @@ def test_bench_usage_errors_come_before_any_work(cli, data, tmp_path):
     assert r.exit_code == 2 and "--methods" in r.output and "nosuch" in r.output
     r = cli("bench", "--data", data, "--out", tmp_path / "o", "--weights", "move")
     assert r.exit_code == 2 and "NAME=VALUE" in r.output
+    r = cli("bench", "--data", data, "--out", tmp_path / "o", "--methods", "tokencut", "--option", "tokencut.tau=2")
+    assert r.exit_code == 2 and "tau" in r.output
     assert not (tmp_path / "o").exists()

@@ -42,6 +42,17 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
+def _method_options(values: list[str] | None) -> dict[str, dict[str, str]]:
+    """METHOD.NAME=VALUE options -> {METHOD: {NAME: VALUE}} (NAME as the flag says it: max-objects or max_objects)."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in _pairs(values, "--option").items():
+        method, dot, name = key.partition(".")
+        if not dot or not method or not name:
+            raise typer.BadParameter(f"'{key}' is not METHOD.NAME", param_hint="--option")
+        out.setdefault(method, {})[name.replace("-", "_")] = value
+    return out
+
+
 def bench(
     data: Annotated[
         Path,
@@ -94,6 +105,15 @@ def bench(
             "file), e.g. DIR/voc07/, DIR/ecssd/. Repeat for several.",
         ),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            metavar="METHOD.NAME=VALUE",
+            help="A training-free method's option other than its official default (the flags of `unseg predict "
+            "--method METHOD`, e.g. tokencut.geometry=resize for TokenCut's saliency protocol). Repeat for several.",
+        ),
+    ] = None,
     datasets: Annotated[
         str | None,
         typer.Option(
@@ -133,7 +153,7 @@ def bench(
         named = () if (weight_runs or pred) else tuple(predict_methods()[1:])
     request = BenchRequest(
         data=str(data), out=str(out), methods=named, backbones=_names(backbones), weights=weight_runs,
-        preds=_pairs(pred, "--pred"), datasets=_names(datasets), refine=bilateral, limit=limit, device=device,
+        preds=_pairs(pred, "--pred"), options=_method_options(option), datasets=_names(datasets), refine=bilateral, limit=limit, device=device,
         batch_size=batch_size, workers=workers,
     )  # fmt: skip
     failed = Failures()

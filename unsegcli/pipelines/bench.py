@@ -45,7 +45,8 @@ REFINE = "bilateral"  # the papers' "+Bilateral" / "+BS" rows: MOVE Table 1, Tok
 class BenchRequest:
     """What to compare. ``methods``: names of the method table (``methods.predict_methods``; "move" runs the
     checkpoint ``weights["move"]`` or the default one); ``backbones``: the backbones the training-free methods
-    run on (none: each method's own); ``weights``: checkpoint runs, label -> path or known name; ``preds``:
+    run on (none: each method's own); ``options``: a training-free method's options other than its official
+    defaults (values as text, converted by the option's type); ``weights``: checkpoint runs, label -> path or known name; ``preds``:
     external runs, label -> a folder holding ``<benchmark>/`` (masks) or ``<benchmark>.json`` (CorLoc boxes)."""
 
     data: str
@@ -54,6 +55,7 @@ class BenchRequest:
     backbones: tuple[str, ...] = ()
     weights: dict[str, str] = field(default_factory=dict)
     preds: dict[str, str] = field(default_factory=dict)
+    options: dict[str, dict[str, str]] = field(default_factory=dict)  # method -> option -> value (as text)
     datasets: tuple[str, ...] = ()
     refine: bool = True
     limit: int | None = None
@@ -71,6 +73,7 @@ class Run:
     backbone: str | None = None  # training-free: the backbone asked for (None: the method's own)
     weights: str | None = None  # checkpoint: path or known name (None: $UNSEG_WEIGHTS, then the default)
     pred: str | None = None  # external: the folder
+    options: tuple[tuple[str, Any], ...] = ()  # training-free: options other than the method's defaults
 
     @property
     def slug(self) -> str:
@@ -80,7 +83,7 @@ class Run:
 
     def request(self, device: str) -> PredictRequest:
         assert self.method is not None
-        options = {"backbone": self.backbone} if self.backbone else {}
+        options = dict(self.options) | ({"backbone": self.backbone} if self.backbone else {})
         return PredictRequest(method=self.method, weights=self.weights, options=options, device=device)
 
 
@@ -108,8 +111,12 @@ def plan_runs(req: BenchRequest) -> list[Run]:
     free = [m for m in req.methods if m in METHODS and METHODS[m].kind == "training-free"]
     if req.backbones and not free:
         raise UsageError(f"{param('backbones')} applies to the training-free methods; none is in {param('methods')}")
+    foreign = sorted(set(req.options) - set(free))
+    if foreign:
+        raise UsageError(f"{param('option')} {', '.join(foreign)}: not a training-free method of {param('methods')}")
     for m in free:
-        runs += [Run(m, m, b) for b in req.backbones] if req.backbones else [Run(m, m)]
+        opts = _typed_options(m, req.options.get(m, {}))
+        runs += [Run(m, m, b, options=opts) for b in req.backbones] if req.backbones else [Run(m, m, options=opts)]
     checkpoints = dict(req.weights)
     if CHECKPOINT in req.methods and CHECKPOINT not in checkpoints:
         checkpoints = {CHECKPOINT: None, **checkpoints}  # type: ignore[dict-item]
@@ -118,13 +125,27 @@ def plan_runs(req: BenchRequest) -> list[Run]:
         if not os.path.isdir(folder):
             raise UsageError(f"{param('pred')} {label}={folder}: not a folder")
         runs.append(Run(label, None, pred=folder))
-    labels = [r.slug for r in runs]
+    labels = [r.label + (f" on {r.backbone}" if r.backbone else "") for r in runs]
     twice = sorted({s for s in labels if labels.count(s) > 1})
     if twice:
         raise UsageError(f"{', '.join(twice)} named twice by {param('methods')}, {param('weights')} or {param('pred')}")
     if not runs:
         raise UsageError(f"nothing to run: give {param('methods')}, {param('weights')} or {param('pred')}")
     return runs
+
+
+def _typed_options(method: str, given: dict[str, str]) -> tuple[tuple[str, Any], ...]:
+    """Option values given as text -> the types of the method's options, checked by ``methods.method_options``."""
+    defaults = method_options(method)
+    typed: dict[str, Any] = {}
+    for name, text in given.items():
+        kind = type(getattr(defaults, name, ""))
+        try:
+            typed[name] = (text.lower() in ("1", "true", "yes")) if kind is bool else kind(text)
+        except ValueError:
+            raise UsageError(f"{param('option')} {method}.{name}={text}: not a {kind.__name__}") from None
+    method_options(method, **typed)  # options the method does not take, and their ranges
+    return tuple(sorted(typed.items()))
 
 
 # ------------------------------------------------------------------------------------------- measuring
