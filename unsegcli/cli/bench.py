@@ -65,9 +65,7 @@ def bench(
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out", "-o", metavar="DIR", help="results.md, results.json, cells/, logs/ and masks/ go here."
-        ),
+        typer.Option("--out", "-o", metavar="DIR", help="results.md, results.json, cells/, logs/ and masks/ go here."),
     ],
     methods: Annotated[
         str | None,
@@ -153,8 +151,8 @@ def bench(
         named = () if (weight_runs or pred) else tuple(predict_methods()[1:])
     request = BenchRequest(
         data=str(data), out=str(out), methods=named, backbones=_names(backbones), weights=weight_runs,
-        preds=_pairs(pred, "--pred"), options=_method_options(option), datasets=_names(datasets), refine=bilateral, limit=limit, device=device,
-        batch_size=batch_size, workers=workers,
+        preds=_pairs(pred, "--pred"), options=_method_options(option), datasets=_names(datasets), refine=bilateral,
+        limit=limit, device=device, batch_size=batch_size, workers=workers,
     )  # fmt: skip
     failed = Failures()
 

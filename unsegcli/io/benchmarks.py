@@ -164,7 +164,9 @@ def _coco20k(data: Path, spec: BenchmarkSpec) -> Benchmark | None:
     names = [s.strip() for s in image_list.read_text().splitlines() if s.strip()]
     files = [f"{os.path.basename(n)}" for n in names]
     keys = [str(coco_id_from_filename(n)) for n in names]
-    return Benchmark(spec, root / "train2014", files, keys, root / "annotations" / "instances_train2014.json", image_list)
+    return Benchmark(
+        spec, root / "train2014", files, keys, root / "annotations" / "instances_train2014.json", image_list
+    )
 
 
 def _coco_val2017(data: Path, spec: BenchmarkSpec) -> Benchmark | None:

@@ -20,7 +20,6 @@ import re
 import resource
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +33,13 @@ from ..io.datasets import load_gt
 from ..io.files import atomic_write_bytes, check_output_dir, dumps_json
 from ..io.masks import mask_path_for, settings_tag
 from ..methods import CHECKPOINT, METHODS, method_options, predict_methods
-from ..refine import RefineOptions
+from ..refine import RefineMethod, RefineOptions
 from .predict import PredictRequest, build_predictor, plan_prediction, prediction_settings
 from .refine import refine_masks
 
-REFINE = "bilateral"  # the papers' "+Bilateral" / "+BS" rows: MOVE Table 1, TokenCut and LOST's saliency rows
+REFINE: RefineMethod = (
+    "bilateral"  # the papers' "+Bilateral" / "+BS" rows: MOVE Table 1, TokenCut and LOST's saliency rows
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ class BenchRequest:
     """What to compare. ``methods``: names of the method table (``methods.predict_methods``; "move" runs the
     checkpoint ``weights["move"]`` or the default one); ``backbones``: the backbones the training-free methods
     run on (none: each method's own); ``options``: a training-free method's options other than its official
-    defaults (values as text, converted by the option's type); ``weights``: checkpoint runs, label -> path or known name; ``preds``:
-    external runs, label -> a folder holding ``<benchmark>/`` (masks) or ``<benchmark>.json`` (CorLoc boxes)."""
+    defaults (values as text, converted by the option's type); ``weights``: checkpoint runs, label -> path or
+    known name; ``preds``: external runs, label -> a folder holding ``<benchmark>/`` (masks) or
+    ``<benchmark>.json`` (CorLoc boxes)."""
 
     data: str
     out: str
@@ -139,7 +141,7 @@ def _typed_options(method: str, given: dict[str, str]) -> tuple[tuple[str, Any],
     defaults = method_options(method)
     typed: dict[str, Any] = {}
     for name, text in given.items():
-        kind = type(getattr(defaults, name, ""))
+        kind: Any = type(getattr(defaults, name, ""))
         try:
             typed[name] = (text.lower() in ("1", "true", "yes")) if kind is bool else kind(text)
         except ValueError:
@@ -392,11 +394,9 @@ def _cell(
     if cached is not None:
         return cached, False
     log = _Log(on_error)
-    if job.run.pred is not None:
-        pred: str | None = str(job.masks)
-    else:
+    pred = str(job.masks)
+    if job.run.pred is None:
         _predict(job, req, log)
-        pred = str(job.masks)
         if refine is not None:
             pred = str(_refined(job, req, log)[0])
     metrics, reproduce = _score(job, pred, log, out)
@@ -538,17 +538,19 @@ def render_markdown(
         lines.append("")
     saliency = [c for c in cells if c["protocol"] == "saliency"]
     if saliency:
-        head = "| benchmark | method | backbone | refine | images | Acc | IoU | maxFβ | published Acc / IoU / maxFβ | Δ | "
+        head = "| benchmark | method | backbone | refine | images | Acc | IoU | maxFβ | published | Δ | "
         lines += ["## Saliency (Acc / IoU / maxFβ)", "", head + " | ".join(common) + " |"]
         lines.append("|" + "---|" * (10 + len(common)))
         for c in saliency:
             m, pub, diff = c["metrics"], c["published"], c["difference"] or {}
-            published_cell = " / ".join(f"{pub['metrics'][k]:.3f}" for k in ("accuracy", "iou", "max_fbeta")) if pub else "–"
-            delta = " / ".join(_signed(diff.get(k), 3) for k in ("accuracy", "iou", "max_fbeta")) if diff else ""
+            keys = ("accuracy", "iou", "max_fbeta")
+            published_cell = " / ".join(f"{pub['metrics'][k]:.3f}" for k in keys) if pub else "–"
+            delta = " / ".join(_signed(diff.get(k), 3) for k in keys) if diff else ""
             lines.append(
                 f"| {c['benchmark']} | {c['method']} | {c['backbone'] or ''} | {c['refine'] or ''} | {c['images']} | "
                 f"{m['accuracy']:.3f} | {m['iou']:.3f} | {m['max_fbeta']:.3f} | {published_cell} | {delta} | "
-                + _common(c) + " |"
+                + _common(c)
+                + " |"
             )
         lines.append("")
     if unsupported:
