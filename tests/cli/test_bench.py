@@ -171,7 +171,8 @@ def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, b
     assert move["difference"]["iou"] == pytest.approx(move["metrics"]["iou"] - 0.830)
     assert move["seconds_per_image"] > 0 and move["peak_rss_mb"] > 0
     table = (out / "results.md").read_text()
-    assert "| ecssd | move |" in table and "0.954 / 0.830 / 0.916" in table and "MOVE (NeurIPS 2022) Table 1" in table
+    assert "| voc07 | maskcut (fixed_size=48) |" in table and "| ecssd | move |" in table
+    assert "0.954 / 0.830 / 0.916" in table and "MOVE (NeurIPS 2022) Table 1" in table
     assert "COCO val2017: class-agnostic AP is not scored by bench yet" in table
     assert len(list((out / "logs").glob("*.log"))) == len(cells) + len(quick)
 

@@ -414,6 +414,7 @@ def _cell(
         "protocol": job.bench.spec.protocol,
         "method": job.run.label,
         "backbone": job.run.backbone,
+        "options": dict(job.run.options),  # those other than the method's official defaults
         "refine": refine,
         "images": len(job.keys),
         "metrics": metrics,
@@ -531,7 +532,7 @@ def render_markdown(
         for c in corloc:
             pub = c["published"]
             lines.append(
-                f"| {c['benchmark']} | {c['method']} | {c['backbone'] or ''} | {c['images']} | "
+                f"| {c['benchmark']} | {_method(c)} | {c['backbone'] or ''} | {c['images']} | "
                 f"{c['metrics']['corloc']:.2f} | {_fmt(pub and pub['metrics'].get('corloc'), 1)} | "
                 f"{_signed((c['difference'] or {}).get('corloc'), 2)} | " + _common(c) + " |"
             )
@@ -547,7 +548,7 @@ def render_markdown(
             published_cell = " / ".join(f"{pub['metrics'][k]:.3f}" for k in keys) if pub else "–"
             delta = " / ".join(_signed(diff.get(k), 3) for k in keys) if diff else ""
             lines.append(
-                f"| {c['benchmark']} | {c['method']} | {c['backbone'] or ''} | {c['refine'] or ''} | {c['images']} | "
+                f"| {c['benchmark']} | {_method(c)} | {c['backbone'] or ''} | {c['refine'] or ''} | {c['images']} | "
                 f"{m['accuracy']:.3f} | {m['iou']:.3f} | {m['max_fbeta']:.3f} | {published_cell} | {delta} | "
                 + _common(c)
                 + " |"
@@ -569,6 +570,12 @@ def render_markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _method(c: dict[str, Any]) -> str:
+    """The method, with the options it ran with other than its defaults."""
+    options = ", ".join(f"{k}={v}" for k, v in c["options"].items())
+    return c["method"] + (f" ({options})" if options else "")
 
 
 def _common(c: dict[str, Any]) -> str:
