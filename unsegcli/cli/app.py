@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import UnsegError
-from . import boxes, evaluate, merge, predict, refine, show, synth, train, weights
+from . import bench, boxes, evaluate, merge, predict, refine, show, synth, train, weights
 from .console import console, report_failure
 from .options import UnsegCommand
 
@@ -122,6 +122,7 @@ app.command(epilog=boxes.EXAMPLES, cls=UnsegCommand)(boxes.boxes)
 app.command(epilog=evaluate.CORLOC_EXAMPLES, cls=UnsegCommand)(evaluate.corloc)
 app.add_typer(evaluate.eval_app, name="eval")
 app.command(epilog=show.EXAMPLES, cls=UnsegCommand)(show.show)
+app.command(epilog=bench.EXAMPLES, cls=UnsegCommand)(bench.bench)
 app.command(epilog=train.EXAMPLES, cls=UnsegCommand)(train.train)
 app.command(epilog=synth.EXAMPLES, cls=UnsegCommand)(synth.synth)
 app.command(epilog=merge.EXAMPLES, cls=UnsegCommand)(merge.merge)

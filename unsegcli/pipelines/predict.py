@@ -128,6 +128,14 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
     return {"method": req.method, **asdict(opts), "backbone": identity, **written}, backbone, opts
 
 
+def prediction_settings(req: PredictRequest) -> tuple[dict[str, Any], str]:
+    """The settings record of ``req``'s outputs and their tag, as ``plan_prediction`` computes them, without
+    listing inputs or starting a shard: what a cache of its masks is keyed by (``pipelines.bench``)."""
+    check_request(req)
+    settings = _settings(req)[0]
+    return settings, settings_tag(settings)
+
+
 def plan_prediction(
     req: PredictRequest,
     inputs: list[str],

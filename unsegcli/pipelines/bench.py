@@ -1,0 +1,591 @@
+"""`unseg bench` as one library call: every method × backbone × benchmark, scored by the benchmark's protocol,
+beside the published numbers.
+
+Discovery (``io.benchmarks``) finds the benchmarks under the data folder. Each method run (a training-free
+method on a backbone, a checkpoint, or an external tool's masks) and benchmark make one job: its masks are
+predicted by the same calls as `unseg predict` (``pipelines.predict``, ``engine.predict.predict_files``) into a
+folder named by the prediction's settings tag, refined by `unseg refine`'s call (``pipelines.refine``) for the
+"+Bilateral" rows, and scored by `unseg corloc` / `unseg eval saliency`'s calls (``evaluation``). A cell's record
+is cached under its own settings tag, so a re-run reads it back and computes nothing; a larger ``limit`` predicts
+only the images not done yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import resource
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnsegError, UsageError, param
+from ..evaluation.corloc import evaluate_corloc
+from ..evaluation.saliency import evaluate_saliency
+from ..io.benchmarks import Benchmark, BenchmarkSpec, Published, discover, published
+from ..io.datasets import load_gt
+from ..io.files import atomic_write_bytes, check_output_dir, dumps_json
+from ..io.masks import mask_path_for, settings_tag
+from ..methods import CHECKPOINT, METHODS, method_options, predict_methods
+from ..refine import RefineMethod, RefineOptions
+from .predict import PredictRequest, build_predictor, plan_prediction, prediction_settings
+from .refine import refine_masks
+
+REFINE: RefineMethod = (
+    "bilateral"  # the papers' "+Bilateral" / "+BS" rows: MOVE Table 1, TokenCut and LOST's saliency rows
+)
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What to compare. ``methods``: names of the method table (``methods.predict_methods``; "move" runs the
+    checkpoint ``weights["move"]`` or the default one); ``backbones``: the backbones the training-free methods
+    run on (none: each method's own); ``options``: a training-free method's options other than its official
+    defaults (values as text, converted by the option's type); ``weights``: checkpoint runs, label -> path or
+    known name; ``preds``: external runs, label -> a folder holding ``<benchmark>/`` (masks) or
+    ``<benchmark>.json`` (CorLoc boxes)."""
+
+    data: str
+    out: str
+    methods: tuple[str, ...] = ()
+    backbones: tuple[str, ...] = ()
+    weights: dict[str, str] = field(default_factory=dict)
+    preds: dict[str, str] = field(default_factory=dict)
+    options: dict[str, dict[str, str]] = field(default_factory=dict)  # method -> option -> value (as text)
+    datasets: tuple[str, ...] = ()
+    refine: bool = True
+    limit: int | None = None
+    device: str = "auto"
+    batch_size: int = 1
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row group of the table: a method table entry (with a backbone), a checkpoint, or external masks."""
+
+    label: str
+    method: str | None  # None: external predictions
+    backbone: str | None = None  # training-free: the backbone asked for (None: the method's own)
+    weights: str | None = None  # checkpoint: path or known name (None: $UNSEG_WEIGHTS, then the default)
+    pred: str | None = None  # external: the folder
+    options: tuple[tuple[str, Any], ...] = ()  # training-free: options other than the method's defaults
+
+    @property
+    def slug(self) -> str:
+        """The run's name in file names: a backbone file by its name (the settings tag tells files apart)."""
+        backbone = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(self.backbone).name) if self.backbone else ""
+        return self.label + (f"@{backbone}" if backbone else "")
+
+    def request(self, device: str) -> PredictRequest:
+        assert self.method is not None
+        options = dict(self.options) | ({"backbone": self.backbone} if self.backbone else {})
+        return PredictRequest(method=self.method, weights=self.weights, options=options, device=device)
+
+
+@dataclass
+class BenchResult:
+    cells: list[dict[str, Any]]  # each cell's record (results.json)
+    missing: list[BenchmarkSpec]
+    unsupported: list[str]  # benchmarks found whose protocol bench does not score yet
+    failed: int  # cells that could not run and inputs that failed inside cells
+    computed: int  # cells computed by this call (the others were read from the cache)
+    results_md: Path
+    results_json: Path
+
+
+def plan_runs(req: BenchRequest) -> list[Run]:
+    """The runs ``req`` asks for; a method the table does not have, or labels used twice, are usage errors."""
+    known = predict_methods()
+    unknown = [m for m in req.methods if m not in known and m not in req.weights]
+    if unknown:
+        raise UsageError(
+            f"{param('methods')}: {', '.join(unknown)} not in the method table",
+            f"choose from {', '.join(known)}, or name a checkpoint with {param('weights')} NAME=PATH",
+        )
+    runs: list[Run] = []
+    free = [m for m in req.methods if m in METHODS and METHODS[m].kind == "training-free"]
+    if req.backbones and not free:
+        raise UsageError(f"{param('backbones')} applies to the training-free methods; none is in {param('methods')}")
+    foreign = sorted(set(req.options) - set(free))
+    if foreign:
+        raise UsageError(f"{param('option')} {', '.join(foreign)}: not a training-free method of {param('methods')}")
+    for m in free:
+        opts = _typed_options(m, req.options.get(m, {}))
+        runs += [Run(m, m, b, options=opts) for b in req.backbones] if req.backbones else [Run(m, m, options=opts)]
+    checkpoints = dict(req.weights)
+    if CHECKPOINT in req.methods and CHECKPOINT not in checkpoints:
+        checkpoints = {CHECKPOINT: None, **checkpoints}  # type: ignore[dict-item]
+    runs += [Run(label, CHECKPOINT, weights=w) for label, w in checkpoints.items()]
+    for label, folder in req.preds.items():
+        if not os.path.isdir(folder):
+            raise UsageError(f"{param('pred')} {label}={folder}: not a folder")
+        runs.append(Run(label, None, pred=folder))
+    labels = [r.label + (f" on {r.backbone}" if r.backbone else "") for r in runs]
+    twice = sorted({s for s in labels if labels.count(s) > 1})
+    if twice:
+        raise UsageError(f"{', '.join(twice)} named twice by {param('methods')}, {param('weights')} or {param('pred')}")
+    if not runs:
+        raise UsageError(f"nothing to run: give {param('methods')}, {param('weights')} or {param('pred')}")
+    return runs
+
+
+def _typed_options(method: str, given: dict[str, str]) -> tuple[tuple[str, Any], ...]:
+    """Option values given as text -> the types of the method's options, checked by ``methods.method_options``."""
+    defaults = method_options(method)
+    typed: dict[str, Any] = {}
+    for name, text in given.items():
+        kind: Any = type(getattr(defaults, name, ""))
+        try:
+            typed[name] = (text.lower() in ("1", "true", "yes")) if kind is bool else kind(text)
+        except ValueError:
+            raise UsageError(f"{param('option')} {method}.{name}={text}: not a {kind.__name__}") from None
+    method_options(method, **typed)  # options the method does not take, and their ranges
+    return tuple(sorted(typed.items()))
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+@contextlib.contextmanager
+def peak_memory(device: Any) -> Iterator[dict[str, float | None]]:
+    """Peak resident memory of this process (MiB) while the block runs, and peak CUDA memory on a GPU. On
+    Linux the peak is reset first (/proc/self/clear_refs "5", Linux >= 4.0); elsewhere it is the process's
+    peak so far (getrusage), an upper bound."""
+    out: dict[str, float | None] = {"rss_mb": None, "cuda_mb": None}
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    cuda = getattr(device, "type", None) == "cuda"
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        yield out
+    finally:
+        out["rss_mb"] = _peak_rss_mb()
+        if cuda:
+            import torch
+
+            out["cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _peak_rss_mb() -> float:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+
+
+# ------------------------------------------------------------------------------------------ the cells
+
+
+class _Log:
+    """A cell's log file (written at the end, atomically) and the failures it counts."""
+
+    def __init__(self, on_error: Callable[[str], None]):
+        self.lines: list[str] = []
+        self.failed = 0
+        self._on_error = on_error
+
+    def __call__(self, message: str) -> None:
+        self.lines.append(message)
+
+    def error(self, message: str) -> None:
+        self.failed += 1
+        self.lines.append(f"error: {message}")
+        self._on_error(message)
+
+
+@dataclass
+class _Job:
+    """One run on one benchmark: where its masks go and what its cells are keyed by."""
+
+    run: Run
+    bench: Benchmark
+    files: list[str]
+    keys: list[str]
+    masks: Path  # the masks folder (or the external predictions)
+    tag: str
+    settings: dict[str, Any]
+
+
+def _json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, dumps_json(obj))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _folder_signature(path: str) -> str:
+    """External predictions change without a settings tag: their cells are keyed by every file's name, size
+    and modification time."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, name))
+            entries.append((os.path.relpath(os.path.join(dirpath, name), path), st.st_size, st.st_mtime_ns))
+    return settings_tag({"files": entries})
+
+
+def _external(run: Run, bench: Benchmark) -> str | None:
+    """An external run's predictions for ``bench``: a folder of masks, or a box file (CorLoc)."""
+    assert run.pred is not None
+    base = os.path.join(run.pred, bench.name)
+    if os.path.isdir(base):
+        return base
+    if bench.spec.protocol == "corloc":
+        for ext in (".json", ".jsonl"):
+            if os.path.isfile(base + ext):
+                return base + ext
+    return None
+
+
+def _published_for(run: Run, bench: str, refine: str | None, table: list[Published]) -> Published | None:
+    backbone = run.backbone
+    if run.method is not None and run.method != CHECKPOINT and backbone is None:
+        backbone = method_options(run.method).backbone  # the method's own default
+    for p in table:
+        if p.method == run.label and p.dataset == bench and p.refine == refine:
+            if p.backbone is None or p.backbone == backbone:
+                return p
+    return None
+
+
+def _gt_view(bench: Benchmark, keys: list[str], out: Path) -> Path:
+    """The GT folder a limited saliency cell is scored on: links to its first GT masks (the GT folder itself
+    when there is no limit), so `unseg eval saliency --gt VIEW` reproduces the cell."""
+    if len(keys) == len(bench.keys):
+        return bench.gt
+    view = out / "gt" / f"{bench.name}-first{len(keys)}"
+    if view.is_dir():
+        return view
+    temp = view.with_name(view.name + f".tmp{os.getpid()}")
+    shutil.rmtree(temp, ignore_errors=True)
+    for rel in keys:
+        dst = temp / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.symlink(os.path.abspath(bench.gt / rel), dst)
+        except OSError:  # a file system without links
+            shutil.copyfile(bench.gt / rel, dst)
+    os.replace(temp, view)
+    return view
+
+
+def _predict(job: _Job, req: BenchRequest, log: _Log) -> None:
+    """Predict the job's missing masks with `unseg predict`'s calls; add the time and memory to its record."""
+    from ..engine.predict import predict_files
+    from ..runtime import close_shard
+
+    todo = [f for f in job.files if not (job.masks / mask_path_for(f)).exists()]
+    if not todo:
+        return
+    inputs = []
+    for f in todo:
+        path = job.bench.images / f
+        if path.exists():
+            inputs.append(str(path))
+        else:
+            log.error(f"{path}: image listed by {job.bench.spec.title} not found")
+    if not inputs:
+        return
+    plan = plan_prediction(job.run.request(req.device), inputs, job.masks, root=str(job.bench.images))
+    try:
+        with peak_memory(plan.device) as memory:
+            predictor = build_predictor(plan)
+            summary = predict_files(
+                predictor,
+                plan.listing.items,
+                job.masks,
+                batch_size=req.batch_size,
+                workers=req.workers,
+                tag=plan.tag,
+                on_error=log.error,
+            )
+    finally:
+        close_shard(plan.shard)
+    timing_path = job.masks.with_name(job.masks.name + ".timing.json")
+    timing = _read_json(timing_path) or {"images": 0, "seconds": 0.0, "rss_mb": 0.0, "cuda_mb": None}
+    timing["images"] += summary.written
+    timing["seconds"] += summary.seconds
+    timing["rss_mb"] = max(timing["rss_mb"] or 0.0, memory["rss_mb"] or 0.0)
+    if memory["cuda_mb"] is not None:
+        timing["cuda_mb"] = max(timing["cuda_mb"] or 0.0, memory["cuda_mb"])
+    timing["device"] = str(plan.device)
+    _json(timing_path, timing)
+    log(f"predicted {summary.written} masks in {summary.seconds:.2f} s on {plan.device}; failed {summary.failed}")
+
+
+def _refined(job: _Job, req: BenchRequest, log: _Log) -> tuple[Path, float]:
+    """The job's masks refined by `unseg refine --method bilateral`'s call; returns the folder and the seconds
+    this call spent."""
+    out = job.masks.with_name(job.masks.name + f"-{REFINE}")
+    run = refine_masks(
+        [str(job.masks)], str(job.bench.images), out, RefineOptions(method=REFINE), workers=req.workers,
+        on_error=log.error,
+    )  # fmt: skip
+    log(f"refined {run.written} masks ({REFINE}) in {run.seconds:.2f} s")
+    timing_path = out.with_name(out.name + ".timing.json")
+    timing = _read_json(timing_path) or {"images": 0, "seconds": 0.0}
+    timing["images"] += run.written
+    timing["seconds"] += run.seconds
+    _json(timing_path, timing)
+    return out, run.seconds
+
+
+def _score(job: _Job, pred: str, log: _Log, out: Path) -> tuple[dict[str, Any], str | None]:
+    """The protocol's metrics of ``pred`` (a masks folder or box file) and the command that reproduces them."""
+    bench = job.bench
+    if bench.spec.protocol == "corloc":
+        voc = bench.name in ("voc07", "voc12")
+        gt = load_gt(
+            bench.name,  # type: ignore[arg-type]  # voc07, voc12, coco20k: io.datasets.DATASETS names
+            root=bench.gt if voc else None,
+            ann=None if voc else bench.gt,
+            image_list=bench.image_list,
+            on_error=log.error,
+        )
+        wanted = set(job.keys)
+        gt = [g for g in gt if str(g.image_id) in wanted]
+        res = evaluate_corloc(gt, pred, bench.name, on_error=log.error)
+        where = f"--root {bench.gt}" if voc else f"--ann {bench.gt} --list {bench.image_list}"
+        full = len(job.keys) == len(bench.keys)
+        return res.to_dict(), f"unseg corloc {bench.name} {where} --pred {pred}" if full else None
+    gt_dir = _gt_view(bench, job.keys, out)
+    sal = evaluate_saliency(str(gt_dir), pred, on_error=log.error)
+    return sal.to_dict(), f"unseg eval saliency --gt {gt_dir} --pred {pred}"
+
+
+def _difference(ours: dict[str, Any], theirs: Published | None) -> dict[str, float] | None:
+    if theirs is None:
+        return None
+    return {k: ours[k] - v for k, v in theirs.metrics.items() if isinstance(ours.get(k), int | float)}
+
+
+def _cell(
+    job: _Job,
+    refine: str | None,
+    req: BenchRequest,
+    table: list[Published],
+    on_error: Callable[[str], None],
+) -> tuple[dict[str, Any], bool]:
+    """One cell's record, from the cache when its key is there; returns (record, computed now)."""
+    out = Path(req.out)
+    key = settings_tag(
+        {"masks": job.tag, "benchmark": job.bench.name, "keys": settings_tag({"k": job.keys}), "refine": refine}
+    )
+    cell_id = f"{job.bench.name}__{job.run.slug}{'__' + refine if refine else ''}__{key}"
+    record_path = out / "cells" / f"{cell_id}.json"
+    cached = _read_json(record_path)
+    if cached is not None:
+        return cached, False
+    log = _Log(on_error)
+    pred = str(job.masks)
+    if job.run.pred is None:
+        _predict(job, req, log)
+        if refine is not None:
+            pred = str(_refined(job, req, log)[0])
+    metrics, reproduce = _score(job, pred, log, out)
+    theirs = _published_for(job.run, job.bench.name, refine, table)
+    timing = _read_json(job.masks.with_name(job.masks.name + ".timing.json")) or {}
+    seconds, images = timing.get("seconds"), timing.get("images") or 0
+    if refine is not None and seconds is not None:
+        refined = _read_json(Path(pred).with_name(Path(pred).name + ".timing.json")) or {}
+        if refined.get("images"):
+            seconds = seconds / images * refined["images"] + refined["seconds"] if images else None
+            images = refined["images"]
+    record = {
+        "id": cell_id,
+        "benchmark": job.bench.name,
+        "protocol": job.bench.spec.protocol,
+        "method": job.run.label,
+        "backbone": job.run.backbone,
+        "options": dict(job.run.options),  # those other than the method's official defaults
+        "refine": refine,
+        "images": len(job.keys),
+        "metrics": metrics,
+        "published": dataclasses.asdict(theirs) if theirs else None,
+        "difference": _difference(metrics, theirs),
+        "seconds_per_image": seconds / images if seconds is not None and images else None,
+        "peak_rss_mb": timing.get("rss_mb"),
+        "peak_cuda_mb": timing.get("cuda_mb"),
+        "device": timing.get("device"),
+        "settings": job.settings,
+        "settings_tag": job.tag,
+        "predictions": pred,
+        "reproduce": reproduce,
+        "failed": log.failed,
+    }
+    atomic_write_bytes(out / "logs" / f"{cell_id}.log", ("\n".join(log.lines) + "\n").encode())
+    if not log.failed:  # a cell with failed inputs is recomputed next time (the inputs may be fixed by then)
+        _json(record_path, record)
+    return record, True
+
+
+def _job(run: Run, bench: Benchmark, req: BenchRequest) -> _Job | None:
+    files, keys = bench.limited(req.limit)
+    if run.pred is not None:
+        pred = _external(run, bench)
+        if pred is None:
+            return None
+        settings = {"external": os.path.abspath(pred)}
+        return _Job(run, bench, files, keys, Path(pred), _folder_signature(pred), settings)
+    settings, tag = prediction_settings(run.request(req.device))
+    masks = Path(req.out) / "masks" / bench.name / f"{run.slug}-{tag}"
+    return _Job(run, bench, files, keys, masks, tag, settings)
+
+
+def run_bench(
+    req: BenchRequest,
+    on_cell: Callable[[dict[str, Any], bool], None] = lambda record, computed: None,
+    on_error: Callable[[str], None] = lambda message: None,
+) -> BenchResult:
+    """Every run of ``req`` on every benchmark found; writes ``results.json``, ``results.md``, ``cells/``,
+    ``logs/`` and ``masks/`` under ``req.out``. ``on_cell(record, computed)`` after each cell; ``on_error``
+    per failed input or cell. Usage errors (unknown methods, bad folders) come before any work."""
+    check_output_dir(req.out, param("out"))
+    runs = plan_runs(req)
+    found = discover(req.data, list(req.datasets) or None)
+    for b in found.found:
+        for problem in b.problems:
+            on_error(problem)
+    table = published()
+    cells: list[dict[str, Any]] = []
+    failed = sum(len(b.problems) for b in found.found)
+    computed = 0
+    unsupported = [b.spec.title for b in found.found if b.spec.protocol == "detection"]
+    for bench in found.found:
+        if bench.spec.protocol == "detection":
+            continue
+        for run in runs:
+            try:
+                job = _job(run, bench, req)
+            except UnsegError as e:  # e.g. a backbone that is not there: this run's cells fail, the rest go on
+                failed += 1
+                on_error(f"{run.slug} on {bench.spec.title}: {e.render()}")
+                continue
+            if job is None:
+                on_error(f"{run.slug}: no predictions for {bench.name} under {run.pred}")
+                failed += 1
+                continue
+            soft = run.method is not None and (run.method == CHECKPOINT or METHODS[run.method].writes == "soft")
+            refines: list[str | None] = [None]
+            if req.refine and soft and bench.spec.protocol == "saliency":
+                refines.append(REFINE)
+            for refine in refines:
+                try:
+                    record, now = _cell(job, refine, req, table, on_error)
+                except UnsegError as e:
+                    failed += 1
+                    on_error(f"{run.slug} on {bench.spec.title}: {e.render()}")
+                    continue
+                failed += record["failed"]
+                computed += now
+                cells.append(record)
+                on_cell(record, now)
+    out = Path(req.out)
+    missing = [dataclasses.asdict(s) for s in found.missing]
+    document = {"cells": cells, "missing": missing, "unsupported": unsupported, "limit": req.limit}
+    _json(out / "results.json", document)
+    atomic_write_bytes(out / "results.md", render_markdown(cells, found.missing, unsupported, req.limit).encode())
+    return BenchResult(cells, found.missing, unsupported, failed, computed, out / "results.md", out / "results.json")
+
+
+# ----------------------------------------------------------------------------------------------- table
+
+
+def _fmt(v: float | None, digits: int) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _signed(v: float | None, digits: int) -> str:
+    return "" if v is None else f"{v:+.{digits}f}"
+
+
+def render_markdown(
+    cells: list[dict[str, Any]], missing: list[BenchmarkSpec], unsupported: list[str], limit: int | None
+) -> str:
+    """``results.md``: one table per protocol, ours beside the published number and the difference."""
+    lines = ["# unseg bench", ""]
+    if limit is not None:
+        lines += [f"A quick look: the first {limit} images of each benchmark, not the full protocol.", ""]
+    common = ["s/img", "peak RSS MB", "peak CUDA MB", "settings", "source"]
+    corloc = [c for c in cells if c["protocol"] == "corloc"]
+    if corloc:
+        lines += ["## CorLoc (%)", "", "| benchmark | method | backbone | images | CorLoc | published | Δ | "]
+        lines[-1] += " | ".join(common) + " |"
+        lines.append("|" + "---|" * (7 + len(common)))
+        for c in corloc:
+            pub = c["published"]
+            lines.append(
+                f"| {c['benchmark']} | {_method(c)} | {c['backbone'] or ''} | {c['images']} | "
+                f"{c['metrics']['corloc']:.2f} | {_fmt(pub and pub['metrics'].get('corloc'), 1)} | "
+                f"{_signed((c['difference'] or {}).get('corloc'), 2)} | " + _common(c) + " |"
+            )
+        lines.append("")
+    saliency = [c for c in cells if c["protocol"] == "saliency"]
+    if saliency:
+        head = "| benchmark | method | backbone | refine | images | Acc | IoU | maxFβ | published | Δ | "
+        lines += ["## Saliency (Acc / IoU / maxFβ)", "", head + " | ".join(common) + " |"]
+        lines.append("|" + "---|" * (10 + len(common)))
+        for c in saliency:
+            m, pub, diff = c["metrics"], c["published"], c["difference"] or {}
+            keys = ("accuracy", "iou", "max_fbeta")
+            published_cell = " / ".join(f"{pub['metrics'][k]:.3f}" for k in keys) if pub else "–"
+            delta = " / ".join(_signed(diff.get(k), 3) for k in keys) if diff else ""
+            lines.append(
+                f"| {c['benchmark']} | {_method(c)} | {c['backbone'] or ''} | {c['refine'] or ''} | {c['images']} | "
+                f"{m['accuracy']:.3f} | {m['iou']:.3f} | {m['max_fbeta']:.3f} | {published_cell} | {delta} | "
+                + _common(c)
+                + " |"
+            )
+        lines.append("")
+    if unsupported:
+        lines += [
+            "## Not yet supported",
+            "",
+            *(f"- {name}: class-agnostic AP is not scored by bench yet; run `unseg boxes` and `unseg eval detection`"
+              for name in unsupported),
+            "",
+        ]  # fmt: skip
+    if missing:
+        lines += ["## Missing benchmarks", "", *(f"- {s.title}: {s.how}" for s in missing), ""]
+    lines += [
+        "Each cell's exact settings (weights by content hash, options), its command to reproduce the number and "
+        "its log are in results.json, cells/ and logs/.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _method(c: dict[str, Any]) -> str:
+    """The method, with the options it ran with other than its defaults."""
+    options = ", ".join(f"{k}={v}" for k, v in c["options"].items())
+    return c["method"] + (f" ({options})" if options else "")
+
+
+def _common(c: dict[str, Any]) -> str:
+    source = c["published"]["source"] if c["published"] else ""
+    return " | ".join(
+        [
+            _fmt(c["seconds_per_image"], 3),
+            _fmt(c["peak_rss_mb"], 0),
+            _fmt(c["peak_cuda_mb"], 0),
+            f"`{c['settings_tag']}`",
+            source,
+        ]
+    )
