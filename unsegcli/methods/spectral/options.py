@@ -93,6 +93,12 @@ class MaskCutOptions:
         0.01, "MaskCut: drop a mask covering at most this fraction of the patch grid.", min=0.0, max=1.0,
         cite="maskcut_forward: a mask covering <= 1% of the grid",
     )  # fmt: skip
+    stop_score: float = option(
+        0.0, "MaskCut, adaptive object count: stop at the first cut whose score (1 - its normalised-cut value on "
+        "the graph it was cut from) is below this, instead of always making --max-objects cuts. 0 = never stop "
+        "early (the official behaviour).", min=0.0, max=1.0,
+        cite="unseg; the official code always makes N cuts (CutLER maskcut.py --N)",
+    )  # fmt: skip
     orientation: Orientation = option(
         "official",
         "MaskCut: which side of the cut is the object. official: CutLER's rule, which tests the corners only under "
