@@ -68,6 +68,8 @@ class SpectralPredictor:
         self.kind = entry.writes
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         spec = backbone if backbone is not None else self.options.backbone
+        if isinstance(spec, tuple) or "," in str(spec):
+            raise UsageError(f"{param('method')} {method} cuts one {param('backbone')}, not a list")
         # parity mode (the exact solver; LOST has no other) also computes attention as DINO does
         parity = getattr(self.options, "eigensolver", "exact") == "exact"
         self.vit: Any = load_backbone(spec, num_heads, explicit_attention=parity).to(self.device)
