@@ -15,7 +15,6 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-
 # one item's result: a mask, or an instance label map with its objects' scores (MaskPredictor)
 Output = np.ndarray | tuple[np.ndarray, Mapping[int, float]]
 

@@ -9,9 +9,7 @@ from .core import binary_cosine_affinity, fiedler, ncut_score, orient_by_seed, s
 from .options import TokenCutOptions
 
 
-def tokencut_masks(
-    keys: torch.Tensor, grid: tuple[int, int], opts: TokenCutOptions
-) -> tuple[np.ndarray, np.ndarray]:
+def tokencut_masks(keys: torch.Tensor, grid: tuple[int, int], opts: TokenCutOptions) -> tuple[np.ndarray, np.ndarray]:
     """(B, N, D) keys -> ((B, gh, gw) uint8: 1 on the seed's component of the NCut bipartition, (B, 1) its
     ``ncut_score`` on the patch graph)."""
     a = binary_cosine_affinity(keys, opts.tau, opts.eps)

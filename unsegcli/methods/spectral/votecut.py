@@ -250,9 +250,7 @@ class VoteCutPredictor:
         per_backbone = self.eigenvectors(batch)
         out = []
         for i, item in enumerate(batch):
-            labellings = [
-                kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in per_backbone for k in self.ks
-            ]
+            labellings = [kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in per_backbone for k in self.ks]
             voted = vote(proposals(labellings), o.tau_m, o.cluster_iou, o.max_objects)
             out.append(instance_map(voted, item.original))
         return out
