@@ -144,7 +144,7 @@ def run(method: str, shape: str, paths: list[Path], device: str, batch: int) -> 
             if pred.device.type == "cuda":
                 torch.cuda.synchronize()
             t4 = time.perf_counter()
-            ours = CUTS[method](k, grid, opts)[0]
+            ours = CUTS[method](k, grid, opts)[0][0]
         ours_full = upsample_labels(ours, opts.geometry, 8, p.resized, p.original)
         t5 = time.perf_counter()
         same = [box(off_full == j) == box(ours_full == j) for j in range(1, max(off_full.max(), ours_full.max()) + 1)]

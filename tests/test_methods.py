@@ -25,7 +25,7 @@ from unsegcli.methods.spectral.core import binary_cosine_affinity, fiedler, orie
 from unsegcli.methods.spectral.features import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
 from unsegcli.methods.spectral.lost import LostOptions, lost_masks
 from unsegcli.methods.spectral.maskcut import MaskCutOptions, maskcut_masks, rejected
-from unsegcli.methods.spectral.predictor import SpectralPredictor, upsample_labels
+from unsegcli.methods.spectral.predictor import CUTS, SpectralPredictor, upsample_labels
 from unsegcli.methods.spectral.tokencut import TokenCutOptions, tokencut_masks
 
 from .helpers import save_dino_backbone
@@ -103,7 +103,7 @@ def test_two_cliques_fiedler_is_known(solver):
     d1, d2 = n1 + eps * n2, n2 + eps * n1
     assert lam == pytest.approx(eps * n2 / d1 + eps * n1 / d2, rel=1e-6)
     assert abs(v[obj][0]) > abs(v[~obj][0])
-    mask = tokencut_masks(keys, grid, TokenCutOptions(eigensolver=solver))[0]
+    mask = tokencut_masks(keys, grid, TokenCutOptions(eigensolver=solver))[0][0]
     assert (mask.ravel().astype(bool) == obj).all()
 
 
@@ -114,7 +114,7 @@ def test_seed_component_keeps_only_the_seeds_piece():
     lab[1:4, 1:4] = 1
     lab[6:8, 6:8] = 1
     keys = keys_of_regions(lab)
-    mask = tokencut_masks(keys, grid, TokenCutOptions(eigensolver="exact"))[0].astype(bool)
+    mask = tokencut_masks(keys, grid, TokenCutOptions(eigensolver="exact"))[0][0].astype(bool)
     expect = official_tokencut(keys, grid)
     assert (mask == expect).all()
     assert mask.sum() in (9, 4) and ndimage.label(mask)[1] == 1
@@ -130,7 +130,7 @@ def test_exact_and_fast_agree_with_the_official_transcription(seed):
     assert torch.minimum((ve - vf).abs().max(), (ve + vf).abs().max()) < 1e-8
     expect = official_tokencut(keys, grid)
     for solver in ("exact", "fast"):
-        assert (tokencut_masks(keys, grid, TokenCutOptions(eigensolver=solver))[0].astype(bool) == expect).all()
+        assert (tokencut_masks(keys, grid, TokenCutOptions(eigensolver=solver))[0][0].astype(bool) == expect).all()
 
 
 def test_fast_solver_is_deterministic_and_batched():
@@ -148,7 +148,7 @@ def test_lost_matches_its_transcription():
     for seed in range(3):
         keys = planted_keys(grid, [(3, 4, 8, 10)], noise=1.0, seed=seed) + 0.4
         for k in (5, 100):
-            got = lost_masks(keys, grid, LostOptions(k_patches=k))[0].astype(bool)
+            got = lost_masks(keys, grid, LostOptions(k_patches=k))[0][0].astype(bool)
             assert (got == official_lost(keys, grid, k)).all()
 
 
@@ -221,7 +221,7 @@ def test_maskcut_finds_planted_objects_disjoint():
     keys = planted_keys(grid, boxes, noise=0.3, seed=1)
     for solver in ("exact", "fast"):
         for orientation in ("official", "symmetric"):
-            lab = maskcut_masks(keys, grid, MaskCutOptions(eigensolver=solver, orientation=orientation))[0]
+            lab = maskcut_masks(keys, grid, MaskCutOptions(eigensolver=solver, orientation=orientation))[0][0]
             found = {
                 tuple(np.argwhere(lab == k).min(0)) + tuple(np.argwhere(lab == k).max(0) + 1)
                 for k in range(1, lab.max() + 1)
@@ -233,8 +233,8 @@ def test_maskcut_finds_planted_objects_disjoint():
 def test_maskcut_max_objects_and_labels_consecutive():
     grid = (16, 16)
     keys = planted_keys(grid, [(2, 2, 8, 9), (10, 9, 14, 14), (1, 11, 5, 15)], noise=0.3, seed=2)
-    one = maskcut_masks(keys, grid, MaskCutOptions(max_objects=1))[0]
-    three = maskcut_masks(keys, grid, MaskCutOptions(max_objects=3))[0]
+    one = maskcut_masks(keys, grid, MaskCutOptions(max_objects=1))[0][0]
+    three = maskcut_masks(keys, grid, MaskCutOptions(max_objects=3))[0][0]
     assert one.max() == 1 and ((three == 1) == (one == 1)).all()
     ids = np.unique(three)
     assert ids.tolist() == list(range(len(ids)))
@@ -329,7 +329,7 @@ def scene(h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(img.astype(int) + rng.integers(0, 25, img.shape), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("method", predict_methods()[1:])
+@pytest.mark.parametrize("method", [m for m in predict_methods()[1:] if m in CUTS])
 @pytest.mark.parametrize("geometry", ["pad", "resize", "fixed"])
 def test_predictor_end_to_end(dino_file, method, geometry):
     opts = method_options(method, geometry=geometry, fixed_size=64)
@@ -340,6 +340,10 @@ def test_predictor_end_to_end(dino_file, method, geometry):
     outs = pred.run(batch)
     single = [pred.run([b])[0] for b in batch]
     for out, one in zip(outs, single, strict=True):
+        if METHODS[method].writes == "instances":  # (labels, the objects' scores)
+            (out, scores), (one, one_scores) = out, one
+            assert set(scores) == set(np.unique(out)) - {0} and scores == one_scores
+            assert all(0.0 <= v <= 1.0 for v in scores.values())
         assert out.shape == (70, 100) and np.array_equal(out, one)  # a batch gives the batch-1 result
         if METHODS[method].writes == "soft":
             assert pred.kind == "soft" and out.dtype == np.float32 and set(np.unique(out)) <= {0.0, 1.0}
@@ -347,7 +351,7 @@ def test_predictor_end_to_end(dino_file, method, geometry):
         else:
             assert pred.kind == "instances" and out.dtype == np.uint8 and out.max() >= 1
     if geometry == "pad":  # the mask's box is the official detect_box box: patch multiples, clipped
-        ys, xs = np.nonzero(outs[0])
+        ys, xs = np.nonzero(outs[0][0] if isinstance(outs[0], tuple) else outs[0])
         assert xs.min() % 8 == 0 and ys.min() % 8 == 0
         assert (xs.max() + 1) % 8 == 0 or xs.max() + 1 == 100
         assert (ys.max() + 1) % 8 == 0 or ys.max() + 1 == 70

@@ -22,7 +22,8 @@ DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 # autocast precision names; runtime.AUTOCAST_DTYPES maps them to torch dtypes
 Precision = Literal["fp32", "bf16", "fp16"]
-PosEmbedRule = Literal["dino", "timm"]
+# how position embeddings meet a grid other than the native one (model.backbone.POS_RULES)
+PosEmbedRule = Literal["dino", "timm", "size", "size-antialias"]
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

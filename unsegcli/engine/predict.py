@@ -2,7 +2,8 @@
 
 ``predict_files`` decodes in DataLoader workers (``prepare`` runs there), groups equal shapes
 (``engine.predictor.bucketed``), runs the predictor and writes one PNG per image in background threads: 8-bit
-soft masks, or palette PNGs for instance label maps. It never asks which method it runs.
+soft masks, or palette PNGs for instance label maps with the objects' scores when the predictor gives them
+(``io.instances``). It never asks which method it runs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..io.files import BackgroundWriter, atomic_write_bytes, remove_stale_temps
 from ..io.images import TOO_LARGE, InputItem, InputListing, decode_image, scan_inputs
 from ..io.masks import binary_to_uint8, mask_path_for, soft_to_uint8, with_tag, write_mask
 from ..runtime import Shard, sum_across
-from .predictor import MaskPredictor, Prepared, bucketed
+from .predictor import MaskPredictor, Output, Prepared, bucketed
 
 if TYPE_CHECKING:
     from ..refine import RefineOptions
@@ -50,7 +51,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
 def run_prediction(
     predictor: MaskPredictor,
     paths: Sequence[str],
-    on_mask: Callable[[int, np.ndarray], None],
+    on_mask: Callable[[int, Output], None],
     on_error: Callable[[int, str], None],
     batch_size: int = 1,
     workers: int = 0,
@@ -113,10 +114,11 @@ class PredictSummary:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
-def _write_instances(path: str, labels: np.ndarray, tag: str | None) -> None:
+def _write_instances(path: str, output: Output, tag: str | None) -> None:
     from ..io.instances import encode_instances  # only instance predictors need it
 
-    atomic_write_bytes(path, with_tag(encode_instances(labels), tag))
+    labels, scores = output if isinstance(output, tuple) else (output, None)
+    atomic_write_bytes(path, with_tag(encode_instances(labels, scores), tag))
 
 
 def predict_files(
@@ -172,7 +174,7 @@ def predict_files(
     start = time.perf_counter()
     with BackgroundWriter() as writer:
 
-        def on_mask(j: int, mask: np.ndarray) -> None:
+        def on_mask(j: int, mask: Any) -> None:
             nonlocal written
             if refine is not None:
                 from ..refine.runner import refine_image_file

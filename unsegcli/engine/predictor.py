@@ -8,12 +8,15 @@ results.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+
+# one item's result: a mask, or an instance label map with its objects' scores (MaskPredictor)
+Output = np.ndarray | tuple[np.ndarray, Mapping[int, float]]
 
 
 @dataclass
@@ -30,15 +33,17 @@ class MaskPredictor(Protocol):
     """Anything that turns images into masks for ``predict_files`` (which never branches on the method).
 
     ``prepare`` runs in forked DataLoader decode workers: CPU only, no CUDA. Items with equal
-    ``tensor.shape`` are batched together. ``run`` returns one array per item at its ORIGINAL (H, W):
-    kind "soft": float32 in [0, 1]; kind "instances": uint8 label map, 0 = background, k = object k."""
+    ``tensor.shape`` are batched together. ``run`` returns one output per item at its ORIGINAL (H, W):
+    kind "soft": a float32 array in [0, 1]; kind "instances": a uint8 label map (0 = background, k = object
+    k), or ``(labels, scores)`` with ``scores[k]`` the score in [0, 1] of object k, which ``predict_files``
+    stores with the mask (``io.instances``) for ``boxes``, ``--min-score`` and ``show`` to read."""
 
     kind: Literal["soft", "instances"]
     device: torch.device
 
     def prepare(self, index: int, image: np.ndarray) -> Prepared: ...
 
-    def run(self, batch: Sequence[Prepared]) -> list[np.ndarray]: ...
+    def run(self, batch: Sequence[Prepared]) -> Sequence[Output]: ...
 
 
 def bucketed(prepared: Iterable[Prepared], batch_size: int, max_pending: int | None = None) -> Iterator[list[Prepared]]:

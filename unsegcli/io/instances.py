@@ -5,12 +5,21 @@ map, the convention of VOC's SegmentationObject PNGs, so the files open as colou
 viewer. Soft and binary masks stay 8-bit grayscale (mode "L"), so the PNG mode alone tells a reader
 which of the two a file is. The helpers below turn a label map into what the box, CorLoc and
 saliency code consume: per-object masks and boxes, the union, or the largest object.
+
+Scores: a method that rates its objects stores the ratings in the same file, as a PNG ``tEXt`` chunk with
+the keyword ``unseg-scores`` whose text is a JSON object from object index to score in [0, 1], e.g.
+``{"1": 1.0, "2": 0.4}`` (written before the image data, so reading it decodes no pixels). What a score
+means is the method's (README: scores); scores of different methods are not comparable. A file without the
+chunk (another tool, an older unseg) has no scores; ``unseg boxes`` then gives its objects 1.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +28,7 @@ from ..errors import InputError
 from .files import atomic_write_bytes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SCORES_KEYWORD = "unseg-scores"
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:
@@ -32,22 +42,52 @@ def voc_colormap(n: int = 256) -> np.ndarray:
     return cmap.astype(np.uint8)
 
 
-def encode_instances(labels: np.ndarray) -> bytes:
-    """HxW uint8 label map (0 = background, k = object k) -> palette PNG bytes."""
-    from PIL import Image
+def encode_instances(labels: np.ndarray, scores: Mapping[int, float] | None = None) -> bytes:
+    """HxW uint8 label map (0 = background, k = object k) -> palette PNG bytes; ``scores`` (object index ->
+    score in [0, 1]) are stored for the objects present in ``labels`` (module docstring)."""
+    from PIL import Image, PngImagePlugin
 
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.dtype != np.uint8:
         raise ValueError(f"labels must be a 2-D uint8 array, not {labels.dtype} {labels.shape}")
     img = Image.frombytes("P", (labels.shape[1], labels.shape[0]), np.ascontiguousarray(labels).tobytes())
     img.putpalette(voc_colormap().ravel().tolist())
+    info = None
+    if scores is not None:
+        present = {int(k) for k in object_ids(labels)}
+        kept = {str(k): float(v) for k, v in sorted(scores.items()) if int(k) in present}
+        bad = [f"{k}: {v}" for k, v in kept.items() if not 0.0 <= v <= 1.0]  # NaN fails too
+        if bad:
+            raise ValueError(f"object scores must lie in [0, 1], not {', '.join(bad)}")
+        info = PngImagePlugin.PngInfo()
+        info.add_text(SCORES_KEYWORD, json.dumps(kept, separators=(",", ":")))
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
+    img.save(buf, format="PNG", optimize=False, pnginfo=info)
     return buf.getvalue()
 
 
-def write_instances(path: str | os.PathLike, labels: np.ndarray) -> None:
-    atomic_write_bytes(path, encode_instances(labels))
+def write_instances(path: str | os.PathLike, labels: np.ndarray, scores: Mapping[int, float] | None = None) -> None:
+    atomic_write_bytes(path, encode_instances(labels, scores))
+
+
+def instance_scores(source: bytes | str | os.PathLike) -> dict[int, float]:
+    """The stored object scores of an instance PNG (index -> score; empty when it stores none). A chunk
+    that is not a JSON object of indices to numbers in [0, 1] is an InputError naming the file."""
+    from .images import pil_errors
+
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    with pil_errors(name, "instance mask"), _open(source) as img:
+        text = img.info.get(SCORES_KEYWORD)
+    if text is None:
+        return {}
+    try:
+        raw = json.loads(text)
+        out = {int(k): float(v) for k, v in raw.items()}
+    except (ValueError, TypeError, AttributeError):
+        raise InputError(f"{name}: its {SCORES_KEYWORD} chunk is not a JSON object of object scores") from None
+    if not all(0.0 <= v <= 1.0 and not math.isnan(v) for v in out.values()):
+        raise InputError(f"{name}: its {SCORES_KEYWORD} chunk holds scores outside [0, 1]")
+    return out
 
 
 def _open(source: bytes | str | os.PathLike):

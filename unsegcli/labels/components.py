@@ -6,6 +6,7 @@ Boxes are 0-based continuous XYXY: a component spanning columns 3..5 has x0 = 3,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -173,14 +174,19 @@ def read_box_mask(path: str, allow_color: bool = False, max_pixels: int | None =
 
 
 def instance_components(
-    labels: np.ndarray, min_area: float = DEFAULT_MIN_AREA, split_components: bool = False, connectivity: int = 8
+    labels: np.ndarray,
+    min_area: float = DEFAULT_MIN_AREA,
+    split_components: bool = False,
+    connectivity: int = 8,
+    scores: Mapping[int, float] | None = None,
 ) -> tuple[list[Component], np.ndarray, int]:
     """An instance label map -> (one Component per object whose box covers ``min_area`` of the image,
     or per connected piece of an object with ``split_components``, sorted as ``extract_boxes`` sorts
-    components; the label image; the number of objects or pieces before ``min_area``)."""
+    components; the label image; the number of objects or pieces before ``min_area``). ``scores``: the
+    objects' stored scores (``instance_boxes``)."""
     from ..io.instances import object_ids
 
-    comps, out_labels = instance_boxes(labels, split_components, connectivity, min_area)
+    comps, out_labels = instance_boxes(labels, split_components, connectivity, min_area, scores)
     comps.sort(key=lambda c: (-(c.xyxy[2] - c.xyxy[0]) * (c.xyxy[3] - c.xyxy[1]), -c.area, c.xyxy[1], c.xyxy[0]))
     return comps, out_labels, int(out_labels.max(initial=0)) if split_components else len(object_ids(labels))
 
@@ -205,30 +211,37 @@ def instances_to_components(
 
 
 def instance_boxes(
-    labels: np.ndarray, split_components: bool = False, connectivity: int = 8, min_area: float = 0.0
+    labels: np.ndarray,
+    split_components: bool = False,
+    connectivity: int = 8,
+    min_area: float = 0.0,
+    scores: Mapping[int, float] | None = None,
 ) -> tuple[list[Component], np.ndarray]:
     """Label map -> (one Component per object, or per connected piece of each object, in object
     order; a label image in which ``Component.label`` marks it), the shape of ``extract_boxes``' result so
     ``component_masks`` and the COCO writers take it unchanged. Boxes whose area is under
-    ``min_area`` of the image are dropped; the score is 1 (MaskCut masks carry none; CutLER #18)."""
+    ``min_area`` of the image are dropped. The score is the object's stored score (``io.instances``; a
+    piece gets its object's), 1 for an object the file stores none for."""
     from ..io.instances import object_ids
 
     h, w = labels.shape
     ids = object_ids(labels)
+    stored = scores or {}
     if not split_components:
         out_labels = labels
-        pieces = [(int(k), labels == k) for k in ids]
+        pieces = [(int(k), labels == k, stored.get(int(k), 1.0)) for k in ids]
     else:
         out_labels = np.zeros((h, w), np.int32)
         pieces = []
-        for mask in instances_to_components(labels, True, connectivity):
-            pieces.append((len(pieces) + 1, mask))
-            out_labels[mask] = len(pieces)
+        for k in ids:
+            for mask in instances_to_components(np.where(labels == k, labels, 0), True, connectivity):
+                pieces.append((len(pieces) + 1, mask, stored.get(int(k), 1.0)))
+                out_labels[mask] = len(pieces)
     boxes = []
-    for lab, mask in pieces:
+    for lab, mask, score in pieces:
         ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
         x0, x1, y0, y1 = int(xs[0]), int(xs[-1]) + 1, int(ys[0]), int(ys[-1]) + 1
         if (x1 - x0) * (y1 - y0) < min_area * h * w:
             continue
-        boxes.append(Component((float(x0), float(y0), float(x1), float(y1)), int(mask.sum()), 1.0, lab))
+        boxes.append(Component((float(x0), float(y0), float(x1), float(y1)), int(mask.sum()), score, lab))
     return boxes, out_labels

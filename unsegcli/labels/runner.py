@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import InputError, UsageError
 from ..io.files import open_output
 from ..io.images import IMAGE_EXTENSIONS, scan_inputs
+from ..io.instances import instance_scores
 from ..io.pairing import FileIndex, key_of
 from ..parallel import Failed, parallel_map
 from .components import (
@@ -45,7 +46,7 @@ class BoxOptions:
     connectivity: Connectivity = 8
     min_area: float = DEFAULT_MIN_AREA  # fraction of the image a box must cover
     multi: bool = False  # keep every component (else the largest)
-    min_score: float = 0.0  # drop boxes whose score (mean mask value inside the component) is lower
+    min_score: float = 0.0  # drop boxes whose score is lower: mean soft mask value inside, or the stored object score
     max_boxes: int | None = None  # keep at most this many boxes per image, the highest scores
     allow_color: bool = False  # box colour images by their luminance instead of refusing them as masks
     max_pixels: int | None = None  # largest mask / image accepted (default: Pillow's decompression-bomb limit)
@@ -178,7 +179,10 @@ def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool =
     if task.image_path is not None:
         check_mask_size(task.mask_path, (w, h), task.image_path, opts.max_pixels)
     if kind == "instances":  # a palette PNG: one box per object (or per piece), largest first like components
-        every, labels, n_objects = instance_components(mask, opts.min_area, opts.split_components, opts.connectivity)
+        scores = instance_scores(task.mask_path)  # the method's own, stored with the mask
+        every, labels, n_objects = instance_components(
+            mask, opts.min_area, opts.split_components, opts.connectivity, scores
+        )
     else:
         every, labels = extract_boxes(mask, opts.threshold, opts.connectivity, opts.min_area, multi=True)
         n_objects = int(labels.max(initial=0))

@@ -89,6 +89,13 @@ METHODS: dict[str, Method] = {
         options=f"{_SPECTRAL}.options:MaskCutOptions",
         writes="instances",
     ),
+    "votecut": Method(
+        "training-free",
+        "VoteCut (CuVLER): normalised cuts on several DINO/DINOv2 backbones, k-means, and a vote; score = vote share",
+        predictor=f"{_SPECTRAL}.votecut:VoteCutPredictor",
+        options=f"{_SPECTRAL}.options:VoteCutOptions",
+        writes="instances",
+    ),
 }
 # `unseg predict --method`: "move" runs a checkpoint of any family (MOVE, Sempart, self-trained); the
 # training-free methods run on a DINO backbone

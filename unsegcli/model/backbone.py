@@ -5,6 +5,8 @@ reshaped to (B, C, H/p, W/p)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,12 +19,17 @@ if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
 
 
-def build_vit(cfg: BackboneConfig) -> VisionTransformer:
+def build_vit(cfg: BackboneConfig, layer_scale: bool = False, registers: int = 0) -> VisionTransformer:
     """A timm VisionTransformer with the config's shape. Its state-dict keys are those of the
-    original DINO release (cls_token, pos_embed, patch_embed.proj, blocks.N.*, norm)."""
+    original DINO release (cls_token, pos_embed, patch_embed.proj, blocks.N.*, norm).
+
+    ``layer_scale`` adds DINOv2's per-block LayerScale (``blocks.N.ls1.gamma``, ``ls2.gamma``; the value
+    comes from the weights), ``registers`` DINOv2's register tokens as ``register_tokens`` (1, R, D):
+    the key names of the official DINOv2 files (facebookresearch/dinov2 vision_transformer.py). The
+    registers are not timm's ``reg_token``: timm's forward never sees them, ``embed_patches`` inserts them."""
     from timm.models.vision_transformer import VisionTransformer
 
-    return VisionTransformer(
+    vit = VisionTransformer(
         img_size=cfg.img_size,
         patch_size=cfg.patch_size,
         embed_dim=cfg.embed_dim,
@@ -31,7 +38,11 @@ def build_vit(cfg: BackboneConfig) -> VisionTransformer:
         mlp_ratio=cfg.mlp_ratio,
         qkv_bias=True,
         num_classes=0,
+        init_values=1.0 if layer_scale else None,
     )
+    if registers:
+        vit.register_tokens = nn.Parameter(torch.zeros(1, registers, cfg.embed_dim))
+    return vit
 
 
 def dino_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -56,6 +67,26 @@ def dino_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.T
     return torch.cat([cls_pe, patch_pe], dim=1)
 
 
+def resized_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, antialias: bool = False) -> torch.Tensor:
+    """Bicubic resize of the patch table to exactly the grid, in float32. ``antialias``: DINOv2's register
+    models (``interpolate_offset=0``, ``interpolate_antialias=True``: facebookresearch/dinov2
+    hub/backbones.py); without: CuVLER's DINOv2 copy, whose ``scale_factor=(g + 0.1)/37`` with
+    ``recompute_scale_factor=True`` amounts to ``size=(g, g)`` (CuVLER dinov2/models/vision_transformer.py)."""
+    n = pos_embed.shape[1] - 1
+    side = math.isqrt(n)
+    if grid_h * grid_w == n and grid_h == grid_w:
+        return pos_embed
+    dim = pos_embed.shape[-1]
+    patch_pe = F.interpolate(
+        pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2).float(),
+        size=(grid_h, grid_w),
+        mode="bicubic",
+        antialias=antialias,
+    )
+    patch_pe = patch_pe.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, dim).to(pos_embed.dtype)
+    return torch.cat([pos_embed[:, :1], patch_pe], dim=1)
+
+
 def timm_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
     """timm's dynamic-size rule: resample to the exact grid."""
     from timm.layers import resample_abs_pos_embed
@@ -64,9 +95,11 @@ def timm_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int) -> torch.T
 
 
 def embed_patches(vit: VisionTransformer, x: torch.Tensor, pos_rule: PosEmbedRule = "dino") -> torch.Tensor:
-    """(B, 3, H, W), H and W multiples of the patch size -> (B, 1 + N, D) tokens before the first block:
-    patch embedding, the CLS token, and position embeddings resampled to the grid by DINO's rule (as the
-    official DINO, MOVE, LOST, TokenCut and CutLER code) or timm's."""
+    """(B, 3, H, W), H and W multiples of the patch size -> (B, 1 + R + N, D) tokens before the first block:
+    patch embedding, the CLS token, and position embeddings resampled to the grid by ``POS_RULES[pos_rule]``
+    (DINO's, as the official DINO, DINOv2, MOVE, LOST, TokenCut and CutLER code, or another); then the R
+    register tokens of a DINOv2 register model, after CLS and without position embeddings
+    (facebookresearch/dinov2 ``prepare_tokens_with_masks``)."""
     b, _, h, w = x.shape
     p = vit.patch_embed.proj.kernel_size[0]
     if h % p or w % p:
@@ -74,8 +107,25 @@ def embed_patches(vit: VisionTransformer, x: torch.Tensor, pos_rule: PosEmbedRul
     assert vit.cls_token is not None and vit.pos_embed is not None  # build_vit's ViTs have both
     tokens = vit.patch_embed.proj(x).flatten(2).transpose(1, 2)
     tokens = torch.cat([vit.cls_token.expand(b, -1, -1), tokens], dim=1)
-    rule = dino_pos_embed if pos_rule == "dino" else timm_pos_embed
-    return tokens + rule(vit.pos_embed, h // p, w // p)
+    tokens = tokens + POS_RULES[pos_rule](vit.pos_embed, h // p, w // p)
+    registers = getattr(vit, "register_tokens", None)
+    if registers is None:
+        return tokens
+    return torch.cat([tokens[:, :1], registers.expand(b, -1, -1), tokens[:, 1:]], dim=1)
+
+
+def register_count(vit: VisionTransformer) -> int:
+    """Register tokens ``embed_patches`` inserts after CLS (0 without)."""
+    registers = getattr(vit, "register_tokens", None)
+    return 0 if registers is None else int(registers.shape[1])
+
+
+POS_RULES: dict[str, Callable[[torch.Tensor, int, int], torch.Tensor]] = {
+    "dino": dino_pos_embed,
+    "timm": timm_pos_embed,
+    "size": resized_pos_embed,
+    "size-antialias": partial(resized_pos_embed, antialias=True),
+}
 
 
 class FeatureExtractor(nn.Module):

@@ -60,8 +60,8 @@ def timm_pretrained_state(name: str) -> dict[str, torch.Tensor]:
 
 
 def read_backbone_state(path: Path | str) -> dict[str, torch.Tensor]:
-    """DINO's original file, a timm state dict (.pth/.bin), timm's model.safetensors, or
-    ``timm:NAME`` -> state dict with timm / DINO key names."""
+    """DINO's or DINOv2's original file, a timm state dict (.pth/.bin), timm's model.safetensors, or
+    ``timm:NAME`` -> state dict with timm / DINO key names (DINOv2's registers as ``register_tokens``)."""
     if str(path).startswith("timm:"):
         return timm_pretrained_state(str(path)[5:])
     path = Path(path)
@@ -84,5 +84,7 @@ def read_backbone_state(path: Path | str) -> dict[str, torch.Tensor]:
                 k = k[len(prefix) :]
         if k.startswith("head."):  # DINO projection head / timm classifier: not part of the backbone
             continue
-        out[k] = v
+        if k == "mask_token":  # DINOv2's iBOT mask embedding: used in training only (dinov2 vision_transformer.py)
+            continue
+        out["register_tokens" if k == "reg_token" else k] = v  # timm's name of DINOv2's registers
     return out

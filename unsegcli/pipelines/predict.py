@@ -104,7 +104,7 @@ class PredictionPlan:
     shard: Shard
     device: torch.device
     precision: str  # the precision that runs: fp32 on CPU whatever was asked
-    weights: Path | str | None  # the checkpoint, or the method's backbone (a file or timm:NAME)
+    weights: Any  # the checkpoint, or the method's backbone (a file or timm:NAME; a tuple of them for several)
     method_options: Any = None  # the training-free method's options (None for checkpoints)
 
 
@@ -122,9 +122,11 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
         settings = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
         return {**settings, **written, "branch": req.branch}, path, None
     opts = method_options(req.method, **req.given_options())  # the official defaults, the given ones over them
-    spec = opts.backbone
-    backbone: Path | str = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)
-    identity = spec if spec.startswith("timm:") else weights_identity(backbone)
+    # a method that votes over several backbones takes a comma-separated list (each resolved alike)
+    specs = [s.strip() for s in opts.backbone.split(",")]
+    paths = [s if s.startswith("timm:") else resolve_weights(s, env_var=None, default=None) for s in specs]
+    identity = ",".join(s if s.startswith("timm:") else weights_identity(p) for s, p in zip(specs, paths, strict=True))
+    backbone: Any = paths[0] if len(paths) == 1 else tuple(paths)
     return {"method": req.method, **asdict(opts), "backbone": identity, **written}, backbone, opts
 
 

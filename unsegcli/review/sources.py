@@ -40,16 +40,18 @@ def _mask_facts(
     the image's problem or None). Raises InputError for unreadable files and colour photos (as `unseg boxes`)."""
     path, image_path, threshold, connectivity, min_area, multi = args
     from ..evaluation.inputs import corloc_box
+    from ..io.instances import instance_scores
     from ..labels.components import extract_boxes, instance_boxes, read_box_mask
     from ..labels.runner import check_mask_size
 
     kind, mask = read_box_mask(path)
     h, w = mask.shape
-    if kind == "instances":  # every object, as the method decided them; instance masks carry no score
+    if kind == "instances":  # every object, as the method decided them, with its stored score (NaN: none)
+        stored = instance_scores(path)
         objs, _ = instance_boxes(mask)
         boxes = np.asarray([o.xyxy for o in objs], np.float64).reshape(-1, 4)
         areas = np.asarray([o.area for o in objs], np.float64)
-        scores = np.full(len(objs), np.nan)
+        scores = np.asarray([stored.get(o.label, np.nan) for o in objs], np.float64)
     else:
         comps, _ = extract_boxes(mask, threshold, connectivity, min_area, multi)
         boxes = np.asarray([c.xyxy for c in comps], np.float64).reshape(-1, 4)

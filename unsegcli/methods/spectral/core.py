@@ -51,7 +51,7 @@ def dot_affinity(keys: torch.Tensor) -> torch.Tensor:
 # --- the Fiedler vector -----------------------------------------------------------------------
 
 
-def fiedler(affinity: torch.Tensor, solver: str = "fast") -> torch.Tensor:
+def fiedler(affinity: torch.Tensor, solver: str = "fast", normalised: bool = False) -> torch.Tensor:
     """(B, N, N) symmetric affinity -> (B, N) float64 second-smallest generalised eigenvector of
     (D - A) v = λ D v, D-normalised (vᵀDv = 1) like ``scipy.linalg.eigh(D - A, D)``; its sign: below.
 
@@ -65,6 +65,9 @@ def fiedler(affinity: torch.Tensor, solver: str = "fast") -> torch.Tensor:
     rule equals the symmetric one, see ``orient_corners``). The two agree to ~1e-10 up to sign,
     except when λ2 and λ3 (nearly) coincide, where the eigenvector itself is ill-defined, or for
     entries of v that sit on the partition threshold (MaskCut's painted patches, CutLER maskcut/maskcut.py).
+
+    ``normalised``: return u instead of v, the unit 2nd eigenvector of the symmetric normalised Laplacian
+    I - M (VoteCut's, CuVLER votecut/ncut.py; ``exact`` is then its dense ``eigh`` of that Laplacian).
     """
     if solver not in EIGENSOLVERS:
         raise UsageError(f"eigensolver must be one of {', '.join(EIGENSOLVERS)}, not {solver!r}")
@@ -75,12 +78,17 @@ def fiedler(affinity: torch.Tensor, solver: str = "fast") -> torch.Tensor:
         out = []
         for item in a.cpu().numpy():
             deg = np.diag(item.sum(1))
-            out.append(eigh(deg - item, deg, subset_by_index=[1, 2])[1][:, 0])
+            if normalised:
+                r_ = 1.0 / np.sqrt(item.sum(1))
+                out.append(eigh(r_[:, None] * (deg - item) * r_[None, :], subset_by_index=[1, 1])[1][:, 0])
+            else:
+                out.append(eigh(deg - item, deg, subset_by_index=[1, 2])[1][:, 0])
         return torch.from_numpy(np.stack(out)).to(affinity.device)
     d = a.sum(-1)
     r = d.rsqrt()
     top = d.sqrt()
-    v = _lanczos_second(a, r, top / top.norm(dim=-1, keepdim=True)) * r
+    u = _lanczos_second(a, r, top / top.norm(dim=-1, keepdim=True))
+    v = u if normalised else u * r
     peak = v.gather(-1, v.abs().argmax(-1, keepdim=True))
     return torch.where(peak < 0, -v, v)
 
@@ -150,6 +158,21 @@ def _lanczos_second(a: torch.Tensor, r: torch.Tensor, top: torch.Tensor) -> torc
             norm = w.norm(dim=-1, keepdim=True)
         q = w / norm
     return u
+
+
+def ncut_score(affinity: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+    """(B, N, N) affinity + (B, gh, gw) bool masks -> (B,) float64 confidence max(0, 1 - Ncut) of each mask
+    against the rest of its graph, Ncut = cut/vol(mask) + cut/vol(rest) (Shi & Malik 2000; TokenCut and
+    MaskCut minimise its relaxation). 1: the mask is disconnected from the rest; 0: it is no more apart
+    than any cut of a uniform graph (where Ncut = 1), or the mask is empty or everything."""
+    a = affinity.double()
+    m = torch.from_numpy(masks.reshape(len(masks), -1)).to(a.device, torch.float64)
+    deg = a.sum(-1)
+    vol = (m * deg).sum(-1)
+    rest = deg.sum(-1) - vol
+    cut = vol - (m * torch.bmm(a, m[..., None])[..., 0]).sum(-1)
+    ncut = torch.where((vol > 0) & (rest > 0), cut / vol.clamp_min(1e-300) + cut / rest.clamp_min(1e-300), 1.0)
+    return (1.0 - ncut).clamp_min(0.0).cpu().numpy()
 
 
 # --- partitions, orientation, seeds -----------------------------------------------------------

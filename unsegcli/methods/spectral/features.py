@@ -1,4 +1,5 @@
-"""DINO ViT last-block keys, the features LOST, TokenCut and MaskCut all cut (as their official code).
+"""DINO and DINOv2 ViT features: the last-block keys LOST, TokenCut and MaskCut all cut (as their official
+code), and the final-LayerNorm patch tokens VoteCut cuts for DINOv2 (CuVLER extract_eig_vecs.py).
 
 Every official method hooks ``blocks[-1].attn.qkv`` (the Linear on ``norm1(x)`` of the last block),
 reshapes its output (B, T, 3, heads, head_dim), takes index 1 and concatenates the heads: that is the
@@ -11,6 +12,11 @@ geometries are the official preprocessing of each code path:
 - ``resize``: PIL LANCZOS resize to ``round(w/p)*p x round(h/p)*p`` (TokenCut saliency ``resize_pil``);
 - ``fixed``: PIL LANCZOS resize to a ``size x size`` square, aspect discarded, then ``resize_pil``
   (CutLER ``maskcut.py``: 480).
+
+DINOv2 files (``dinov2-*`` in ``unseg weights list``; with or without registers) load through the same
+``load_backbone``: the layout says which it is (LayerScale ``ls1.gamma`` keys, ``register_tokens``).
+They have 14-px patches, so ``pad`` pads and ``resize``/``fixed`` round to multiples of 14 (``fixed`` 480 -> 476,
+as CuVLER); register tokens are dropped with CLS from every feature.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig
+from ...config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig, PosEmbedRule
 from ...errors import CheckpointError, InputError
-from ...model.backbone import build_vit, embed_patches
+from ...model.backbone import build_vit, embed_patches, register_count
 
-DINO_HEAD_DIM = 64  # every DINO ViT has 64-d heads: tiny 192/3, small 384/6, base 768/12 (dino vision_transformer.py)
+# every DINO and DINOv2 ViT has 64-d heads: tiny 192/3, small 384/6, base 768/12, large 1024/16
+# (dino vision_transformer.py, dinov2 vision_transformer.py)
+DINO_HEAD_DIM = 64
 
 
 def preprocess(
@@ -63,16 +71,39 @@ def preprocess(
     return x, (h, w)
 
 
+def pos_rule_of(vit: Any) -> PosEmbedRule:
+    """The position-embedding rule of the official code of ``vit``'s family: DINO's +0.1 rule for DINO and
+    plain DINOv2 (``interpolate_offset=0.1``), an antialiased resize for DINOv2 register models
+    (``interpolate_offset=0, interpolate_antialias=True``; facebookresearch/dinov2 hub/backbones.py)."""
+    return "size-antialias" if register_count(vit) else "dino"
+
+
+def is_dinov2(vit: Any) -> bool:
+    """DINOv2's blocks carry LayerScale (``ls1.gamma``); DINO's do not."""
+    return hasattr(vit.blocks[0].ls1, "gamma")
+
+
 @torch.no_grad()
-def last_block_keys(vit: Any, x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches."""
-    tokens = embed_patches(vit, x, "dino")
+def last_block_keys(vit: Any, x: torch.Tensor, pos_rule: PosEmbedRule | None = None) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches (CLS and
+    any register tokens dropped). ``pos_rule``: None = the official one of the backbone (``pos_rule_of``)."""
+    tokens = embed_patches(vit, x, pos_rule or pos_rule_of(vit))
     for blk in vit.blocks[:-1]:
         tokens = blk(tokens)
     last = vit.blocks[-1]
     qkv = last.attn.qkv(last.norm1(tokens))
     d = qkv.shape[-1] // 3
-    return qkv[:, 1:, d : 2 * d]
+    return qkv[:, 1 + register_count(vit) :, d : 2 * d]
+
+
+@torch.no_grad()
+def final_tokens(vit: Any, x: torch.Tensor, pos_rule: PosEmbedRule | None = None) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, N, D) patch tokens after every block and the final LayerNorm (DINOv2's
+    ``x_norm_patchtokens``), CLS and register tokens dropped."""
+    tokens = embed_patches(vit, x, pos_rule or pos_rule_of(vit))
+    for blk in vit.blocks:
+        tokens = blk(tokens)
+    return vit.norm(tokens)[:, 1 + register_count(vit) :]
 
 
 def backbone_config_from_state(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> BackboneConfig:
@@ -102,8 +133,19 @@ def backbone_config_from_state(sd: dict[str, torch.Tensor], num_heads: int | Non
     )
 
 
+def load_backbone(spec: str | Path, num_heads: int | None = None, explicit_attention: bool = False) -> Any:
+    """The one ``--backbone`` resolver of the spectral methods: a known name (``unseg weights list``: DINO and
+    DINOv2), a file path, or ``timm:NAME`` -> ``load_dino_vit`` of it."""
+    from ...model.registry import resolve_weights
+
+    spec = str(spec)
+    path = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)
+    return load_dino_vit(path, num_heads, explicit_attention)
+
+
 def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_attention: bool = False) -> Any:
-    """DINO's original .pth (or timm's file, or ``timm:NAME``) -> timm ViT in eval mode, frozen.
+    """DINO's or DINOv2's original .pth (or timm's file, or ``timm:NAME``) -> timm ViT in eval mode, frozen.
+    A DINOv2 file gets LayerScale and, for a register model, its ``register_tokens`` (``build_vit``).
 
     ``explicit_attention`` computes softmax(q kᵀ · scale) as DINO's own code does instead of timm's
     fused kernel: the keys then equal the official ones bit for bit in float32 (the fused kernel
@@ -116,7 +158,8 @@ def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_atten
         cfg = backbone_config_from_state(sd, num_heads)
     except CheckpointError as e:  # the shape check knows no file name: name the file the user passed
         raise CheckpointError(f"{path}: {e.message}", e.hint) from None
-    vit = build_vit(cfg)
+    registers = sd.get("register_tokens")
+    vit = build_vit(cfg, "blocks.0.ls1.gamma" in sd, 0 if registers is None else int(registers.shape[1]))
     load_strict(vit, {k: v.float() for k, v in sd.items()}, f"backbone weights {path}")
     if explicit_attention:
         blk: Any

@@ -20,8 +20,10 @@ ORIENTATIONS: tuple[str, ...] = get_args(Orientation)
 
 # One help text per option, shared by the methods that take it (each keeps its own default).
 _BACKBONE = (
-    "DINO ViT whose last-block keys are cut: a known name (dino-vits16, dino-vits8, dino-vitb8, ...; get it with "
-    "`unseg weights fetch NAME`), DINO's own .pth or a timm file, or timm:NAME."
+    "DINO or DINOv2 ViT whose features are cut: a known name (dino-vits16, dino-vitb8, dinov2-vits14, "
+    "dinov2-vits14-reg, ...; get it with `unseg weights fetch NAME`), the official .pth, a timm file, or timm:NAME. "
+    "TokenCut, LOST, MaskCut cut its last-block keys (DINOv2: register tokens dropped); VoteCut takes several, "
+    "comma-separated, and cuts DINO's keys and DINOv2's final-LayerNorm patch tokens, as CuVLER."
 )
 _TAU = "Cosine threshold of the patch graph: pairs above it get weight 1, the others --eps."
 _EPS = "Weight of the patch graph's dissimilar pairs."
@@ -93,6 +95,12 @@ class MaskCutOptions:
         0.01, "MaskCut: drop a mask covering at most this fraction of the patch grid.", min=0.0, max=1.0,
         cite="maskcut_forward: a mask covering <= 1% of the grid",
     )  # fmt: skip
+    stop_score: float = option(
+        0.0, "MaskCut, adaptive object count: stop at the first cut whose score (1 - its normalised-cut value on "
+        "the graph it was cut from) is below this, instead of always making --max-objects cuts. 0 = never stop "
+        "early (the official behaviour).", min=0.0, max=1.0,
+        cite="unseg; the official code always makes N cuts (CutLER maskcut.py --N)",
+    )  # fmt: skip
     orientation: Orientation = option(
         "official",
         "MaskCut: which side of the cut is the object. official: CutLER's rule, which tests the corners only under "
@@ -107,3 +115,41 @@ class MaskCutOptions:
     backbone: str = option(
         "dino-vitb8", _BACKBONE, cite="CutLER README command: --vit-arch base --patch-size 8", metavar="NAME|PATH"
     )
+
+
+@dataclass(frozen=True)
+class VoteCutOptions:
+    backbone: str = option(
+        "dino-vits16,dinov2-vitb14,dinov2-vits14,dino-vitb16,dino-vits8-300ep,dino-vitb8",
+        _BACKBONE,
+        cite="CuVLER extract_eig_vecs.py --models dino_s16 dinov2_b14 dinov2_s14 dino_b16 dino_s8 dino_b8",
+        metavar="NAME|PATH",
+    )
+    tau: float = _tau(0.15, "CuVLER extract_eig_vecs.py ncut(features, tau=0.15)")
+    eps: float = _eps("CuVLER votecut/ncut.py ncut(eps=1e-5)")
+    ks: str = option(
+        "2,3", "VoteCut: the k-means cluster counts run on each backbone's eigenvector, comma-separated.",
+        cite="CuVLER create_pseudo_masks.py --Ks (2, 3)", metavar="K,K",
+    )  # fmt: skip
+    tau_m: float = option(
+        0.2, "VoteCut: a patch is in a voted mask when more than this share of its cluster's proposals hold it.",
+        min=0.0, max=1.0, max_open=True, cite="CuVLER create_pseudo_masks.py --tau-m 0.2",
+    )  # fmt: skip
+    cluster_iou: float = option(
+        0.6, "VoteCut: proposals whose IoU is above this vote for the same object.", min=0.0, max=1.0,
+        max_open=True, cite="CuVLER votecut.py cluster_mask_by_iou(threshold=0.6)",
+    )  # fmt: skip
+    max_objects: int = option(
+        10, "VoteCut: the most objects one instance mask holds.", min=1, max=255,
+        cite="CuVLER votecut.py iou_clustering(max_masks_per_img=10)",
+    )  # fmt: skip
+    eigensolver: Eigensolver = option(
+        "fast", "VoteCut: exact = the official dense eigh of the normalised Laplacian on the CPU (O(N^3)); fast = "
+        "batched Lanczos on the device (agree up to sign, which k-means ignores, and ~1e-10).",
+        cite="unseg; 'exact' = CuVLER votecut/ncut.py torch.linalg.eigh",
+    )  # fmt: skip
+    fixed_size: int = option(
+        480, "VoteCut: side of the square every image is resized to, rounded down to a patch multiple per backbone "
+        "(480 for DINO, 476 for DINOv2).", min=14,
+        cite="CuVLER extract_eig_vecs.py ImagesDataset resize (480, 480); (476, 476) for dinov2",
+    )  # fmt: skip

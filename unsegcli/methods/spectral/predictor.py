@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from ...config import validate
-from ...engine.predictor import Prepared
+from ...engine.predictor import Output, Prepared
 from ...errors import InputError, UsageError, param
 from ...runtime import resolve_device
 from .. import options_class, training_free
-from .features import last_block_keys, load_dino_vit, preprocess
+from .features import last_block_keys, load_backbone, preprocess
 from .lost import lost_masks
 from .maskcut import maskcut_masks
 from .tokencut import tokencut_masks
@@ -37,8 +37,9 @@ from .tokencut import tokencut_masks
 MAX_PATCHES = 20_000
 
 
-# name -> the cut: last-block keys (B, N, D) and the patch grid -> (B, gh, gw) uint8 labels (0 = background)
-CUTS: dict[str, Callable[[torch.Tensor, tuple[int, int], Any], np.ndarray]] = {
+# name -> the cut: last-block keys (B, N, D) and the patch grid -> ((B, gh, gw) uint8 labels (0 = background),
+# (B, K) scores in [0, 1], scores[:, k - 1] for object k)
+CUTS: dict[str, Callable[[torch.Tensor, tuple[int, int], Any], tuple[np.ndarray, np.ndarray]]] = {
     "tokencut": tokencut_masks,
     "lost": lost_masks,
     "maskcut": maskcut_masks,
@@ -57,8 +58,6 @@ class SpectralPredictor:
         device: str | torch.device = "cpu",
         num_heads: int | None = None,
     ):
-        from ...model.registry import resolve_weights
-
         entry = training_free(method)
         cls = options_class(method)
         self.options: Any = options if options is not None else cls()
@@ -68,11 +67,12 @@ class SpectralPredictor:
         self.cut = CUTS[method]
         self.kind = entry.writes
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        spec = str(backbone if backbone is not None else self.options.backbone)
-        path = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)
+        spec = backbone if backbone is not None else self.options.backbone
+        if isinstance(spec, tuple) or "," in str(spec):
+            raise UsageError(f"{param('method')} {method} cuts one {param('backbone')}, not a list")
         # parity mode (the exact solver; LOST has no other) also computes attention as DINO does
         parity = getattr(self.options, "eigensolver", "exact") == "exact"
-        self.vit: Any = load_dino_vit(path, num_heads, explicit_attention=parity).to(self.device)
+        self.vit: Any = load_backbone(spec, num_heads, explicit_attention=parity).to(self.device)
         self.patch_size = int(self.vit.patch_embed.proj.kernel_size[0])
         if self.options.geometry == "fixed" and self.options.fixed_size < self.patch_size:
             raise UsageError(
@@ -93,16 +93,20 @@ class SpectralPredictor:
         return Prepared(index, tensor, content, image.shape[:2])
 
     @torch.inference_mode()
-    def run(self, batch: Sequence[Prepared]) -> list[np.ndarray]:
-        """Same-shape batch -> per item at its original size: float32 0/1 mask ("soft") or uint8 labels."""
+    def run(self, batch: Sequence[Prepared]) -> list[Output]:
+        """Same-shape batch -> per item at its original size: float32 0/1 mask ("soft") or (uint8 labels,
+        their objects' scores)."""
         x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
         p = self.patch_size
         grid = (x.shape[2] // p, x.shape[3] // p)
-        labels = self.cut(last_block_keys(self.vit, x), grid, self.options)
-        out = []
-        for item, lab in zip(batch, labels, strict=True):
+        labels, scores = self.cut(last_block_keys(self.vit, x), grid, self.options)
+        out: list[Output] = []
+        for item, lab, score in zip(batch, labels, scores, strict=True):
             full = upsample_labels(lab, self.options.geometry, p, item.resized, item.original)
-            out.append(full if self.kind == "instances" else (full > 0).astype(np.float32))
+            if self.kind == "instances":
+                out.append((full, {int(k): float(score[k - 1]) for k in np.unique(full) if k}))
+            else:
+                out.append((full > 0).astype(np.float32))
         return out
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .core import binary_cosine_affinity, fiedler, orient_by_seed, seed_component
+from .core import binary_cosine_affinity, fiedler, ncut_score, orient_by_seed, seed_component
 from .options import TokenCutOptions
 
 
-def tokencut_masks(keys: torch.Tensor, grid: tuple[int, int], opts: TokenCutOptions) -> np.ndarray:
-    """(B, N, D) keys -> (B, gh, gw) uint8: 1 on the seed's component of the NCut bipartition."""
-    v = fiedler(binary_cosine_affinity(keys, opts.tau, opts.eps), opts.eigensolver).cpu().numpy()
-    fg, seed = orient_by_seed(v)
-    return seed_component(fg, seed, grid).astype(np.uint8)
+def tokencut_masks(keys: torch.Tensor, grid: tuple[int, int], opts: TokenCutOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(B, N, D) keys -> ((B, gh, gw) uint8: 1 on the seed's component of the NCut bipartition, (B, 1) its
+    ``ncut_score`` on the patch graph)."""
+    a = binary_cosine_affinity(keys, opts.tau, opts.eps)
+    fg, seed = orient_by_seed(fiedler(a, opts.eigensolver).cpu().numpy())
+    mask = seed_component(fg, seed, grid)
+    return mask.astype(np.uint8), ncut_score(a, mask)[:, None]

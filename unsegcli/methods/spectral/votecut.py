@@ -1,0 +1,256 @@
+"""VoteCut (Arica et al., CuVLER, CVPR 2024): normalised cuts on several backbones, k-means on each
+eigenvector, connected components as proposals, and a vote across them whose agreement is each mask's score.
+
+Our own code from the official rules (shahaf-arica/CuVLER ``extract_eig_vecs.py``, ``votecut/ncut.py``,
+``votecut/votecut.py``, ``utils/annotaions_worker.py``):
+
+1. every backbone sees the image resized to a square (480, 476 for patch 14) and gives DINO's last-block keys
+   or DINOv2's final-LayerNorm patch tokens; the binary cosine graph (tau, eps) gives u, the 2nd eigenvector
+   of the symmetric normalised Laplacian;
+2. u is clustered for each K in ``ks``. The official code runs scikit-learn's KMeans (k-means++, n_init 10,
+   random_state 0) on the 1-D values; here the exact 1-D optimum is computed instead (``kmeans_1d``: the
+   clusters of an optimal 1-D k-means are intervals of the sorted values), deterministic and independent of
+   seeds and library versions. Equal values always share a cluster; between two partitions of equal cost the
+   one with the lower split points wins. Clusters are numbered by ascending value (the official numbering is
+   k-means++'s, which only orders the proposals);
+3. per cluster: skipped if it holds >= 2 grid corners, or has more than 30 4-connected components; each
+   component is a proposal unless its box is under 5 patches both wide and tall;
+4. proposals are resized (nearest) to 60 x 60 and grouped greedily by IoU > ``cluster_iou`` (``vote``), at
+   most ``max_objects`` groups; a group's mask is the patches more than ``tau_m`` of its members hold, its
+   score the group's size over the image's largest group's (so the top mask scores 1).
+
+Ties the official code leaves to an unstable sort (equal vote counts) are broken by proposal order here, the
+lower index first. The voted masks may overlap; the instance map holds one object per pixel, so where two
+overlap the smaller one is kept on top (``instance_map``). The optional CRF of the official code is not run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...config import validate
+from ...engine.predictor import Output, Prepared
+from ...errors import UsageError, param
+from ...labels.components import label_components
+from ...runtime import resolve_device
+from .core import binary_cosine_affinity, fiedler
+from .features import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
+from .options import VoteCutOptions
+
+COMMON_GRID = 60  # proposals meet on a 60 x 60 grid (CuVLER iou_clustering patches_shape)
+MAX_COMPONENTS = 30  # a cluster split into more components is skipped (instances_from_semantic_labels)
+MIN_BOX = 5  # a component under 5 patches both wide and tall is skipped (min_mask_w = min_mask_h = 5)
+PIVOT_STEPS = 5  # moves of a group's pivot (cluster_mask_by_iou pivot_iter)
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        ks = ()
+    if not ks or any(k < 2 for k in ks):
+        raise UsageError(f"{param('ks')} must be comma-separated integers >= 2, not {text!r}")
+    return ks
+
+
+def kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
+    """(N,) float -> (N,) int labels of the exact k-means optimum (k = 2 or 3), cluster 0 the lowest values.
+    Splits fall only between distinct values; among equal costs the lowest split points win (``argmin``)."""
+    if k not in (2, 3):
+        raise UsageError(f"{param('ks')}: VoteCut's k-means takes K = 2 or 3, not {k}")
+    order = np.argsort(values, kind="stable")
+    x = values[order].astype(np.float64)
+    n = len(x)
+    s1 = np.concatenate([[0.0], np.cumsum(x)])
+    s2 = np.concatenate([[0.0], np.cumsum(x * x)])
+    cuts = np.flatnonzero(x[1:] > x[:-1]) + 1  # a cluster may start here
+
+    def cost(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+        """Sum of squared deviations of x[a:b] from its mean (a < b)."""
+        cnt = np.asarray(b) - np.asarray(a)
+        return (s2[b] - s2[a]) - (s1[b] - s1[a]) ** 2 / cnt
+
+    labels = np.zeros(n, np.int64)
+    if len(cuts) < k - 1:  # fewer distinct values than clusters: one cluster per value
+        labels[order] = np.concatenate([[0], np.cumsum(x[1:] > x[:-1])])
+        return labels
+    if k == 2:
+        i = cuts[np.argmin(cost(0, cuts) + cost(cuts, n))]
+        labels[order[i:]] = 1
+        return labels
+    best, split = np.inf, (0, 0)
+    for t, i in enumerate(cuts[:-1]):
+        js = cuts[t + 1 :]
+        total = cost(0, int(i)) + cost(int(i), js) + cost(js, n)
+        m = int(np.argmin(total))
+        if total[m] < best:
+            best, split = float(total[m]), (int(i), int(js[m]))
+    labels[order[split[0] : split[1]]] = 1
+    labels[order[split[1] :]] = 2
+    return labels
+
+
+def proposals(labellings: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """(gh, gw) int labellings, in order -> bool proposals: per label (ascending) that holds < 2 grid
+    corners and has at most MAX_COMPONENTS 4-connected components, each component whose box is at least
+    MIN_BOX patches wide or tall (CuVLER instances_from_semantic_labels)."""
+    out = []
+    for lab in labellings:
+        for value in np.unique(lab):
+            region = lab == value
+            if int(region[0, 0]) + int(region[0, -1]) + int(region[-1, 0]) + int(region[-1, -1]) >= 2:
+                continue
+            n, comp, stats = label_components(np.ascontiguousarray(region), connectivity=4)
+            if n - 1 > MAX_COMPONENTS:
+                continue
+            for i in range(1, n):
+                if stats[i, 2] < MIN_BOX and stats[i, 3] < MIN_BOX:
+                    continue
+                out.append(comp == i)
+    return out
+
+
+def on_common_grid(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Bool masks of any grid -> (P, 60, 60) float32 by nearest resampling (torch's legacy nearest, which
+    torchvision's NEAREST resize of the official code calls)."""
+    out = np.zeros((len(masks), COMMON_GRID, COMMON_GRID), np.float32)
+    for i, m in enumerate(masks):
+        t = torch.from_numpy(m.astype(np.float32))[None, None]
+        out[i] = F.interpolate(t, size=(COMMON_GRID, COMMON_GRID), mode="nearest")[0, 0].numpy()
+    return out
+
+
+def group_by_iou(iou: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """(P, P) IoU -> groups of proposal indices, in creation order (CuVLER cluster_mask_by_iou): candidates by
+    descending count of proposals above ``threshold`` (ties: lower index first); a group starts at its pivot
+    and takes in the pivot's neighbours, moving the pivot to the member with the largest IoU sum within the
+    group, up to PIVOT_STEPS times; it is kept (minus proposals earlier groups used) unless its final pivot
+    was used before; either way its members are used."""
+    above = iou > threshold
+    todo = list(np.argsort(-above.sum(1), kind="stable"))
+    used: set[int] = set()
+    groups = []
+    while todo:
+        pivot = int(todo.pop(0))
+        members = np.array([pivot])
+        for _ in range(PIVOT_STEPS):
+            grown = np.union1d(members, np.flatnonzero(above[pivot]))
+            if len(grown) == len(members):
+                break
+            members = grown
+            pivot = int(members[np.argmax(iou[np.ix_(members, members)].sum(1))])
+        if pivot not in used:
+            members = np.array([m for m in members if int(m) not in used], np.int64)
+            groups.append(members)
+        used.update(int(m) for m in members)
+        todo = [i for i in todo if int(i) not in used]
+    return groups
+
+
+def vote(
+    props: Sequence[np.ndarray], tau_m: float, cluster_iou: float, max_objects: int
+) -> list[tuple[np.ndarray, int]]:
+    """Proposals -> [(60 x 60 bool voted mask, group size)], at most ``max_objects`` groups in creation order,
+    then sorted by size (descending, stable). A group whose vote is empty is dropped."""
+    if not props:
+        return []
+    grid = on_common_grid(props)
+    flat = grid.reshape(len(grid), -1)
+    inter = flat @ flat.T  # exact small integers in float32, as the official matmul
+    sizes = flat.sum(1)
+    iou = inter / (sizes[:, None] + sizes[None, :] - inter)  # float32, as the official cdist + matmul
+    out = []
+    for members in group_by_iou(iou, cluster_iou)[:max_objects]:
+        share = grid[members].sum(0) / np.float32(len(members))  # float32 mean, compared in float32
+        mask = share > np.float32(tau_m)
+        if mask.any():
+            out.append((mask, len(members)))
+    return sorted(out, key=lambda m: -m[1])
+
+
+def instance_map(voted: Sequence[tuple[np.ndarray, int]], original: tuple[int, int]) -> Output:
+    """Voted masks (sorted by group size) -> (H, W) uint8 labels, object k = the k-th mask, and its score =
+    group size / the largest group size. Masks are upsampled nearest (CuVLER mask_post_processing); where
+    they overlap the smaller mask lies on top, so an object inside another keeps its pixels."""
+    h, w = original
+    labels = np.zeros((h, w), np.uint8)
+    if not voted:
+        return labels, {}
+    stack = torch.from_numpy(np.stack([m for m, _ in voted]).astype(np.float32))[None]
+    full = F.interpolate(stack, size=(h, w), mode="nearest")[0].numpy() > 0
+    for k in sorted(range(len(voted)), key=lambda k: -int(full[k].sum())):  # largest first, smaller on top
+        labels[full[k]] = k + 1
+    top = max(size for _, size in voted)
+    return labels, {k + 1: size / top for k, (_, size) in enumerate(voted)}
+
+
+class VoteCutPredictor:
+    """MaskPredictor of VoteCut: every backbone runs once per batch; the vote is per image."""
+
+    kind = "instances"
+
+    def __init__(
+        self,
+        method: str = "votecut",
+        options: VoteCutOptions | None = None,
+        backbone: Any = None,
+        device: str | torch.device = "cpu",
+    ):
+        self.options = options if options is not None else VoteCutOptions()
+        if not isinstance(self.options, VoteCutOptions):
+            raise UsageError(f"options for {method} must be VoteCutOptions")
+        validate(self.options)
+        self.ks = parse_ks(self.options.ks)
+        for k in self.ks:
+            kmeans_1d(np.zeros(3), k)  # K outside 2, 3: a usage error now, not per image
+        specs: Sequence[str | Path] = (
+            backbone if isinstance(backbone, (tuple, list))
+            else [backbone] if backbone is not None
+            else [s.strip() for s in self.options.backbone.split(",")]
+        )  # fmt: skip
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        exact = self.options.eigensolver == "exact"
+        self.vits = [load_backbone(s, explicit_attention=exact).to(self.device) for s in specs]
+        self.sizes = []
+        for vit in self.vits:
+            p = int(vit.patch_embed.proj.kernel_size[0])
+            if self.options.fixed_size < p:
+                raise UsageError(f"{param('fixed_size')} {self.options.fixed_size} is smaller than a {p}-px patch")
+            self.sizes.append(self.options.fixed_size // p * p)
+
+    def prepare(self, index: int, image: np.ndarray) -> Prepared:
+        inputs = {s: preprocess(image, "fixed", 1, s)[0] for s in sorted(set(self.sizes))}
+        first = inputs[self.sizes[0]]
+        return Prepared(index, first, (first.shape[1], first.shape[2]), image.shape[:2], extra={"inputs": inputs})
+
+    def eigenvectors(self, batch: Sequence[Prepared]) -> list[list[np.ndarray]]:
+        """-> per backbone, per image, the (g, g) float64 eigenvector u."""
+        o = self.options
+        out = []
+        for vit, size in zip(self.vits, self.sizes, strict=True):
+            x = torch.stack([p.extra["inputs"][size] for p in batch]).to(self.device)
+            if is_dinov2(vit):  # CuVLER's DINOv2 copy: plain resize of the position table, no antialias
+                feats = final_tokens(vit, x, "size-antialias" if register_count(vit) else "size")
+            else:
+                feats = last_block_keys(vit, x)
+            g = size // int(vit.patch_embed.proj.kernel_size[0])
+            u = fiedler(binary_cosine_affinity(feats, o.tau, o.eps), o.eigensolver, normalised=True)
+            out.append(list(u.cpu().numpy().reshape(len(batch), g, g)))
+        return out
+
+    @torch.inference_mode()
+    def run(self, batch: Sequence[Prepared]) -> list[Output]:
+        o = self.options
+        per_backbone = self.eigenvectors(batch)
+        out = []
+        for i, item in enumerate(batch):
+            labellings = [kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in per_backbone for k in self.ks]
+            voted = vote(proposals(labellings), o.tau_m, o.cluster_iou, o.max_objects)
+            out.append(instance_map(voted, item.original))
+        return out
