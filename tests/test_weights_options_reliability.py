@@ -180,7 +180,8 @@ def test_refine_output_without_refine_is_a_usage_error_and_the_default_keeps_its
     refused_without_traceback(res, 2, "--refine-output", "--refine")
     assert not out.exists()
     # --refine alone still means the soft output: a run with it resumes under an explicit --refine-output soft
-    assert cli("predict", files / "imgs", "--out", out, "--weights", tiny_ckpt, "--refine", "bilateral", "-q").exit_code == 0
+    res = cli("predict", files / "imgs", "--out", out, "--weights", tiny_ckpt, "--refine", "bilateral", "-q")
+    assert res.exit_code == 0, res.output
     res = cli("predict", files / "imgs", "--out", out, "--weights", tiny_ckpt, "--refine", "bilateral",
               "--refine-output", "soft")  # fmt: skip
     assert res.exit_code == 0 and "skipped 2" in res.stderr, res.output
