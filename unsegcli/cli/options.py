@@ -154,7 +154,9 @@ class UnsegCommand(TyperCommand):
                 isinstance(v, float) and not math.isfinite(v)
                 for v in (value if isinstance(value, list | tuple) else [value])
             ):
-                raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=p)
+                raise typer.BadParameter(
+                    f"{value} is not a finite number", ctx, param_hint=f"'{self.flag(str(p.name))}'"
+                )
         return rest
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (Typer's vendored click)

@@ -58,7 +58,7 @@ class PredictRequest:
     def refine_options(self) -> RefineOptions | None:
         if self.refine is None:
             return None
-        return RefineOptions(self.refine, **({"output": self.refine_output} if self.refine_output else {}))
+        return RefineOptions(method=self.refine, output=self.refine_output or RefineOptions.output)
 
 
 def check_request(req: PredictRequest) -> None:
