@@ -234,7 +234,6 @@ def test_weights_fetch_refuses_a_timeout_that_is_no_wait_before_any_download(tmp
         ("train", "IMGS", "--out", "RUN", "--steps", "1", "--lr", "inf"),
         ("train", "IMGS", "--out", "RUN", "--steps", "1", "--lr", "nan"),
         ("refine", "IMGS", "--images", "IMGS", "--out", "RUN", "--sigma-spatial", "inf"),
-        ("boxes", "IMGS", "--out", "RUN/b.json", "--min-area", "inf"),
         ("predict", "IMGS", "--out", "RUN", "--method", "lost", "--backbone", "B", "--fixed-size", "10"),
     ],
 )
