@@ -249,3 +249,146 @@ def test_a_full_disk_is_a_named_output_error():
     with pytest.raises(OutputError, match="/dev/full: cannot write"), open_output("/dev/full") as f:
         f.write(b"x" * 100_000)
     assert Path("/dev/full").is_char_device()
+
+
+# --- issue 24: a sweep of the newer commands and options with hostile values ------------------------
+# Each case: argv (placeholders filled by `sweep_tree`) and the exit codes it may give. Whatever the case, no
+# traceback reaches stderr (in process, any exception fails the test) and the code is 0, 1 or 2 as documented.
+USAGE, FAILED, OK = {2}, {1}, {0}
+SWEEP: list[tuple[tuple[str, ...], set[int]]] = [
+    # show
+    (("show", "MASKS", "--images", "IMGS", "--out", "OUT"), OK),
+    (("show", "MISSING", "--out", "OUT"), USAGE),
+    (("show", "MASKS", "--images", "MISSING", "--out", "OUT"), USAGE),
+    (("show", "MASKS", "--images", "IMGS", "--out", "TXT"), USAGE),
+    (("show", "MASKS", "--images", "IMGS", "--out", "OUT", "--low-score", "nan"), USAGE),
+    (("show", "MASKS", "--images", "IMGS", "--out", "OUT", "--low-score", "inf"), USAGE),
+    (("show", "MASKS", "--images", "IMGS", "--out", "OUT", "--many", "-1"), USAGE),
+    (("show", "MASKS", "--images", "IMGS", "--out", "OUT", "--sample", "1", "--seed", "-7"), OK),
+    (("show", "MASKS", "--images", "IMGS", "--out", "OUT", "--sample", "1", "--seed", "1" + "0" * 30), OK | USAGE),
+    (("show", "MASKS", "--images", "IMGS", "--out", "OUT", "--thumb-size", "99999999", "--page-size", "1"), OK),
+    (("show", "MASKS", "--gt", "DIR", "--out", "OUT"), USAGE | FAILED),
+    (("show", "MASKS", "--gt", "TXT", "--out", "OUT"), USAGE | FAILED),
+    (("show", "TXT", "--out", "OUT"), USAGE | FAILED),
+    # refine
+    (("refine", "MASKS", "--images", "IMGS", "--out", "OUT"), OK),
+    (("refine", "MASKS", "--images", "IMGS", "--out", "OUT", "--sigma-luma", "inf"), USAGE),
+    (("refine", "MASKS", "--images", "IMGS", "--out", "OUT", "--sigma-chroma", "-3"), USAGE),
+    (("refine", "MASKS", "--images", "IMGS", "--out", "OUT", "--sigma-spatial", "1e308"), OK | FAILED),
+    (("refine", "MASKS", "--images", "IMGS", "--out", "OUT", "--threshold", "nan"), USAGE),
+    (("refine", "MASKS", "--images", "MISSING", "--out", "OUT"), USAGE),
+    (("refine", "MASKS", "--images", "TXT", "--out", "OUT"), USAGE | FAILED),
+    (("refine", "DIR", "--images", "IMGS", "--out", "OUT"), USAGE),
+    (("refine", "MASKS", "--images", "IMGS", "--out", "TXT"), USAGE),
+    (("refine", "MASKS", "--images", "IMGS", "--out", "OUT", "--method", "crf"), USAGE),  # extra hidden
+    # predict --refine
+    (("predict", "IMGS", "--out", "OUT", "--refine", "bilateral", "--binary"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--refine", "crf"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--refine-output", "component"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--method", "maskcut", "--backbone", "DINO", "--refine", "bilateral"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--refine", "bilateral", "--threshold", "nan"), USAGE),
+    # --backbone files
+    (("predict", "IMGS", "--out", "OUT", "--method", "tokencut", "--backbone", "DINO"), OK),
+    (("predict", "IMGS", "--out", "OUT", "--method", "tokencut", "--backbone", "MISSING"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--method", "tokencut", "--backbone", "DIR"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--method", "lost", "--backbone", "TXT"), FAILED),
+    (("predict", "IMGS", "--out", "OUT", "--method", "lost", "--backbone", "MARKUP"), FAILED),
+    (("predict", "IMGS", "--out", "OUT", "--method", "lost", "--backbone", "BADW"), FAILED),
+    (("predict", "IMGS", "--out", "OUT", "--method", "lost", "--backbone", "DEMO"), FAILED),  # a segmenter
+    (("predict", "IMGS", "--out", "OUT", "--method", "lost", "--backbone", "DINO", "--k-patches", "0"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--method", "tokencut", "--backbone", "DINO", "--tau", "nan"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--method", "tokencut", "--backbone", "DINO", "--eps", "inf"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--method", "maskcut", "--backbone", "DINO", "--max-objects", "256"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--method", "maskcut", "--backbone", "DINO", "--fixed-size", "8"), USAGE),
+    (("predict", "IMGS", "--out", "OUT", "--weights", "DINO"), FAILED),  # a backbone is no checkpoint
+    (("predict", "IMGS", "--out", "OUT", "--weights", "BADW"), FAILED),
+    # the exports
+    (("boxes", "MASKS", "--format", "yolo", "--images", "IMGS", "--out", "OUT"), OK),
+    (("boxes", "MASKS", "--format", "yolo-seg", "--images", "IMGS", "--out", "OUT"), OK),
+    (("boxes", "MASKS", "--format", "voc", "--images", "IMGS", "--out", "OUT"), OK),
+    (("boxes", "MASKS", "--format", "yolo", "--images", "IMGS", "--out", "-"), USAGE),
+    (("boxes", "MASKS", "--format", "voc", "--images", "IMGS", "--out", "TXT"), USAGE),
+    (("boxes", "MASKS", "--format", "yolo-seg", "--images", "MISSING", "--out", "OUT"), USAGE),
+    (("boxes", "MASKS", "--format", "yolo", "--images", "IMGS", "--out", "OUT", "--min-area", "inf"), USAGE),
+    (("boxes", "MASKS", "--format", "voc", "--images", "IMGS", "--out", "OUT", "--max-boxes", "0"), USAGE),
+    (("boxes", "MASKS", "--format", "yolo", "--out", "OUT"), USAGE | OK),  # no --images: said, or written
+    # weights fetch (no network is reached: each is refused first)
+    (("weights", "fetch", "nope"), USAGE),
+    (("weights", "fetch", "demo-synth"), USAGE),
+    (("weights", "fetch", "dino-vits8", "--out", "DIR"), USAGE),
+    (("weights", "fetch", "dino-vits8", "--out", "-"), USAGE),
+    (("weights", "fetch", "dino-vits8", "--out", "OUT/x.pth", "--timeout", "-5"), USAGE),
+    (("weights", "fetch", "dino-vits8", "--out", "OUT/x.pth", "--timeout", "nan"), USAGE),
+    (("weights", "info", "BADW"), FAILED),
+    (("weights", "info", "DINO"), FAILED),
+    # train --method sempart options (and the options of no objective)
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--tau", "nan"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--tau", "1"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--lambda-sr", "-1"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--lambda-gtv-fine", "inf"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--sr-reduction", "max"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--inpainter", "blur"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--lr", "inf"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--epochs", "1", "--steps", "1"), USAGE),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--backbone-weights", "BADW"), FAILED),
+    (
+        ("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--backbone-weights", "DIR"),
+        USAGE | FAILED,
+    ),
+    (("train", "IMGS", "--out", "OUT", "--method", "sempart", "--steps", "1", "--init", "DINO"), FAILED),
+    (("train", "IMGS", "--out", "IMGS/run", "--method", "sempart", "--steps", "1", "--random-init"), USAGE),
+    (("train", "TXT", "--out", "OUT", "--method", "sempart", "--steps", "1", "--random-init"), USAGE),
+]
+
+
+@pytest.fixture(scope="module")
+def sweep_tree(tmp_path_factory) -> dict[str, str]:
+    """Images and masks (one named with Rich markup), a patch-16 DINO file, a truncated safetensors copy, an
+    empty folder, a text file, a path that does not exist, the demo segmenter."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from .helpers import random_image, save_dino_backbone
+
+    root = tmp_path_factory.mktemp("sweep")
+    for folder in ("imgs", "masks", "dir"):
+        (root / folder).mkdir()
+    for name in ("a", "b [red]x"):
+        Image.fromarray(random_image(32, 48)).save(root / "imgs" / f"{name}.png")
+        mask = np.zeros((32, 48), np.uint8)
+        mask[8:24, 10:30] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    dino = save_dino_backbone(root / "dino.pth")
+    save_file(torch.load(dino, weights_only=True), str(root / "dino.safetensors"))
+    data = (root / "dino.safetensors").read_bytes()
+    (root / "bad.safetensors").write_bytes(data[: len(data) // 3])
+    (root / "[bold]w.pth").write_bytes(b"not a pickle")
+    (root / "notes.txt").write_text("hello\n")
+    return {
+        "IMGS": str(root / "imgs"), "MASKS": str(root / "masks"), "DINO": str(dino),
+        "BADW": str(root / "bad.safetensors"), "DIR": str(root / "dir"), "TXT": str(root / "notes.txt"),
+        "MISSING": str(root / "missing"),
+        "MARKUP": str(root / "[bold]w.pth"), "DEMO": str(DEMO),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "codes"), SWEEP, ids=[" ".join(a) for a, _ in SWEEP])
+def test_hostile_arguments_to_the_newer_commands(sweep_tree, tmp_path, cli, monkeypatch, argv, codes):
+    import sys
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was reached")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)  # the crf extra absent, whether installed or not
+    monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    places = {**sweep_tree, "OUT": str(tmp_path / "out")}
+    args = [places.get(a, a.replace("OUT/", places["OUT"] + "/").replace("IMGS/", places["IMGS"] + "/")) for a in argv]
+    res = cli(*args, "-q") if argv[0] in ("show", "refine", "predict", "boxes") else cli(*args)
+    assert res.exit_code in codes, res.output
+    assert "Traceback" not in res.stderr, res.stderr
+    if res.exit_code == 2:  # usage errors come before any work
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png")), res.output

@@ -332,7 +332,7 @@ def scene(h: int, w: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("method", [m for m in predict_methods()[1:] if m in CUTS])
 @pytest.mark.parametrize("geometry", ["pad", "resize", "fixed"])
 def test_predictor_end_to_end(dino_file, method, geometry):
-    opts = method_options(method, geometry=geometry, fixed_size=64)
+    opts = method_options(method, geometry=geometry, **({"fixed_size": 64} if geometry == "fixed" else {}))
     pred = SpectralPredictor(method, opts, backbone=dino_file)
     images = [scene(70, 100, 0), scene(70, 100, 1)]
     batch = [pred.prepare(i, im) for i, im in enumerate(images)]

@@ -82,12 +82,24 @@ def option(
     max_open: bool = False,
     cite: str | None = None,
     metavar: str | None = None,
+    applies_with: tuple[str, Any] | None = None,
 ) -> Any:
     """A method option declared once: a dataclass field whose metadata the CLI turns into a flag (``--name``
     with dashes, or ``flag``; its help, range and ``Literal`` choices) and ``validate`` checks in the library.
-    ``cite``: where the default comes from (official code or paper), shown in ``--help``."""
+    ``cite``: where the default comes from (official code or paper), shown in ``--help``. ``applies_with``:
+    (other option, value) that this one only matters under; giving it otherwise is an error (``given_apply``)."""
     meta = {"help": help, "flag": flag, "min": min, "max": max, "min_open": min_open, "max_open": max_open}
-    return field(default=default, metadata={**meta, "cite": cite, "metavar": metavar})
+    return field(default=default, metadata={**meta, "cite": cite, "metavar": metavar, "applies_with": applies_with})
+
+
+def given_apply(opts: Any, given: Any) -> None:
+    """Refuse an option in ``given`` (names) whose ``applies_with`` condition ``opts`` does not meet: it would be
+    silently ignored. UsageError naming both parameters."""
+    for f in fields(opts):
+        cond = f.metadata.get("applies_with")
+        if f.name in given and cond is not None and getattr(opts, cond[0]) != cond[1]:
+            other, value = param(cond[0]), getattr(opts, cond[0])
+            raise UsageError(f"{param(f.name)} applies with {other} {cond[1]}, not {other} {value}")
 
 
 def literal_choices(hint: Any) -> tuple[Any, ...]:

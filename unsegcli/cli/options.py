@@ -13,6 +13,7 @@ Help text is Rich markup: write ``\\[`` for a literal bracket.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -141,7 +142,22 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Same seed, same result.")]
 
 # --- commands and their generated options ----------------------------------------------------------
 class UnsegCommand(TyperCommand):
-    """A command whose library errors say parameters (``errors.param``) as this command's own flags."""
+    """A command whose library errors say parameters (``errors.param``) as this command's own flags, and whose
+    number options refuse nan and inf: no count, size, weight or time of unseg is infinite, and typer's ranges
+    let inf through (nan fails every comparison, so a bare float option lets both through)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for p in self.params:
+            value = ctx.params.get(str(p.name))
+            if any(
+                isinstance(v, float) and not math.isfinite(v)
+                for v in (value if isinstance(value, list | tuple) else [value])
+            ):
+                raise typer.BadParameter(
+                    f"{value} is not a finite number", ctx, param_hint=f"'{self.flag(str(p.name))}'"
+                )
+        return rest
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (Typer's vendored click)
         try:
@@ -180,7 +196,7 @@ def _shown_default(entries: list[tuple[type, Any, Any]], labels: dict[type, str]
     return "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_value.items())
 
 
-def _range_callback(name: str, meta: Any) -> Callable[[Any], Any]:
+def range_callback(name: str, meta: Any) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         try:
             check_option(name, value, meta)
@@ -209,7 +225,7 @@ def declared_flags(
             meta = f.metadata
             extra: dict[str, Any] = {"metavar": meta["metavar"]} if meta.get("metavar") else {}
             if meta.get("min") is not None or meta.get("max") is not None:
-                extra["callback"] = _range_callback(name, meta)
+                extra["callback"] = range_callback(name, meta)
             help_text = meta["help"] + (f" Range: {interval(meta)}." if "callback" in extra else "")
             opt = typer.Option(
                 meta.get("flag") or "--" + name.replace("_", "-"),

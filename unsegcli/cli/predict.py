@@ -9,7 +9,7 @@ import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
 from ..methods import options_class, predict_methods
-from ..refine import RefineMethod, RefineOutput
+from ..refine import RefineMethod, RefineOptions, RefineOutput
 from .options import (
     BatchSizeOpt,
     DeviceOpt,
@@ -127,9 +127,13 @@ def predict(
         ),
     ] = None,
     refine_output: Annotated[
-        RefineOutput,
-        typer.Option("--refine-output", help="With --refine: the solver's soft output, or FOUND's object component."),
-    ] = "soft",
+        RefineOutput | None,
+        typer.Option(
+            "--refine-output",
+            show_default=RefineOptions.output,
+            help="With --refine: the solver's soft output, or FOUND's object component.",
+        ),
+    ] = None,
     compile: Annotated[
         bool, typer.Option("--compile", metavar="", help="torch.compile the model (GPU; pays off on large runs).")
     ] = False,

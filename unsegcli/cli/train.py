@@ -103,6 +103,7 @@ def train(
         float | None,
         typer.Option(
             "--lr",
+            min=0.0,
             show_default=_recipes("lr"),
             help="Learning rate of the segmenter (MOVE: also the discriminator's).",
         ),

@@ -11,8 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from ..config import PreprocessConfig
-from .options import UnsegCommand
+from ..config import PreprocessConfig, interval
+from .options import UnsegCommand, range_callback
+
+# a server silent for a day is gone; the socket itself overflows past ~9.2e9 s (int64 nanoseconds), and 0 or less
+# is no wait at all (urllib: non-blocking, or ValueError)
+_TIMEOUT = {"min": 0, "min_open": True, "max": 24 * 3600}
 
 weights_app = typer.Typer(no_args_is_help=True, help="List, fetch, import and inspect weights.")
 
@@ -121,7 +125,14 @@ def fetch(
             "--out", "-o", show_default="its file in the weights folder (`unseg weights list`)", help="Destination."
         ),
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the server.")] = 20.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            callback=range_callback("timeout", _TIMEOUT),
+            help=f"Seconds to wait for the server; range {interval(_TIMEOUT)}.",
+        ),
+    ] = 20.0,
 ) -> None:
     """Download known weights with a progress bar and checksum (needs internet)."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn

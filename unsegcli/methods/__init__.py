@@ -21,7 +21,7 @@ import importlib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from ..config import validate
+from ..config import given_apply, validate
 from ..errors import CheckpointError, UsageError, param
 
 
@@ -137,7 +137,8 @@ def option_names(name: str) -> list[str]:
 
 def method_options(name: str, **given: Any) -> Any:
     """Method ``name``'s options: its official defaults with ``given`` (None = keep the default) over them,
-    checked against the fields' metadata. An option the method does not take is an error naming it."""
+    checked against the fields' metadata. An option the method does not take, or one that does not apply under the
+    others (``config.given_apply``), is an error naming it."""
     names = option_names(name)
     foreign = sorted(k for k, v in given.items() if v is not None and k not in names)
     if foreign:
@@ -145,8 +146,10 @@ def method_options(name: str, **given: Any) -> Any:
             f"{', '.join(param(n) for n in foreign)}: not an option of {param('method')} {name}",
             f"its options: {', '.join(param(n) for n in names)}",
         )
-    opts = replace(options_class(name)(), **{k: v for k, v in given.items() if v is not None})
+    chosen = {k: v for k, v in given.items() if v is not None}
+    opts = replace(options_class(name)(), **chosen)
     validate(opts)
+    given_apply(opts, chosen)
     return opts
 
 

@@ -56,10 +56,7 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> None:
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     hint = "official MOVE checkpoints must be converted once with `unseg weights import-move`"
-    try:
-        ckpt = load_tensors(path, "an unseg checkpoint")
-    except CheckpointError as e:
-        raise CheckpointError(e.message, hint) from None
+    ckpt = load_tensors(path, "an unseg checkpoint", hint)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an unseg checkpoint (no '{FORMAT}' marker)", hint)
     if ckpt.get("version", 0) > VERSION:

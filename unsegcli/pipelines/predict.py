@@ -49,14 +49,16 @@ class PredictRequest:
     binary: bool = False
     threshold: float = 0.5
     refine: RefineMethod | None = None
-    refine_output: RefineOutput = "soft"
+    refine_output: RefineOutput | None = None  # with ``refine``; None = RefineOptions' default
     overwrite: bool = False
 
     def given_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.options.items() if v is not None}
 
     def refine_options(self) -> RefineOptions | None:
-        return RefineOptions(method=self.refine, output=self.refine_output) if self.refine else None
+        if self.refine is None:
+            return None
+        return RefineOptions(method=self.refine, output=self.refine_output or RefineOptions.output)
 
 
 def check_request(req: PredictRequest) -> None:
@@ -66,6 +68,8 @@ def check_request(req: PredictRequest) -> None:
         return ", ".join(param(n) for n in ns)
 
     method, given, m = req.method, req.given_options(), param("method")
+    if req.refine_output is not None and req.refine is None:
+        raise UsageError(f"{param('refine_output')} applies with {param('refine')}, which was not given")
     if method == CHECKPOINT:
         if given:
             raise UsageError(
@@ -115,7 +119,7 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
         "binary": req.binary,
         "threshold": req.threshold if req.binary else None,
         "refine": req.refine,
-        "refine_output": req.refine_output if req.refine else None,
+        "refine_output": refine.output if (refine := req.refine_options()) else None,
     }
     if req.method == CHECKPOINT:
         path = resolve_weights(req.weights)
@@ -153,6 +157,10 @@ def plan_prediction(
     carry another settings tag (unless ``req.overwrite``). Then start this process's shard (``shard``: "i/N",
     or torchrun's rank) and pick its device; close the shard with ``runtime.close_shard`` after the run."""
     check_request(req)
+    if req.refine == "crf":  # a missing extra is one usage error before the run, not one failure per mask
+        from ..refine.crf import require_crf
+
+        require_crf()
     check_output_dir(out, param("out"))
     check_not_an_input(inputs, out, param("out"))
     if root is not None and not Path(root).is_dir():

@@ -14,7 +14,7 @@ import torch
 
 from ...config import PRESETS, HeadConfig, ModelConfig, PresetName
 from ...errors import CheckpointError
-from ...model.state_dict import load_strict, read_backbone_state
+from ...model.state_dict import check_finite, load_strict, read_backbone_state
 from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def import_official_move(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["model"].items()
     ):
         raise CheckpointError(f"{ckpt_path}: not an official MOVE checkpoint ('model' is not a state dict)")
+    check_finite(ckpt["model"], str(ckpt_path))
     args = None
     if args_path is None and ckpt_path.with_suffix(".args").exists():
         args_path = ckpt_path.with_suffix(".args")

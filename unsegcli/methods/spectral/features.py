@@ -115,11 +115,15 @@ def backbone_config_from_state(sd: dict[str, torch.Tensor], num_heads: int | Non
         dim = int(sd["cls_token"].shape[-1])
         n_pos = int(sd["pos_embed"].shape[1]) - 1
         hidden = int(sd["blocks.0.mlp.fc1.weight"].shape[0])
+        depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+        patch = int(proj.shape[-1])
+        if min(dim, n_pos, hidden, patch) < 1:
+            raise ValueError("a ViT has no empty dimension")
     except KeyError as e:
         raise CheckpointError(f"not a ViT state dict: no '{e.args[0]}'") from None
-    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    except (IndexError, ValueError):  # tensors of other ranks, "blocks.x" keys: a file of another model
+        raise CheckpointError("not a ViT state dict: its tensors do not have a ViT's shapes") from None
     side = math.isqrt(n_pos)
-    patch = int(proj.shape[-1])
     heads = num_heads or max(1, dim // DINO_HEAD_DIM)
     return BackboneConfig(
         timm_name="",
@@ -159,7 +163,10 @@ def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_atten
     except CheckpointError as e:  # the shape check knows no file name: name the file the user passed
         raise CheckpointError(f"{path}: {e.message}", e.hint) from None
     registers = sd.get("register_tokens")
-    vit = build_vit(cfg, "blocks.0.ls1.gamma" in sd, 0 if registers is None else int(registers.shape[1]))
+    try:
+        vit = build_vit(cfg, "blocks.0.ls1.gamma" in sd, 0 if registers is None else int(registers.shape[1]))
+    except (AssertionError, ValueError, RuntimeError) as e:  # timm's checks, e.g. a width the heads do not divide
+        raise CheckpointError(f"{path}: no ViT of this shape can be built ({e})") from None
     load_strict(vit, {k: v.float() for k, v in sd.items()}, f"backbone weights {path}")
     if explicit_attention:
         blk: Any

@@ -51,7 +51,7 @@ def _eps(cite: str) -> float:
 
 
 def _fixed_size(cite: str) -> int:
-    return option(480, _FIXED_SIZE, min=8, cite=cite)
+    return option(480, _FIXED_SIZE, min=8, cite=cite, applies_with=("geometry", "fixed"))
 
 
 @dataclass(frozen=True)
