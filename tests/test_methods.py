@@ -22,11 +22,11 @@ from unsegcli.labels import components
 from unsegcli.labels.components import extract_boxes
 from unsegcli.methods import METHODS, method_options, predict_methods
 from unsegcli.methods.spectral.core import binary_cosine_affinity, fiedler, orient_by_seed, orient_corners
-from unsegcli.methods.spectral.features import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
 from unsegcli.methods.spectral.lost import LostOptions, lost_masks
 from unsegcli.methods.spectral.maskcut import MaskCutOptions, maskcut_masks, rejected
 from unsegcli.methods.spectral.predictor import SpectralPredictor, upsample_labels
 from unsegcli.methods.spectral.tokencut import TokenCutOptions, tokencut_masks
+from unsegcli.model.dino_keys import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
 
 from .helpers import save_dino_backbone
 

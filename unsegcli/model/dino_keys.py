@@ -1,4 +1,4 @@
-"""DINO ViT last-block keys, the features LOST, TokenCut and MaskCut all cut (as their official code).
+"""DINO ViT last-block keys, the features LOST, TokenCut, MaskCut and FOUND read (as their official code).
 
 Every official method hooks ``blocks[-1].attn.qkv`` (the Linear on ``norm1(x)`` of the last block),
 reshapes its output (B, T, 3, heads, head_dim), takes index 1 and concatenates the heads: that is the
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig
-from ...errors import CheckpointError, InputError
-from ...model.backbone import build_vit, embed_patches
+from ..config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig
+from ..errors import CheckpointError, InputError
+from .backbone import build_vit, embed_patches
 
 DINO_HEAD_DIM = 64  # every DINO ViT has 64-d heads: tiny 192/3, small 384/6, base 768/12 (dino vision_transformer.py)
 
@@ -64,15 +64,21 @@ def preprocess(
 
 
 @torch.no_grad()
-def last_block_keys(vit: Any, x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches."""
+def last_block_qk(vit: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, H, W) -> queries and keys (each (B, 1 + N, D), CLS first) of the last block's attention: the
+    output of its qkv Linear (with bias) on ``norm1`` of the previous block's tokens, heads concatenated."""
     tokens = embed_patches(vit, x, "dino")
     for blk in vit.blocks[:-1]:
         tokens = blk(tokens)
     last = vit.blocks[-1]
     qkv = last.attn.qkv(last.norm1(tokens))
     d = qkv.shape[-1] // 3
-    return qkv[:, 1:, d : 2 * d]
+    return qkv[..., :d], qkv[..., d : 2 * d]
+
+
+def last_block_keys(vit: Any, x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches."""
+    return last_block_qk(vit, x)[1][:, 1:]
 
 
 def backbone_config_from_state(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> BackboneConfig:
@@ -109,7 +115,7 @@ def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_atten
     fused kernel: the keys then equal the official ones bit for bit in float32 (the fused kernel
     differs by ~1e-7), at the cost of materialising the T x T attention of every block.
     """
-    from ...model.state_dict import load_strict, read_backbone_state
+    from .state_dict import load_strict, read_backbone_state
 
     sd = read_backbone_state(path)
     try:
