@@ -21,8 +21,10 @@ def test_train_config_round_trips_and_presets_set_the_frozen_shapes(tmp_path):
     cfg = config_for_method("move", {"steps": 5}, arch="demo")
     assert TrainConfig.from_dict(cfg.to_dict(), MoveOptions) == cfg
     assert cfg.model == PRESETS["demo"] and cfg.options.mae == MAEConfig.tiny(96) and cfg.options.disc_resolution == 96
+    assert cfg.options.disc_net == "test_efficientnet"  # timm's test model: a small discriminator
     real = config_for_method("move", {"steps": 5}, arch="vits16").options
     assert real.mae == MAEConfig() and real.disc_resolution == 224  # MAE ViT-L/16 and the official 224
+    assert real.disc_net == "tf_efficientnet_lite0"  # Projected GAN's feature network
     sp = config_for_method("sempart", {"steps": 5}, options={"reduction_sr": "sum"})
     assert TrainConfig.from_dict(sp.to_dict(), SempartLossConfig) == sp
     selfcfg = config_for_method("self", {"steps": 5}, masks=True)
