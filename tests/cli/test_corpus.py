@@ -322,7 +322,7 @@ def sweep_tree(tmp_path_factory) -> dict[str, str]:
     from PIL import Image
     from safetensors.torch import save_file
 
-    from .helpers import random_image, save_dino_backbone
+    from ..helpers import random_image, save_dino_backbone
 
     root = tmp_path_factory.mktemp("sweep")
     for folder in ("imgs", "masks", "dir"):

@@ -87,11 +87,11 @@ def object_boxes(labels: np.ndarray) -> dict[int, list[float]]:
 def test_method_choices_are_the_library_methods(cli):
     from unsegcli.methods import METHODS, predict_methods
 
-    assert predict_methods() == ["move", "found", "found-bkg", "tokencut", "lost", "maskcut"]
+    assert predict_methods() == ["move", "found", "found-bkg", "tokencut", "lost", "maskcut", "votecut"]
     assert all(METHODS[m].predictor for m in predict_methods()[1:])
     res = cli("predict", "x.jpg", "--out", "o", "--method", "nope")
     said = " ".join(re.sub("[│╭╮╰╯─]", " ", res.output).split())
-    assert res.exit_code == 2 and "'nope' is not one of move, found, found-bkg, tokencut, lost, maskcut" in said
+    assert res.exit_code == 2 and "'nope' is not one of move, found, found-bkg, tokencut, lost, maskcut, votecut" in said
 
 
 @pytest.mark.parametrize("method", ["tokencut", "lost"])
@@ -125,12 +125,15 @@ def test_maskcut_predict_boxes_corloc_eval(data, predicted):
     largest object, saliency the union, exactly as grayscale folders holding those masks."""
     from pycocotools.coco import COCO
 
+    from unsegcli.io.instances import instance_scores
+
     inst = predicted["maskcut"]
     largest, union = data / "largest", data / "union"
     largest.mkdir()
     union.mkdir()
-    objects = {}
+    objects, stored = {}, {}
     for f in pngs(inst):
+        stored[f.name] = instance_scores(f)
         with Image.open(f) as im:
             assert im.mode == "P"
             lab = np.asarray(im)
@@ -153,7 +156,8 @@ def test_maskcut_predict_boxes_corloc_eval(data, predicted):
         assert sorted(a["bbox"] for a in anns) == sorted(want.values())  # one annotation per object
         for a in anns:
             k = next(k for k, b in want.items() if b == a["bbox"])
-            assert a["score"] == 1.0 and np.array_equal(coco.annToMask(a).astype(bool), lab == k)
+            assert np.array_equal(coco.annToMask(a).astype(bool), lab == k)
+            assert a["score"] == pytest.approx(stored[img["file_name"]][k])  # the score the PNG stores
 
     assert any(len(np.unique(lab)) > 2 for lab in objects.values())  # some image holds several objects
     voc = data / "d" / "VOCdevkit" / "VOC2007"
@@ -271,7 +275,8 @@ def test_show_draws_every_object_of_instance_masks(data, predicted, tmp_path):
 def test_help_shows_each_methods_official_defaults():
     out = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "300"}).output
     assert "Training-free methods" in out
-    assert "[default: (tokencut: 0.2; maskcut: 0.15)]" in out  # main_tokencut.py --tau 0.2, CutLER README 0.15
+    # main_tokencut.py --tau 0.2; CutLER's README and CuVLER's VoteCut 0.15
+    assert "[default: (tokencut: 0.2; maskcut, votecut: 0.15)]" in out
     assert "[default: (tokencut, lost: pad; maskcut: fixed)]" in out and "[default: (480)]" in out
 
 
