@@ -29,9 +29,9 @@ from _common import generated_images, machine
 from unsegcli.config import BackboneConfig
 from unsegcli.io.images import decode_image
 from unsegcli.methods import method_options
-from unsegcli.methods.spectral.features import last_block_keys
 from unsegcli.methods.spectral.predictor import CUTS, SpectralPredictor, upsample_labels
 from unsegcli.model.backbone import build_vit
+from unsegcli.model.dino_keys import last_block_keys
 
 SHAPES = {"vits8": BackboneConfig("", 8, 384, 12, 6), "vitb8": BackboneConfig("", 8, 768, 12, 12)}
 

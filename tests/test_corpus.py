@@ -147,7 +147,7 @@ def test_a_backbone_that_is_no_vit_is_named(tmp_path):
     import torch
 
     from unsegcli.errors import CheckpointError
-    from unsegcli.methods.spectral.features import load_dino_vit
+    from unsegcli.model.dino_keys import load_dino_vit
 
     torch.save({"a": torch.zeros(1)}, tmp_path / "not_vit.pth")
     with pytest.raises(CheckpointError, match=r"not_vit\.pth: .*no 'patch_embed\.proj\.weight'"):

@@ -20,13 +20,13 @@ from unsegcli.io import instances as inst
 from unsegcli.io.masks import encode_png
 from unsegcli.labels import components
 from unsegcli.labels.components import extract_boxes
-from unsegcli.methods import METHODS, method_options, predict_methods
+from unsegcli.methods import METHODS, method_options
 from unsegcli.methods.spectral.core import binary_cosine_affinity, fiedler, orient_by_seed, orient_corners
-from unsegcli.methods.spectral.features import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
 from unsegcli.methods.spectral.lost import LostOptions, lost_masks
 from unsegcli.methods.spectral.maskcut import MaskCutOptions, maskcut_masks, rejected
 from unsegcli.methods.spectral.predictor import CUTS, SpectralPredictor, upsample_labels
 from unsegcli.methods.spectral.tokencut import TokenCutOptions, tokencut_masks
+from unsegcli.model.dino_keys import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
 
 from .helpers import save_dino_backbone
 
@@ -329,7 +329,7 @@ def scene(h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(img.astype(int) + rng.integers(0, 25, img.shape), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("method", [m for m in predict_methods()[1:] if m in CUTS])
+@pytest.mark.parametrize("method", list(CUTS))
 @pytest.mark.parametrize("geometry", ["pad", "resize", "fixed"])
 def test_predictor_end_to_end(dino_file, method, geometry):
     opts = method_options(method, geometry=geometry, **({"fixed_size": 64} if geometry == "fixed" else {}))

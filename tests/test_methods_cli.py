@@ -87,11 +87,11 @@ def object_boxes(labels: np.ndarray) -> dict[int, list[float]]:
 def test_method_choices_are_the_library_methods(cli):
     from unsegcli.methods import METHODS, predict_methods
 
-    assert predict_methods() == ["move", "tokencut", "lost", "maskcut"]
-    assert all(METHODS[m].kind == "training-free" for m in predict_methods()[1:])
+    assert predict_methods() == ["move", "found", "found-bkg", "tokencut", "lost", "maskcut"]
+    assert all(METHODS[m].predictor for m in predict_methods()[1:])
     res = cli("predict", "x.jpg", "--out", "o", "--method", "nope")
     said = " ".join(re.sub("[│╭╮╰╯─]", " ", res.output).split())
-    assert res.exit_code == 2 and "'nope' is not one of move, tokencut, lost, maskcut" in said
+    assert res.exit_code == 2 and "'nope' is not one of move, found, found-bkg, tokencut, lost, maskcut" in said
 
 
 @pytest.mark.parametrize("method", ["tokencut", "lost"])

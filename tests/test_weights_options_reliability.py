@@ -133,7 +133,7 @@ def test_a_checkpoint_with_a_non_finite_weight_is_refused_by_every_command_that_
 
 def test_backbone_files_that_are_no_vit_state_dict_are_named(tmp_path):
     """Each was an AttributeError / IndexError / AssertionError traceback from inside the loader."""
-    from unsegcli.methods.spectral.features import load_dino_vit
+    from unsegcli.model.dino_keys import load_dino_vit
     from unsegcli.model.state_dict import read_backbone_state
 
     good = torch.load(save_dino_backbone(tmp_path / "good.pth"), weights_only=True)

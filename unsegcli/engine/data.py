@@ -50,7 +50,7 @@ class CropDataset(torch.utils.data.Dataset):
         from PIL import Image
 
         from ..io.images import decode_image
-        from ..io.masks import read_mask
+        from ..io.instances import read_mask_or_instances
 
         rng = np.random.default_rng([self.seed, self.epoch, i])
         img = decode_image(self.images[i])
@@ -66,7 +66,7 @@ class CropDataset(torch.utils.data.Dataset):
         x = torch.from_numpy(np.ascontiguousarray(normed.transpose(2, 0, 1)))
         if self.masks is None:
             return x
-        m = read_mask(self.masks[i])
+        m = read_mask_or_instances(self.masks[i])  # an instance PNG: the union of its objects
         if m.shape != (h, w):
             raise InputError(f"{self.masks[i]}: mask {m.shape[::-1]} does not match image {(w, h)}")
         mc = Image.fromarray(m).resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)

@@ -13,6 +13,10 @@ Two kinds of method:
   its recipe (``TrainConfig`` fields that differ from the defaults, which are MOVE's).
 - ``training-free``: ``predictor(method, options, backbone=, device=)`` makes a MaskPredictor from an
   ``options`` dataclass whose fields are declared with ``config.option`` (the CLI makes its flags from them).
+
+Any method with a ``predictor`` runs by name in ``unseg predict --method NAME`` (``predict_methods``): every
+training-free method, and a checkpoint method with a published model built from known weights (``found``: the
+official decoder on DINO), whose checkpoints trained by unseg still load through ``--method move``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class Training:
     objective: str  # "module:Class" implementing engine.objective.Objective
     options: str | None = None  # "module:Class": the objective's own options (a frozen dataclass of config.option)
     recipe: str | None = None  # "module:attr": a dict of TrainConfig defaults that differ from MOVE's
+    # the objective `unseg train --method NAME --from-masks DIR` runs instead (training on given masks)
+    with_masks: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,10 @@ class Method:
     kind: Literal["checkpoint", "training-free"]
     summary: str
     family: str | None = None  # checkpoint: the module that loads its checkpoints (= their "family" key)
-    predictor: str | None = None  # training-free: "module:Class" of its MaskPredictor
-    options: str | None = None  # training-free: "module:Class" of its options
+    # "module:attr" making its MaskPredictor by name (`unseg predict --method NAME`): required for training-free
+    # methods; a checkpoint method has one when a published model needs no checkpoint of ours
+    predictor: str | None = None
+    options: str | None = None  # with predictor: "module:Class" of its options
     writes: Literal["soft", "instances"] = "soft"  # one object as a soft mask, or an instance label map
     training: dict[str, Training] = field(default_factory=dict)
 
@@ -70,6 +78,32 @@ METHODS: dict[str, Method] = {
             )
         },
     ),
+    "found": Method(
+        "checkpoint",
+        "FOUND (Siméoni et al., CVPR 2023): a 1x1 convolution on DINO keys; the official decoder by name",
+        family="unsegcli.methods.found.family",
+        predictor="unsegcli.methods.found.predictor:pretrained",
+        options="unsegcli.methods.found.config:FoundOptions",
+        training={
+            "found": Training(
+                "unsegcli.methods.found.objective:FoundObjective",
+                "unsegcli.methods.found.config:FoundTrainOptions",
+                "unsegcli.methods.found.config:TRAIN_DEFAULTS",
+                with_masks="found-distil",
+            ),
+            "found-distil": Training(
+                "unsegcli.methods.found.objective:FoundDistillation",
+                "unsegcli.methods.found.config:FoundTrainOptions",
+                "unsegcli.methods.found.config:TRAIN_DEFAULTS",
+            ),
+        },
+    ),
+    "found-bkg": Method(
+        "training-free",
+        "FOUND's background discovery: the patches unlike the least-attended one are the object",
+        predictor="unsegcli.methods.found.predictor:background_discovery",
+        options="unsegcli.methods.found.config:FoundBkgOptions",
+    ),
     "tokencut": Method(
         "training-free",
         "TokenCut: one normalised cut of the DINO key graph; the seed's component",
@@ -97,8 +131,8 @@ METHODS: dict[str, Method] = {
         writes="instances",
     ),
 }
-# `unseg predict --method`: "move" runs a checkpoint of any family (MOVE, Sempart, self-trained); the
-# training-free methods run on a DINO backbone
+# `unseg predict --method`: "move" runs a checkpoint of any family (MOVE, Sempart, FOUND, self-trained); the
+# methods with a predictor run by name from known weights
 CHECKPOINT = "move"
 
 
@@ -112,26 +146,27 @@ def load(ref: str) -> Any:
 
 
 def predict_methods() -> list[str]:
-    """What ``unseg predict --method`` takes: a checkpoint, or a training-free method."""
-    return [CHECKPOINT] + [n for n, m in METHODS.items() if m.kind == "training-free"]
+    """What ``unseg predict --method`` takes: a checkpoint, or a method with a predictor of its own."""
+    return [CHECKPOINT] + [n for n, m in METHODS.items() if m.predictor is not None]
 
 
-def training_free(name: str) -> Method:
+def predict_method(name: str) -> Method:
+    """The entry of ``unseg predict --method name`` (one with a predictor)."""
     method = METHODS.get(name)
-    if method is None or method.kind != "training-free":
+    if method is None or method.predictor is None:
         raise UsageError(f"unknown method {name!r}: choose one of {', '.join(predict_methods())}")
     return method
 
 
 def options_class(name: str) -> Any:
-    """The options dataclass of training-free method ``name``."""
-    ref = training_free(name).options
+    """The options dataclass of predict method ``name``."""
+    ref = predict_method(name).options
     assert ref is not None, name
     return load(ref)
 
 
 def option_names(name: str) -> list[str]:
-    """The option names training-free method ``name`` takes, in declaration order."""
+    """The option names predict method ``name`` takes, in declaration order."""
     return [f.name for f in fields(options_class(name))]
 
 

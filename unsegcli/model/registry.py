@@ -40,7 +40,7 @@ WEIGHTS_DIR = _weights_dir()
 class KnownWeights:
     name: str
     filename: str
-    kind: str  # segmenter | backbone | inpainter | discriminator
+    kind: str  # segmenter | backbone | decoder | inpainter | discriminator
     description: str
     url: str | None = None  # direct download (fetchable)
     sha256: str | None = None  # None where the publisher gives none
@@ -149,6 +149,19 @@ KNOWN: dict[str, KnownWeights] = {
             url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth",
             source="https://github.com/facebookresearch/dinov2 (hubconf: dinov2_vitb14_reg)",
             licence="Apache-2.0 (facebookresearch/dinov2 LICENSE)",
+        ),
+        KnownWeights(
+            "found-decoder",
+            "found_decoder_weights.pt",
+            "decoder",
+            "FOUND's trained 1x1 decoder (2.7 KB, official data/weights/decoder_weights.pt), for the keys of "
+            "dino-vits8-300ep: `unseg predict --method found`",
+            # pinned to the commit read (valeoai/FOUND 1ad22ba); the file is unchanged since the first commit
+            url="https://raw.githubusercontent.com/valeoai/FOUND/1ad22bacf1a6854faff1b5d4be300d54cad6f277/"
+            "data/weights/decoder_weights.pt",
+            sha256="47ff2a4af3dbc6c80cb832cc81f8ed8ae81809e52576d0de5f9c754cf46ef9b5",
+            source="https://github.com/valeoai/FOUND",
+            licence="Apache-2.0 (valeoai/FOUND LICENSE)",
         ),
         KnownWeights(
             "mae-vitl16-gan",

@@ -24,7 +24,7 @@ from ..io.files import check_output_dir
 from ..io.images import InputListing
 from ..io.masks import mask_path_for, settings_tag
 from ..io.outputs import check_not_an_input, check_same_settings, weights_identity
-from ..methods import CHECKPOINT, load, method_options, predict_methods, training_free
+from ..methods import CHECKPOINT, load, method_options, predict_method, predict_methods
 from ..model.registry import resolve_weights
 from ..refine import RefineMethod, RefineOptions, RefineOutput
 from ..runtime import Shard, effective_precision, init_shard, local_device, resolve_device
@@ -77,7 +77,7 @@ def check_request(req: PredictRequest) -> None:
                 f"({m} {', '.join(predict_methods()[1:])}), not of {m} {CHECKPOINT}"
             )
         return
-    entry = training_free(method)
+    entry = predict_method(method)
     method_options(method, **given)  # options the method does not take, and their ranges
     if req.weights is not None:
         raise UsageError(
@@ -204,5 +204,5 @@ def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, p
             compile=req.compile,
             options={"branch": req.branch} if req.branch else None,
         )
-    predictor = load(training_free(req.method).predictor or "")
+    predictor = load(predict_method(req.method).predictor or "")
     return predictor(req.method, opts, backbone=weights, device=device)

@@ -33,7 +33,8 @@ def config_for_method(
     arch: PresetName = "vits8",
     options: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """The TrainConfig of objective ``method`` (None: "self" when training on pseudo-``masks``, else "move").
+    """The TrainConfig of objective ``method`` (None: "self" when training on pseudo-``masks``, else "move"; with
+    ``masks``, an objective's ``with_masks`` entry replaces it).
 
     ``given``: TrainConfig fields and ``infer_size`` (the shorter side stored for prediction); ``options``: the
     objective's own options (fields of its options class in the method table); None means not given. What is
@@ -46,6 +47,8 @@ def config_for_method(
         raise UsageError(f"give exactly one of {param('steps')} or {param('epochs')}")
     method = method or ("self" if masks else "move")
     entry = training(method)
+    if masks and entry.with_masks:  # the method's objective for given masks (FOUND: distillation)
+        method, entry = entry.with_masks, training(entry.with_masks)
     if load(entry.objective).needs_masks != masks:
         m = param("method")
         raise UsageError(

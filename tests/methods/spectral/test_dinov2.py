@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from unsegcli.methods.spectral.features import final_tokens, is_dinov2, last_block_keys, load_backbone, pos_rule_of
+from unsegcli.model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, pos_rule_of
 
 from .files import dinov2_state, save_dinov2
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import InputError, UsageError, param
+from ...model.dino_keys import last_block_keys, load_backbone, preprocess
 from ...runtime import resolve_device
-from .. import options_class, training_free
-from .features import last_block_keys, load_backbone, preprocess
+from .. import options_class, predict_method
 from .lost import lost_masks
 from .maskcut import maskcut_masks
 from .tokencut import tokencut_masks
@@ -58,7 +58,7 @@ class SpectralPredictor:
         device: str | torch.device = "cpu",
         num_heads: int | None = None,
     ):
-        entry = training_free(method)
+        entry = predict_method(method)
         cls = options_class(method)
         self.options: Any = options if options is not None else cls()
         if not isinstance(self.options, cls):

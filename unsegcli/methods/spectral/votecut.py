@@ -38,9 +38,9 @@ from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import UsageError, param
 from ...labels.components import label_components
+from ...model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
 from ...runtime import resolve_device
 from .core import binary_cosine_affinity, fiedler
-from .features import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
 from .options import VoteCutOptions
 
 COMMON_GRID = 60  # proposals meet on a 60 x 60 grid (CuVLER iou_clustering patches_shape)

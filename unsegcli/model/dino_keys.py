@@ -1,5 +1,5 @@
-"""DINO and DINOv2 ViT features: the last-block keys LOST, TokenCut and MaskCut all cut (as their official
-code), and the final-LayerNorm patch tokens VoteCut cuts for DINOv2 (CuVLER extract_eig_vecs.py).
+"""DINO and DINOv2 ViT features: the last-block queries and keys LOST, TokenCut, MaskCut and FOUND read (as
+their official code), and the final-LayerNorm patch tokens VoteCut cuts for DINOv2 (CuVLER extract_eig_vecs.py).
 
 Every official method hooks ``blocks[-1].attn.qkv`` (the Linear on ``norm1(x)`` of the last block),
 reshapes its output (B, T, 3, heads, head_dim), takes index 1 and concatenates the heads: that is the
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig, PosEmbedRule
-from ...errors import CheckpointError, InputError
-from ...model.backbone import build_vit, embed_patches, register_count
+from ..config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig, PosEmbedRule
+from ..errors import CheckpointError, InputError
+from .backbone import build_vit, embed_patches, register_count
 
 # every DINO and DINOv2 ViT has 64-d heads: tiny 192/3, small 384/6, base 768/12, large 1024/16
 # (dino vision_transformer.py, dinov2 vision_transformer.py)
@@ -84,16 +84,23 @@ def is_dinov2(vit: Any) -> bool:
 
 
 @torch.no_grad()
-def last_block_keys(vit: Any, x: torch.Tensor, pos_rule: PosEmbedRule | None = None) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches (CLS and
-    any register tokens dropped). ``pos_rule``: None = the official one of the backbone (``pos_rule_of``)."""
+def last_block_qk(vit: Any, x: torch.Tensor, pos_rule: PosEmbedRule | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, H, W) -> queries and keys (each (B, T, D): CLS, any register tokens, then the patches) of the last
+    block's attention: its qkv Linear (with bias) on ``norm1`` of the previous block's tokens, heads concatenated.
+    ``pos_rule``: None = the official one of the backbone (``pos_rule_of``)."""
     tokens = embed_patches(vit, x, pos_rule or pos_rule_of(vit))
     for blk in vit.blocks[:-1]:
         tokens = blk(tokens)
     last = vit.blocks[-1]
     qkv = last.attn.qkv(last.norm1(tokens))
     d = qkv.shape[-1] // 3
-    return qkv[:, 1 + register_count(vit) :, d : 2 * d]
+    return qkv[..., :d], qkv[..., d : 2 * d]
+
+
+def last_block_keys(vit: Any, x: torch.Tensor, pos_rule: PosEmbedRule | None = None) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, N, D) keys of the last block's attention for the N = (H/p)(W/p) patches (CLS and
+    any register tokens dropped)."""
+    return last_block_qk(vit, x, pos_rule)[1][:, 1 + register_count(vit) :]
 
 
 @torch.no_grad()
@@ -155,7 +162,7 @@ def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_atten
     fused kernel: the keys then equal the official ones bit for bit in float32 (the fused kernel
     differs by ~1e-7), at the cost of materialising the T x T attention of every block.
     """
-    from ...model.state_dict import load_strict, read_backbone_state
+    from .state_dict import load_strict, read_backbone_state
 
     sd = read_backbone_state(path)
     try:

@@ -1,0 +1,185 @@
+"""FOUND (unsegcli/methods/found): the official decoder file, the background seed rule, the losses and schedule,
+the solver's binarisation rules, and the CLI end to end on generated images with random DINO-layout weights."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from unsegcli.config import PRESETS, PreprocessConfig
+from unsegcli.engine.config import TrainConfig
+from unsegcli.errors import CheckpointError
+from unsegcli.methods import predict_methods
+from unsegcli.methods.found.config import FoundConfig, FoundOptions, FoundTrainOptions
+from unsegcli.methods.found.core import background, features, official_binary_solver, read_official_decoder, single
+from unsegcli.methods.found.family import predictor as family_predictor
+from unsegcli.methods.found.model import FoundModel
+from unsegcli.methods.found.objective import FoundObjective, bce
+from unsegcli.methods.found.predictor import pretrained
+from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
+
+from ...helpers import random_image, save_dino_backbone
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _decoder_file(path: Path, dim: int, seed: int = 1) -> torch.nn.Conv2d:
+    """A random decoder saved as the official model.py decoder_save_weights does: {"decoder": Conv2d state}."""
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d(dim, 1, (1, 1))
+    with torch.no_grad():
+        conv.weight.mul_(20.0)  # spread the logits so the masks have both sides
+    torch.save({"decoder": conv.state_dict()}, path)
+    return conv
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> tuple[Path, Path, torch.nn.Conv2d]:
+    d = tmp_path_factory.mktemp("found")
+    backbone = save_dino_backbone(d / "dino.pth", patch_size=8, embed_dim=128, depth=2, img_size=64)
+    return backbone, d / "decoder.pt", _decoder_file(d / "decoder.pt", 128)
+
+
+def test_official_decoder_file_round_trip(weights, tmp_path):
+    backbone, decoder, conv = weights
+    sd = read_official_decoder(decoder)
+    assert torch.equal(sd["weight"], conv.weight) and torch.equal(sd["bias"], conv.bias)
+    # the official decoder through `--method found` = our checkpoint of the same model through `--method move`
+    named = pretrained("found", FoundOptions(decoder=str(decoder)), backbone=backbone)
+    image = random_image(37, 45, seed=4)
+    prep = named.prepare(0, image)
+    (soft,) = named.run([prep])
+    # by hand: keys -> conv -> x8 bilinear on the padded grid -> crop -> sigmoid (evaluation/saliency.py)
+    keys, _ = features(named.model.vit, prep.tensor[None])
+    logits = F.interpolate(conv(keys), scale_factor=8, mode="bilinear", align_corners=False)[..., :37, :45]
+    assert soft.shape == (37, 45) and 0 < (soft > 0.5).mean() < 1
+    np.testing.assert_allclose(soft, torch.sigmoid(logits)[0, 0].detach().numpy(), atol=1e-6)
+    path = tmp_path / "found.pt"
+    save_checkpoint(path, checkpoint_dict(named.model, PreprocessConfig(), family="found"))
+    from unsegcli.methods.loading import load_model
+
+    loaded = load_model(path)
+    (again,) = family_predictor(loaded.model, loaded.preprocess, torch.device("cpu"), "fp32", False).run([prep])
+    np.testing.assert_array_equal(again, soft)
+
+
+def test_decoder_files_that_are_not_decoders_are_named(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"decoder": {"weight": torch.zeros(2, 4, 1, 1), "bias": torch.zeros(2)}}, bad)
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        read_official_decoder(bad)
+    (tmp_path / "html.pt").write_text("<html>")
+    with pytest.raises(CheckpointError, match="html.pt: not a FOUND decoder file"):
+        read_official_decoder(tmp_path / "html.pt")
+
+
+def test_background_seed_rule_on_a_hand_built_attention_map():
+    # 2 heads, a 2x2 grid. mean attention 0.25: Q = (1/4, 2/4), so β = (log 3, log 1.5) (ε negligible).
+    att = torch.tensor([[[0.1, 0.1, 0.1, 0.7], [0.3, 0.2, 0.2, 0.3]]])
+    # Σ β·att per patch = .2315, .1910, .1910, .8905: the seed is patch 1 (the first of the tie)
+    keys = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.2, 1.0]]).T.reshape(1, 2, 2, 2)
+    # β-weighted cosines with the seed's key: .938, 1, 0, .476 (unweighted, patch 3 would be .196: object)
+    bkg = background(keys, att, 0.3)
+    assert bkg.tolist() == [[[True, True], [False, True]]]
+    assert background(keys, att, 0.95).tolist() == [[[False, True], [False, False]]]  # the seed stays background
+
+
+def test_losses_and_schedule_on_hand_computed_cases():
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 0.0]]]])
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.5]]]])
+    by_hand = (math.log(2) + math.log(1 + math.e**2) + math.log(1 + math.e**-1) + math.log(2)) / 4
+    assert bce(logits, target).item() == pytest.approx(by_hand, rel=1e-6)
+    cfg = TrainConfig(objective="found", lr=0.05, steps=501)
+    obj = FoundObjective(cfg, FoundModel(FoundConfig(backbone=PRESETS["tiny"].backbone)), FoundTrainOptions())
+    # StepLR(50, 0.95) stepped every iteration: 0.05 · 0.95^⌊step/50⌋
+    assert [obj.learning_rate(s) for s in (0, 49, 50, 500)] == pytest.approx([0.05, 0.05, 0.0475, 0.05 * 0.95**10])
+    group = obj.opt.param_groups[0]
+    assert group["weight_decay"] == 0.01
+    # the terms: BS + background for the first 100 steps, BS + self after (weights 1.5, 1, 4)
+    x = torch.zeros(1, 3, 16, 16)
+    keys, att = torch.randn(1, 32, 2, 2), torch.full((1, 2, 4), 0.25)
+    early = obj.targets(x, torch.zeros(1, 1, 2, 2), keys, att, 99, None)
+    late = obj.targets(x, torch.full((1, 1, 2, 2), 3.0), keys, att, 100, None)
+    assert {k: w for k, (_, w) in early.items()} == {"bs": 1.5, "bkg": 1.0}
+    assert {k: w for k, (_, w) in late.items()} == {"bs": 1.5, "self": 4.0}
+    assert late["self"][0].tolist() == [[[[1.0, 1.0], [1.0, 1.0]]]]  # sigmoid(3) > 0.5: the own hard mask
+
+
+def test_solver_binarisation_official_picks_the_background_fixed_keeps_the_object():
+    solved = np.zeros((10, 10))
+    solved[1:9, 1:9] = 1.0  # an object of 64 pixels on 36 of background
+    official = official_binary_solver(solved, all_components=False)
+    assert official.sum() == 36 and not official[5, 5]  # the second-largest label: the background
+    assert official_binary_solver(solved, all_components=True).sum() == 36  # every label but the largest
+    assert single(solved > 0.5).sum() == 64  # our rule: the largest foreground component
+
+
+def test_found_is_a_predict_method_and_a_missing_weight_names_fetch(tmp_path, monkeypatch):
+    assert {"found", "found-bkg"} <= set(predict_methods())
+    monkeypatch.setenv("UNSEG_WEIGHTS_DIR", str(tmp_path))
+    import importlib
+
+    import unsegcli.model.registry as registry
+
+    importlib.reload(registry)
+    try:
+        with pytest.raises(Exception, match="dino-vits8-300ep") as err:
+            pretrained("found")
+        assert "unseg weights fetch dino-vits8-300ep" in err.value.hint
+        assert registry.KNOWN["found-decoder"].sha256.startswith("47ff2a4a")
+    finally:
+        monkeypatch.delenv("UNSEG_WEIGHTS_DIR")
+        importlib.reload(registry)
+
+
+def unseg(*args: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "unsegcli", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_found_end_to_end_on_generated_images(tmp_path, weights):
+    backbone, decoder, _ = weights
+    res = unseg("synth", tmp_path / "data", "--n", 4, "--size", 48, "--voc", "-q")
+    assert res.returncode == 0, res.stderr
+    images, gt = tmp_path / "data" / "images", tmp_path / "data" / "masks"
+    common = ["--workers", 0, "--device", "cpu", "-q"]
+    for method, extra in (("found", ["--decoder", decoder, "--mode", "single"]), ("found-bkg", [])):
+        out = tmp_path / method
+        res = unseg("predict", images, "--out", out, "--method", method, "--backbone", backbone, *extra, *common)
+        assert res.returncode == 0, res.stderr
+        written = [np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))]
+        assert len(written) == 4 and all(set(np.unique(m)) <= {0, 255} for m in written)
+        res = unseg("boxes", out, "--out", tmp_path / f"{method}.json", "--images", images)
+        assert res.returncode == 0, res.stderr
+        res = unseg("corloc", "voc07", "--root", tmp_path / "data" / "VOCdevkit", "--pred", out, "--json", "-", "-j", 0)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["images"] == 4
+        res = unseg("eval", "saliency", "--gt", gt, "--pred", out, "--json", "-", "-j", 0)
+        assert res.returncode == 0, res.stderr
+
+    # FOUND's recipe, 10 steps from a random ViT, resumed, then predicted through the checkpoint path
+    run = tmp_path / "run"
+    train = ["--method", "found", "--random-init", "--arch", "tiny", "--crop", 32, "--batch-size", 2]
+    train += ["--bkg-steps", 3, "--log-images-every", 0, *common]
+    res = unseg("train", images, "--out", run, "--steps", 6, *train)
+    assert res.returncode == 0, res.stderr
+    res = unseg("train", images, "--out", run, "--steps", 10, "--resume", *train)
+    assert res.returncode == 0, res.stderr
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 10
+    res = unseg("predict", images, "--out", tmp_path / "trained", "--weights", run / "last.pt", *common)
+    assert res.returncode == 0, res.stderr
+    res = unseg("eval", "saliency", "--gt", gt, "--pred", tmp_path / "trained", "--json", "-", "-j", 0)
+    assert res.returncode == 0, res.stderr
