@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,crf]'  # crf: the CRF refiner's tests run instead of skipping
 	touch $@
 
 # ruff (lint + format check) on everything, mypy on the package, the import contract (pyproject's

@@ -5,13 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from unsegcli.cli.app import app
 from unsegcli.config import PreprocessConfig
 from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
 
-from .helpers import random_image, tiny_model, write_images  # noqa: F401 - re-exported until every test imports helpers
+from .helpers import tiny_model
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run on CUDA: skipped, saying so, where torch sees no GPU (CI, a laptop)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="marker gpu: needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +36,7 @@ class Cli:
     def __init__(self) -> None:
         self.runner = CliRunner()
 
-    def __call__(self, *args: str | Path, input: str | None = None):
+    def __call__(self, *args: str | Path, input: str | bytes | None = None):
         return self.runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
 

@@ -1,7 +1,12 @@
-"""Builders shared by the tests: tiny random models, generated images. Fixtures live in conftest.py."""
+"""Builders shared by the tests: tiny random models, generated images, short training runs, a real
+`unseg` process. Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +15,10 @@ from PIL import Image
 
 from unsegcli.config import PRESETS
 from unsegcli.methods.move.segmenter import Segmenter
+
+# image sizes (h, w) of mixed shapes and aspect ratios, some repeated: buckets, padding and resizing all happen
+PREDICT_SIZES = [(40, 60), (60, 40), (40, 60), (33, 47), (40, 61), (64, 64), (40, 60)]
+SHARD_SIZES = [(40, 60), (60, 40), (33, 47), (40, 60), (50, 50), (41, 61), (40, 60)]
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> None:
@@ -82,3 +91,73 @@ def save_dino_backbone(
     assert set(state) == dino_key_names(depth), set(state) ^ dino_key_names(depth)
     torch.save(state, path)
     return path
+
+
+def square_mask_png(path: Path, w: int = 32, h: int = 32, box: tuple[int, int, int, int] = (4, 4, 20, 20)) -> None:
+    """A 0/255 mask PNG with one filled box (x0, y0, x1, y1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = np.zeros((h, w), np.uint8)
+    m[box[1] : box[3], box[0] : box[2]] = 255
+    Image.fromarray(m).save(path)
+
+
+def noise_photo(path: Path, w: int = 32, h: int = 32) -> None:
+    """A colour photo of uniform noise (no mask reader takes it for a mask)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+
+
+def trainer(tmp_path: Path, objective: str = "move", steps: int = 3, inpainter: str = "blur", resume=False, **kw):
+    """A Trainer of the 'tiny' preset on 8 synth images of 64 px (random init, CPU, no workers): a few steps
+    of MOVE (with its small frozen networks) or self-training run in seconds."""
+    from unsegcli.config import PRESETS, PreprocessConfig
+    from unsegcli.engine.config import TrainConfig, WeightSources
+    from unsegcli.methods.move.config import MoveOptions
+    from unsegcli.pipelines.train import start_training
+    from unsegcli.synth import write_dataset
+
+    write_dataset(tmp_path / "data", 8, 64, seed=0)
+    masks = str(tmp_path / "data" / "masks") if objective == "self" else None
+    options = dataclasses.replace(MoveOptions.for_arch("tiny"), inpainter=inpainter) if objective == "move" else None
+    cfg = TrainConfig(
+        objective=objective,
+        steps=steps,
+        batch_size=4,
+        crop=64,
+        workers=0,
+        log_every=1,
+        log_images_every=2,
+        save_every=2,
+        model=PRESETS["tiny"],
+        preprocess=PreprocessConfig(size=64),
+        options=options,
+        **kw,
+    )
+    run = start_training(
+        [str(tmp_path / "data" / "images")], tmp_path / "run", cfg, WeightSources(random_init=True), masks, resume
+    )
+    return run.trainer
+
+
+def run_unseg(
+    *args, cwd: Path | None = None, input: str | bytes | None = None, env: dict | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    """``python -m unsegcli ARGS`` in a fresh interpreter, as a user runs it (stderr not a terminal); no
+    traceback may reach stderr."""
+    full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
+    res = subprocess.run(
+        [sys.executable, "-m", "unsegcli", *map(str, args)],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=full_env,
+        text=not isinstance(input, bytes),
+    )
+    assert "Traceback" not in stderr_of(res), stderr_of(res)
+    return res
+
+
+def stderr_of(res: subprocess.CompletedProcess) -> str:
+    return res.stderr if isinstance(res.stderr, str) else res.stderr.decode()

@@ -147,7 +147,7 @@ def backbone_config_from_state(sd: dict[str, torch.Tensor], num_heads: int | Non
 def load_backbone(spec: str | Path, num_heads: int | None = None, explicit_attention: bool = False) -> Any:
     """The one ``--backbone`` resolver of the spectral methods: a known name (``unseg weights list``: DINO and
     DINOv2), a file path, or ``timm:NAME`` -> ``load_dino_vit`` of it."""
-    from ...model.registry import resolve_weights
+    from .registry import resolve_weights
 
     spec = str(spec)
     path = spec if spec.startswith("timm:") else resolve_weights(spec, env_var=None, default=None)

@@ -69,11 +69,14 @@ def build_inpainter(cfg: TrainConfig, sources: WeightSources) -> MAEInpainter | 
 
 
 def build_discriminator(cfg: TrainConfig, sources: WeightSources) -> ProjectedDiscriminator:
+    opts = _options(cfg)
     path = _require(
         sources.disc_backbone,
-        "discriminator feature network (tf_efficientnet_lite0)",
-        "pass --disc-weights with timm's tf_efficientnet_lite0 weights (pytorch_model.bin or "
+        f"discriminator feature network ({opts.disc_net})",
+        f"pass --disc-weights with timm's {opts.disc_net} weights (pytorch_model.bin or "
         "model.safetensors), or --random-init for a pipeline test",
         sources.random_init,
     )
-    return ProjectedDiscriminator(Projector(path, random_init=path is None), _options(cfg).disc_resolution)
+    return ProjectedDiscriminator(
+        Projector(path, random_init=path is None, net_name=opts.disc_net), opts.disc_resolution
+    )

@@ -42,11 +42,18 @@ class MAEConfig:
         )
 
 
-# Shapes of the frozen MOVE networks for the small presets: a random MAE and a discriminator at the crop
-# size, so a pipeline test on 64-96 px images runs in seconds. Real presets keep MAE ViT-L/16 and 224.
-FROZEN_PRESETS: dict[str, tuple[MAEConfig, int]] = {
-    "tiny": (MAEConfig.tiny(64), 64),
-    "demo": (MAEConfig.tiny(96), 96),
+# The discriminator's frozen feature network (a timm name): MOVE's projected discriminator takes Projected
+# GAN's EfficientNet-Lite0 (official move-seg discriminators/pg_modules/projector.py, after autonomousvision/
+# projected-gan pg_modules/projector.py: timm's tf_efficientnet_lite0).
+DISC_NET = "tf_efficientnet_lite0"
+
+# Shapes of the frozen MOVE networks for the small presets: a random MAE, and a discriminator at the crop size
+# on timm's registered test model test_efficientnet (5 stages of 16-64 channels, output strides 4-32 like
+# EfficientNet-Lite0's, 13x fewer parameters), so a pipeline test on 64-96 px images runs in seconds. Real
+# presets keep MAE ViT-L/16, 224 and tf_efficientnet_lite0.
+FROZEN_PRESETS: dict[str, tuple[MAEConfig, int, str]] = {
+    "tiny": (MAEConfig.tiny(64), 64, "test_efficientnet"),
+    "demo": (MAEConfig.tiny(96), 96, "test_efficientnet"),
 }
 
 
@@ -64,12 +71,13 @@ class MoveOptions:
     )
     mae: MAEConfig = field(default_factory=MAEConfig)
     disc_resolution: int = 224  # the projected discriminator's input (official: 224)
+    disc_net: str = DISC_NET  # the projected discriminator's frozen feature network (a timm name)
 
     @classmethod
     def for_arch(cls, arch: PresetName) -> MoveOptions:
         """The frozen networks' shapes that go with segmenter preset ``arch`` (small presets: small ones)."""
-        mae, resolution = FROZEN_PRESETS.get(arch, (MAEConfig(), 224))
-        return cls(mae=mae, disc_resolution=resolution)
+        mae, resolution, net = FROZEN_PRESETS.get(arch, (MAEConfig(), 224, DISC_NET))
+        return cls(mae=mae, disc_resolution=resolution, disc_net=net)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MoveOptions:

@@ -1,7 +1,8 @@
 """Projected GAN discriminator (Sauer et al. 2021) as MOVE uses it (official discriminators/
 pg_modules): a frozen timm tf_efficientnet_lite0 split at blocks [0:2], [2:3], [3:5], [5:], fixed
 random cross-channel (CCM, to 64·(1, 2, 4, 8)) and cross-scale (CSM) projections, one small
-discriminator per scale (4 heads); DiffAugment "color" on [-1, 1] images, then resized to 224."""
+discriminator per scale (4 heads); DiffAugment "color" on [-1, 1] images, then resized to 224.
+The small presets put timm's test_efficientnet in the feature network's place (``MoveOptions.disc_net``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
 from ...config import IMAGENET_MEAN, IMAGENET_STD
+from .config import DISC_NET
 
 PROJ_CHANNELS = 64  # Projected GAN cout, expanded x1, x2, x4, x8 with depth
+
+# Where each feature network is cut into Projected GAN's 4 scales (output strides 4, 8, 16, 32): the first
+# block of layers 1, 2 and 3. tf_efficientnet_lite0 (stage strides 1, 2, 2, 2, 1, 2, 1): Projected GAN's
+# _make_efficientnet, blocks [0:2], [2:3], [3:5], [5:9]. timm's test_efficientnet (stage strides 1, 2, 2, 2, 2):
+# [0:2], [2:3], [3:4], [4:], the same strides.
+FEATURE_SPLITS: dict[str, tuple[int, int, int]] = {"tf_efficientnet_lite0": (2, 3, 5), "test_efficientnet": (2, 3, 4)}
 
 
 def diffaugment_color(x: torch.Tensor, generator=None) -> torch.Tensor:
@@ -48,11 +56,13 @@ class Projector(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, pretrained_file: str | None = None, random_init: bool = False):
+    def __init__(self, pretrained_file: str | None = None, random_init: bool = False, net_name: str = DISC_NET):
         super().__init__()
         import timm
 
-        net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        if net_name not in FEATURE_SPLITS:
+            raise ValueError(f"no known split of {net_name!r} into 4 scales: one of {', '.join(FEATURE_SPLITS)}")
+        net = timm.create_model(net_name, pretrained=False)
         if pretrained_file:
             from ...model.state_dict import load_strict, read_backbone_state
 
@@ -70,10 +80,11 @@ class Projector(nn.Module):
         act1: nn.Module = getattr(net, "act1", nn.Identity())  # newer timm folds the activation into bn1
         # getattr: mypy types timm's submodules as Tensor | Module
         blocks: nn.Sequential = getattr(net, "blocks")  # noqa: B009
-        self.layer0 = nn.Sequential(getattr(net, "conv_stem"), getattr(net, "bn1"), act1, *blocks[0:2])  # noqa: B009
-        self.layer1 = nn.Sequential(*blocks[2:3])
-        self.layer2 = nn.Sequential(*blocks[3:5])
-        self.layer3 = nn.Sequential(*blocks[5:])
+        a, b, c = FEATURE_SPLITS[net_name]
+        self.layer0 = nn.Sequential(getattr(net, "conv_stem"), getattr(net, "bn1"), act1, *blocks[0:a])  # noqa: B009
+        self.layer1 = nn.Sequential(*blocks[a:b])
+        self.layer2 = nn.Sequential(*blocks[b:c])
+        self.layer3 = nn.Sequential(*blocks[c:])
         with torch.no_grad():
             chans = [t.shape[1] for t in self._features(torch.zeros(1, 3, 64, 64))]
         mixed = [PROJ_CHANNELS * m for m in (1, 2, 4, 8)]

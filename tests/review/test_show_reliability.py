@@ -1,4 +1,5 @@
-"""`unseg show` accounts for every input, and `refine`'s edge cases (issue classes 3, 6 and 8)."""
+"""`unseg show` accounts for every input (issue classes 3, 6 and 8): photos, unreadable masks, masks of
+another size, malformed annotations, names that are not UTF-8; its plots are byte-identical on every run."""
 
 from __future__ import annotations
 
@@ -7,24 +8,11 @@ import os
 import re
 
 import numpy as np
-from PIL import Image
 
-from unsegcli.io.instances import encode_instances
 from unsegcli.review.records import ReviewItem
 from unsegcli.review.report import write_plots
 
-
-def _gray(path, w=32, h=32, box=(4, 4, 20, 20)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    m = np.zeros((h, w), np.uint8)
-    m[box[1] : box[3], box[0] : box[2]] = 255
-    Image.fromarray(m).save(path)
-
-
-def _photo(path, w=32, h=32):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+from ..helpers import noise_photo, square_mask_png
 
 
 def _items(index) -> dict[str, dict]:
@@ -35,12 +23,12 @@ def _items(index) -> dict[str, dict]:
 
 def test_show_names_and_keeps_photos_unreadable_masks_and_masks_of_another_size(tmp_path, cli):
     masks, images = tmp_path / "masks", tmp_path / "images"
-    _gray(masks / "ok.png")
-    _photo(masks / "photo.png")  # a colour photo given as a mask: `boxes` refuses it
+    square_mask_png(masks / "ok.png")
+    noise_photo(masks / "photo.png")  # a colour photo given as a mask: `boxes` refuses it
     (masks / "broken.png").write_bytes(b"not a png")
-    _gray(masks / "small.png", 16, 16, (2, 2, 8, 8))  # its image is 32x32: it would be stretched
+    square_mask_png(masks / "small.png", 16, 16, (2, 2, 8, 8))  # its image is 32x32: it would be stretched
     for name in ("ok", "photo", "broken", "small"):
-        _photo(images / f"{name}.jpg")
+        noise_photo(images / f"{name}.jpg")
     res = cli("show", masks, "--images", images, "--out", tmp_path / "review", "-j", "0")
     assert res.exit_code == 1
     for name in ("photo.png", "broken.png", "small.png"):
@@ -67,7 +55,7 @@ def test_show_with_two_malformed_annotations_names_each_and_writes_the_report(tm
     (voc / "Annotations" / "c.xml").write_text("<annotation><size><width>x</width></size></annotation>")
     masks = tmp_path / "masks"
     for name in ids:
-        _gray(masks / f"{name}.png")
+        square_mask_png(masks / f"{name}.png")
     res = cli("show", masks, "--gt", voc, "--out", tmp_path / "review", "-j", "0")
     assert res.exit_code == 1
     assert "b.xml" in res.output and "c.xml" in res.output and "CorLoc 100.00%" in res.output
@@ -99,10 +87,10 @@ def test_show_copes_with_file_names_that_are_not_utf8(tmp_path, cli):
     masks.mkdir()
     images.mkdir()
     name = os.fsdecode(b"caf\xe9")  # Latin-1 bytes: not valid UTF-8
-    _gray(masks / f"{name}.png")
-    _photo(images / f"{name}.jpg")
-    _gray(masks / "plain.png")
-    _photo(images / "plain.jpg")
+    square_mask_png(masks / f"{name}.png")
+    noise_photo(images / f"{name}.jpg")
+    square_mask_png(masks / "plain.png")
+    noise_photo(images / "plain.jpg")
     res = cli("show", masks, "--images", images, "--out", tmp_path / "review", "-j", "0", "-q")
     assert res.exit_code == 0, res.output
     page = (tmp_path / "review" / "index.html").read_bytes().decode("utf-8")
@@ -110,26 +98,3 @@ def test_show_copes_with_file_names_that_are_not_utf8(tmp_path, cli):
     assert os.path.isfile(os.path.join(tmp_path / "review" / "overlays", f"{name}.png"))
     again = cli("show", masks, "--images", images, "--out", tmp_path / "review", "-j", "0")
     assert again.exit_code == 0 and "drawn 0" in again.output  # fingerprints of such names are stable
-
-
-def test_refine_refuses_an_instance_mask_naming_it_and_refines_the_rest(tmp_path, cli):
-    masks, images, out = tmp_path / "masks", tmp_path / "images", tmp_path / "out"
-    _gray(masks / "soft.png")
-    labels = np.zeros((32, 32), np.uint8)
-    labels[4:20, 4:20] = 1
-    labels[22:30, 22:30] = 2
-    (masks / "objects.png").write_bytes(encode_instances(labels))
-    _photo(images / "soft.jpg")
-    _photo(images / "objects.jpg")
-    res = cli("refine", masks, "--images", images, "--out", out, "-j", "0")
-    assert res.exit_code == 1
-    assert "objects.png" in res.output and "instance (palette) mask" in res.output
-    assert (out / "soft.png").is_file() and not (out / "objects.png").exists()  # never silently emptied
-
-
-def test_refine_of_an_empty_masks_folder_is_a_usage_error(tmp_path, cli):
-    (tmp_path / "masks").mkdir()
-    (tmp_path / "images").mkdir()
-    _photo(tmp_path / "images" / "a.jpg")
-    res = cli("refine", tmp_path / "masks", "--images", tmp_path / "images", "--out", tmp_path / "out")
-    assert res.exit_code == 2 and "no mask PNGs" in res.output

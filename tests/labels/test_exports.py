@@ -22,7 +22,7 @@ from unsegcli.labels.formats import mask_polygons
 from unsegcli.labels.merge import merge_files
 from unsegcli.labels.runner import BoxOptions, label_files, plan_tasks
 
-from .helpers import random_image
+from ..helpers import random_image
 
 H, W = 64, 80
 # Objects of a.png: (name, value written in the mask, bool mask). Scores are value / 255.

@@ -19,7 +19,7 @@ from unsegcli.refine.bilateral import bilateral_solve, build_grid, grid_coordina
 from unsegcli.refine.crf import crf_available
 from unsegcli.refine.postprocess import iou, object_component
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

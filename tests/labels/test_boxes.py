@@ -21,7 +21,7 @@ from unsegcli.labels.formats import FORMATS, ImageLabels, LabelFormat, LabelWrit
 from unsegcli.labels.runner import BoxOptions, label_files, plan_tasks
 from unsegcli.parallel import Failed, parallel_map
 
-from .helpers import random_image
+from ..helpers import random_image
 
 
 def test_diagonal_pixels_tell_4_from_8_connectivity():

@@ -21,9 +21,9 @@ import torch
 
 from unsegcli.errors import CheckpointError
 
-from .helpers import save_dino_backbone, tiny_model, write_images
+from ..helpers import save_dino_backbone, tiny_model, write_images
 
-DEMO = Path(__file__).parents[1] / "unsegcli" / "weights_data" / "unseg-demo-synth.pt"
+DEMO = Path(__file__).parents[2] / "unsegcli" / "weights_data" / "unseg-demo-synth.pt"
 
 
 def listing(folder: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Training-free methods (LOST, TokenCut, MaskCut) and instance-mask files.
+"""Training-free methods (LOST, TokenCut, MaskCut).
 
 Known answers: hand-built graphs whose cut is known, transcriptions of the official formulas
 (dense generalised eigh, scipy's 4-connected labelling, DINO's qkv hook), and round trips.
@@ -6,20 +6,13 @@ Known answers: hand-built graphs whose cut is known, transcriptions of the offic
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from scipy import ndimage
 from scipy.linalg import eigh
 
-from unsegcli.errors import InputError, UsageError, WeightsNotFoundError
-from unsegcli.io import instances as inst
-from unsegcli.io.masks import encode_png
-from unsegcli.labels import components
-from unsegcli.labels.components import extract_boxes
+from unsegcli.errors import UsageError, WeightsNotFoundError
 from unsegcli.methods import METHODS, method_options
 from unsegcli.methods.spectral.core import binary_cosine_affinity, fiedler, orient_by_seed, orient_corners
 from unsegcli.methods.spectral.lost import LostOptions, lost_masks
@@ -28,7 +21,7 @@ from unsegcli.methods.spectral.predictor import CUTS, SpectralPredictor, upsampl
 from unsegcli.methods.spectral.tokencut import TokenCutOptions, tokencut_masks
 from unsegcli.model.dino_keys import backbone_config_from_state, last_block_keys, load_dino_vit, preprocess
 
-from .helpers import save_dino_backbone
+from ...helpers import save_dino_backbone
 
 
 def planted_keys(
@@ -76,9 +69,6 @@ def official_lost(keys: torch.Tensor, grid: tuple[int, int], k_patches: int = 10
     m = a[similars].sum(0)
     objects, _ = ndimage.label((m > 0).reshape(grid))
     return objects == objects[np.unravel_index(seed, grid)]
-
-
-# --- graphs with a known cut ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("solver", ["exact", "fast"])
@@ -152,9 +142,6 @@ def test_lost_matches_its_transcription():
             assert (got == official_lost(keys, grid, k)).all()
 
 
-# --- orientation --------------------------------------------------------------------------------
-
-
 def corner_example() -> np.ndarray:
     """6x6 vector of CutLER maskcut/maskcut.py: a 2x2 object at +0.5, background at -1 with its peak -2 inside."""
     v = np.full((6, 6), -1.0)
@@ -201,9 +188,6 @@ def test_fast_solver_sign_is_peak_positive():
     assert v[v.abs().argmax()] > 0
 
 
-# --- MaskCut --------------------------------------------------------------------------------------
-
-
 def test_maskcut_rejections():
     opts = MaskCutOptions()
     prev = np.zeros((4, 10, 10), bool)
@@ -238,9 +222,6 @@ def test_maskcut_max_objects_and_labels_consecutive():
     assert one.max() == 1 and ((three == 1) == (one == 1)).all()
     ids = np.unique(three)
     assert ids.tolist() == list(range(len(ids)))
-
-
-# --- features and backbone --------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -318,9 +299,6 @@ def test_options_are_checked():
         method_options("maskcut", orientation="corner")
 
 
-# --- end to end -----------------------------------------------------------------------------------
-
-
 def scene(h: int, w: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.full((h, w, 3), 30, np.uint8)
@@ -364,59 +342,3 @@ def test_tokencut_exact_pad_equals_the_transcription_on_the_same_keys(dino_file)
     keys = last_block_keys(pred.vit, p.tensor[None])
     expect = official_tokencut(keys, (9, 13)).repeat(8, 0).repeat(8, 1)[:70, :100]
     assert np.array_equal(pred.run([p])[0].astype(bool), expect)
-
-
-# --- instance files --------------------------------------------------------------------------------
-
-
-def instance_map() -> np.ndarray:
-    lab = np.zeros((40, 60), np.uint8)
-    lab[5:15, 10:30] = 1
-    lab[20:35, 40:55] = 2
-    lab[30:38, 2:6] = 3
-    lab[0:3, 50:60] = 3  # object 3 in two pieces
-    return lab
-
-
-def test_instance_png_round_trip(tmp_path):
-    lab = instance_map()
-    data = inst.encode_instances(lab)
-    with Image.open(io.BytesIO(data)) as im:
-        assert im.mode == "P"
-        pal = np.array(im.getpalette()[:768]).reshape(256, 3)
-    assert pal[1].tolist() == [128, 0, 0] and pal[2].tolist() == [0, 128, 0] and pal[3].tolist() == [128, 128, 0]
-    assert pal[255].tolist() == [224, 224, 192]  # VOC's 'void' colour
-    assert np.array_equal(inst.decode_instances(data), lab)
-    path = tmp_path / "a.png"
-    inst.write_instances(path, lab)
-    assert inst.is_instance_png(path) and np.array_equal(inst.decode_instances(path), lab)
-    gray = tmp_path / "g.png"
-    gray.write_bytes(encode_png(lab * 80))
-    assert not inst.is_instance_png(gray)
-    with pytest.raises(InputError, match="not an instance mask"):
-        inst.decode_instances(gray)
-    with pytest.raises(InputError, match="no such file"):
-        inst.decode_instances(tmp_path / "none.png")
-
-
-def test_instance_consumers(tmp_path):
-    lab = instance_map()
-    comps, label_img = components.instance_boxes(lab)
-    assert [c.xyxy for c in comps] == [(10, 5, 30, 15), (40, 20, 55, 35), (2, 0, 60, 38)]
-    assert [c.area for c in comps] == [200, 225, 62] and all(c.score == 1.0 for c in comps)
-    assert all((label_img == c.label).sum() == c.area for c in comps)
-    split, split_img = components.instance_boxes(lab, split_components=True)
-    assert [c.xyxy for c in split] == [(10, 5, 30, 15), (40, 20, 55, 35), (2, 30, 6, 38), (50, 0, 60, 3)]
-    assert all((split_img == c.label).sum() == c.area for c in split)
-    big, _ = components.instance_boxes(lab, min_area=0.05)  # 5% of 2400 px = 120: the 4x8 piece's box stays (58x38)
-    assert len(big) == 3
-    assert [m.sum() for m in components.instances_to_components(lab, True)] == [200, 225, 32, 30]
-    assert inst.largest_object(lab).sum() == 225
-    path = tmp_path / "x.png"
-    inst.write_instances(path, lab)
-    union = inst.read_mask_or_instances(str(path))
-    assert set(np.unique(union)) == {0, 255} and (union > 0).sum() == 487
-    # the union flows through the existing grayscale box code unchanged
-    boxes, _ = extract_boxes(union, multi=True, min_area=0.0)
-    assert len(boxes) == 4
-    assert inst.read_mask_or_instances(str(path), "largest").sum() == 225 * 255

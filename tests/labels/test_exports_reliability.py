@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 from unsegcli.io.datasets import read_voc, read_voc_annotation
 from unsegcli.io.instances import write_instances
 
-from .helpers import random_image
+from ..helpers import random_image
 
 H, W = 32, 40
 UNDECODABLE = os.fsdecode(b"caf\xe9")  # Latin-1 bytes on a UTF-8 system: Python holds them as '\udce9'

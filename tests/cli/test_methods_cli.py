@@ -22,7 +22,7 @@ from unsegcli.errors import UsageError
 from unsegcli.io.instances import write_instances
 from unsegcli.io.masks import encode_png
 
-from .helpers import save_dino_backbone
+from ..helpers import save_dino_backbone
 
 METHOD_ARGS = {
     "tokencut": ["--method", "tokencut"],

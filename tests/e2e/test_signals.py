@@ -1,0 +1,87 @@
+"""Signals (issue 13): SIGTERM, SIGHUP and SIGKILL of a real `unseg` process leave no temp file behind and a
+re-run completes; a re-run removes the temps of dead processes only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ..helpers import run_unseg, write_images
+
+pytestmark = pytest.mark.slow  # real processes
+
+
+# ---------------------------------------------------------------------------------------------- 5
+def _signal_when(proc: subprocess.Popen, ready, sig: int, limit: float = 120) -> None:
+    start = time.monotonic()
+    while not ready():
+        assert proc.poll() is None, "finished before the signal could be sent"
+        assert time.monotonic() - start < limit
+        time.sleep(0.05)
+    proc.send_signal(sig)
+
+
+def _start_predict(imgs: Path, out: Path, ckpt: Path, **popen: Any) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "unsegcli", "predict", str(imgs), "--out", str(out), "-w", str(ckpt), "-j", "0"]
+    return subprocess.Popen(cmd, **popen)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_predict_signal_cleans_up_and_rerun_completes(tmp_path, tiny_ckpt, sig, code):
+    write_images(tmp_path / "imgs", [(48, 64)] * 60)
+    out = tmp_path / "m"
+    proc = _start_predict(tmp_path / "imgs", out, tiny_ckpt, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    _signal_when(proc, lambda: out.exists() and any(out.glob("img_*.png")), sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert all(not n.startswith(".") for n in os.listdir(out)), os.listdir(out)
+    res = run_unseg("predict", tmp_path / "imgs", "--out", out, "-w", tiny_ckpt, "-j", "0")
+    assert res.returncode == 0
+    assert len([n for n in os.listdir(out) if n.endswith(".png")]) == 60
+
+
+def test_boxes_sigterm_leaves_no_temp_output(tmp_path):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4000):
+        m = np.zeros((24, 24), np.uint8)
+        x, y = rng.integers(0, 12, 2)
+        m[y : y + 10, x : x + 10] = 255
+        Image.fromarray(m).save(masks / f"m{i:05d}.png", compress_level=0)
+    out = tmp_path / "labels"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "unsegcli", "boxes", str(masks), "--out", str(out / "p.json"), "-j", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    _signal_when(proc, lambda: any(out.iterdir()), signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert os.listdir(out) == []
+
+
+def test_rerun_removes_stale_temp_files_after_kill(tmp_path, tiny_ckpt):
+    """Temps are named `.unseg-tmp-<pid>-...`: a re-run removes those whose process is gone (a kill -9),
+    never those of a live concurrent run."""
+    write_images(tmp_path / "imgs", [(48, 64)] * 40)
+    out = tmp_path / "m"
+    proc = _start_predict(tmp_path / "imgs", out, tiny_ckpt, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    _signal_when(proc, lambda: out.exists() and any(out.glob("img_*.png")), signal.SIGKILL)
+    proc.wait()
+    dead = 2**22 + 12345  # above the default pid_max, so no live process has it
+    (out / f".unseg-tmp-{dead}-stale").write_bytes(b"half a png")
+    (out / f".unseg-tmp-{os.getpid()}-live").write_bytes(b"a concurrent run's temp")
+    res = run_unseg("predict", tmp_path / "imgs", "--out", out, "-w", tiny_ckpt, "-j", "0")
+    assert res.returncode == 0
+    leftovers = sorted(n for n in os.listdir(out) if n.startswith("."))
+    assert leftovers == [f".unseg-tmp-{os.getpid()}-live"], leftovers
+    assert len([n for n in os.listdir(out) if n.endswith(".png")]) == 40
