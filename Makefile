@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UNSEG := $(VENV)/bin/unseg
 DEMO ?= demo_out
 
-.PHONY: install lint format test demo demo-model bench clean
+.PHONY: install lint format reference test demo demo-model bench clean
 
 install: $(VENV)/.installed
 
@@ -16,12 +16,18 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # ruff (lint + format check) on everything, mypy on the package, the import contract (pyproject's
-# [tool.importlinter]: layers, methods independent): what CI runs before the tests
+# [tool.importlinter]: layers, methods independent), the generated references (docs/reference/) up to date:
+# what CI runs before the tests
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy unsegcli
 	$(VENV)/bin/lint-imports
+	$(PY) scripts/gen_reference.py --check
+
+# regenerate docs/reference/cli.md (from the Typer app) and docs/reference/formats.md (from the label writers)
+reference: install
+	$(PY) scripts/gen_reference.py
 
 # rewrite files in place: import order, fixable lint, formatting
 format: install

@@ -1,6 +1,7 @@
 """unseg: MOVE segmenter inference, pseudo-labels, evaluation and training.
 
-The public Python API is re-exported lazily so that `unseg --help` does not import torch.
+The public Python API is re-exported lazily so that `unseg --help` does not import torch. Start with
+``unsegcli.load`` (``unsegcli/api.py``, guide: docs/python-api.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 _API = {
+    "load": "unsegcli.api",
+    "Model": "unsegcli.api",
+    "boxes": "unsegcli.api",
+    "write_labels": "unsegcli.api",
+    "corloc": "unsegcli.api",
     "load_segmenter": "unsegcli.methods.loading",
     "import_official_move": "unsegcli.methods.move.official_import",
     "predict_masks": "unsegcli.methods.move.predictor",

@@ -184,6 +184,18 @@ class LabelWriter(ABC):
 
 
 class CocoWriter(LabelWriter):
+    """One COCO instances file (``--format coco``, the default), as pycocotools and detectron2's
+    ``register_coco_instances`` load it, CutLER-style: ``info`` and ``licenses`` (CVAT's importer rejects
+    COCO without them), one category ``{"id": 1, "name": "fg"}``, ``images`` (``id`` from 1 in input order,
+    ``file_name``: the image path relative to the image root, or the mask's without one; ``width``,
+    ``height``) and one annotation per kept component or object: ``id``, ``image_id``, ``category_id`` 1,
+    ``bbox`` [x, y, w, h] (0-based pixels), ``area`` (its pixel count), ``iscrowd`` 0, ``segmentation`` and
+    ``score`` (the mean soft-mask value inside it, or the object's stored score; 1 when there is none).
+
+    ``segmentation`` is compressed RLE by default, which detectron2 reads only with ``INPUT.MASK_FORMAT
+    bitmask`` and Label Studio's importer cannot read; ``segmentation="polygon"`` (``--segmentation
+    polygon``) writes each component's outer outlines as polygons instead."""
+
     needs_rle = True
     takes_segmentation = True
 
@@ -222,6 +234,11 @@ class CocoWriter(LabelWriter):
 
 
 class SelfMaskWriter(LabelWriter):
+    """SelfMask's pseudo-mask file (``--format selfmask``): one JSON object mapping each image's basename
+    to the compressed RLE of the union of its kept components (an all-background mask when none is kept).
+    Keys are
+    basenames, so two images with one basename are a usage error."""
+
     needs_union = True
 
     def __init__(
@@ -241,7 +258,13 @@ class SelfMaskWriter(LabelWriter):
 
 
 class LostCadWriter(LabelWriter):
-    """LOST's trainer (tools/train_net_for_LOST_CAD.py) opens ``file_name`` as written, from LOST's own
+    """LOST's class-agnostic detection (CAD) file (``--format lost-cad``): ``{"dataset": [...],
+    "meta_data": {"name": "unseg_pseudo", "dirname", "evaluator_type": "coco", "thing_classes":
+    ["object"]}}``, one detectron2 record per image: ``file_name``, ``image_id`` (the basename without its
+    extension), ``height``, ``width`` and ``annotations`` (``bbox`` [x0, y0, x1, y1] 0-based, ``bbox_mode``
+    0 = XYXY_ABS, ``category_id`` 0, ``iscrowd`` 0).
+
+    LOST's trainer (tools/train_net_for_LOST_CAD.py) opens ``file_name`` as written, from LOST's own
     folder. LOST's prepare scripts write the image root joined with the name; we also make it absolute,
     so the file opens from any working directory (without an image root it stays the mask's name)."""
 
@@ -278,7 +301,9 @@ class LostCadWriter(LabelWriter):
 
 
 class JsonlWriter(LabelWriter):
-    """Streams: each line is written (and flushed) as its image arrives, so `--out -` feeds a pipe."""
+    """JSON lines (``--format jsonl``): one object per image, ``{"file_name", "width", "height", "boxes":
+    [[x0, y0, x1, y1], ...] (0-based, exclusive end), "areas": [pixels, ...], "scores": [...]}``, the boxes
+    largest first. Streams: each line is written (and flushed) as its image arrives, so `--out -` feeds a pipe."""
 
     def add(self, img: ImageLabels) -> None:
         row = {

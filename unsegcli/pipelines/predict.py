@@ -178,19 +178,31 @@ def plan_prediction(
 
 def build_predictor(plan: PredictionPlan) -> MaskPredictor:
     """The plan's predictor on its device: the checkpoint's family, or the training-free method's (method table)."""
-    req = plan.request
+    return _build(plan.request, plan.weights, plan.method_options, plan.device, plan.precision)
+
+
+def load_request_predictor(req: PredictRequest) -> MaskPredictor:
+    """``req``'s predictor on ``req.device``, checked as ``plan_prediction`` checks it, without inputs, an
+    output folder or a shard: what the Python API (``unsegcli.api.load``) predicts arrays with."""
+    check_request(req)
+    _, weights, opts = _settings(req)
+    dev = resolve_device(req.device)
+    return _build(req, weights, opts, dev, effective_precision(dev, req.precision))
+
+
+def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, precision: str) -> MaskPredictor:
     if req.method == CHECKPOINT:
         from ..methods.loading import load_predictor
 
-        assert plan.weights is not None
+        assert weights is not None
         return load_predictor(
-            plan.weights,
-            plan.device,
-            plan.precision,
+            weights,
+            device,
+            precision,
             size=req.size,
             max_size=req.max_size,
             compile=req.compile,
             options={"branch": req.branch} if req.branch else None,
         )
     predictor = load(predict_method(req.method).predictor or "")
-    return predictor(req.method, plan.method_options, backbone=plan.weights, device=plan.device)
+    return predictor(req.method, opts, backbone=weights, device=device)
