@@ -91,7 +91,8 @@ def test_method_choices_are_the_library_methods(cli):
     assert all(METHODS[m].predictor for m in predict_methods()[1:])
     res = cli("predict", "x.jpg", "--out", "o", "--method", "nope")
     said = " ".join(re.sub("[│╭╮╰╯─]", " ", res.output).split())
-    assert res.exit_code == 2 and "'nope' is not one of move, found, found-bkg, tokencut, lost, maskcut, votecut" in said
+    assert res.exit_code == 2
+    assert "'nope' is not one of move, found, found-bkg, tokencut, lost, maskcut, votecut" in said
 
 
 @pytest.mark.parametrize("method", ["tokencut", "lost"])
