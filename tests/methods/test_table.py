@@ -16,7 +16,7 @@ from ..helpers import tiny_model
 def test_every_registered_objective_resolves_to_its_class():
     from unsegcli.methods import objective_class, objectives
 
-    assert list(objectives()) == ["move", "self", "sempart"]
+    assert list(objectives()) == ["move", "self", "sempart", "found", "found-distil"]
     for name in objectives():
         assert objective_class(name).name == name
     with pytest.raises(UsageError, match="unknown objective 'nope'"):
@@ -34,7 +34,7 @@ def test_checkpoint_family_dispatch(tmp_path):
     save_checkpoint(tmp_path / "move.pt", ckpt)
     predictor = load_predictor(tmp_path / "move.pt", torch.device("cpu"), size=32)
     assert isinstance(predictor, Predictor) and predictor.kind == "soft" and predictor.cfg.size == 32
-    assert {n for n, m in METHODS.items() if m.family} == {"move", "sempart"}
+    assert {n for n, m in METHODS.items() if m.family} == {"move", "sempart", "found"}
     save_checkpoint(tmp_path / "other.pt", {**ckpt, "family": "not-a-family"})
     with pytest.raises(CheckpointError, match="family 'not-a-family'"):
         load_segmenter(tmp_path / "other.pt")
