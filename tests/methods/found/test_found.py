@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,44 +139,38 @@ def test_found_is_a_predict_method_and_a_missing_weight_names_fetch(tmp_path, mo
         importlib.reload(registry)
 
 
-def unseg(*args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, "-m", "unsegcli", *map(str, args)]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.slow
-def test_found_end_to_end_on_generated_images(tmp_path, weights):
+def test_found_end_to_end_on_generated_images(tmp_path, weights, cli):
+    unseg = cli  # in process: the commands as a user runs them, without 12 interpreter start-ups
     backbone, decoder, _ = weights
     res = unseg("synth", tmp_path / "data", "--n", 4, "--size", 48, "--voc", "-q")
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     images, gt = tmp_path / "data" / "images", tmp_path / "data" / "masks"
     common = ["--workers", 0, "--device", "cpu", "-q"]
     for method, extra in (("found", ["--decoder", decoder, "--mode", "single"]), ("found-bkg", [])):
         out = tmp_path / method
         res = unseg("predict", images, "--out", out, "--method", method, "--backbone", backbone, *extra, *common)
-        assert res.returncode == 0, res.stderr
+        assert res.exit_code == 0, res.stderr
         written = [np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))]
         assert len(written) == 4 and all(set(np.unique(m)) <= {0, 255} for m in written)
         res = unseg("boxes", out, "--out", tmp_path / f"{method}.json", "--images", images)
-        assert res.returncode == 0, res.stderr
+        assert res.exit_code == 0, res.stderr
         res = unseg("corloc", "voc07", "--root", tmp_path / "data" / "VOCdevkit", "--pred", out, "--json", "-", "-j", 0)
-        assert res.returncode == 0, res.stderr
+        assert res.exit_code == 0, res.stderr
         assert json.loads(res.stdout)["images"] == 4
         res = unseg("eval", "saliency", "--gt", gt, "--pred", out, "--json", "-", "-j", 0)
-        assert res.returncode == 0, res.stderr
+        assert res.exit_code == 0, res.stderr
 
     # FOUND's recipe, 10 steps from a random ViT, resumed, then predicted through the checkpoint path
     run = tmp_path / "run"
     train = ["--method", "found", "--random-init", "--arch", "tiny", "--crop", 32, "--batch-size", 2]
     train += ["--bkg-steps", 3, "--log-images-every", 0, *common]
     res = unseg("train", images, "--out", run, "--steps", 6, *train)
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     res = unseg("train", images, "--out", run, "--steps", 10, "--resume", *train)
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 10
     res = unseg("predict", images, "--out", tmp_path / "trained", "--weights", run / "last.pt", *common)
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     res = unseg("eval", "saliency", "--gt", gt, "--pred", tmp_path / "trained", "--json", "-", "-j", 0)
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
