@@ -19,7 +19,7 @@ def _losses(run_dir) -> list[dict]:
 
 
 def test_self_training_on_cuda_follows_the_cpu_run(tmp_path):
-    """Twin of the self-training run of test_ten_step_runs_write_checkpoints_that_predict_loads_and_resume:
+    """Twin of the self-training run of test_short_runs_write_checkpoints_that_predict_loads_and_resume:
     the same seed, data and initial weights on both devices (the data order and crops come from the CPU
     generator), so the losses of 3 steps agree to float (and TF32 convolution) rounding."""
     cpu = trainer(tmp_path / "cpu", "self", steps=3)
@@ -32,7 +32,7 @@ def test_self_training_on_cuda_follows_the_cpu_run(tmp_path):
 
 
 def test_move_steps_on_cuda_resume_and_load_on_the_cpu(tmp_path):
-    """Twin of the MOVE run of test_ten_step_runs_write_checkpoints_that_predict_loads_and_resume: segmenter,
+    """Twin of the MOVE run of test_short_runs_write_checkpoints_that_predict_loads_and_resume: segmenter,
     discriminator and inpainter on the GPU, finite losses, a resume on the GPU, a checkpoint the CPU loads.
     (DiffAugment draws from the device's generator, so the losses are not compared with the CPU's.)"""
     tr = trainer(tmp_path, "move", steps=3, inpainter="mae", device="cuda")
