@@ -21,25 +21,89 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import UnsegError
+from ..parallel import stop_workers
 from . import boxes, evaluate, merge, predict, refine, show, synth, train, weights
 from .console import console, report_failure
 
 
 class _ErrorMappingGroup(TyperGroup):
-    """Maps UnsegError raised anywhere below to its message and exit code."""
+    """Maps UnsegError raised anywhere below to its message and exit code, a signal to 128 + its number,
+    and a closed stdout to a quiet exit; stops any worker process a command that ends early leaves."""
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (Typer's vendored click)
         try:
             return super().invoke(ctx)
-        except UnsegError as e:
+        except BaseException as e:
+            stop_workers()  # a parallel_map suspended by the exception is only closed much later
+            code = _exit_code(e)
+            if code is None:
+                raise
             if ctx.params.get("debug"):
                 console.print_exception()
-            report_failure(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt as e:
-            if ctx.params.get("debug"):
-                console.print_exception()
-            raise typer.Exit(_interrupted(e)) from None
+            raise typer.Exit(code) from None
+
+
+def _exit_code(e: BaseException) -> int | None:
+    """Report ``e`` and return the exit code it stands for; None for exceptions that are not ours to map."""
+    interruption = _interruption(e)
+    if interruption is not None:
+        return _interrupted(interruption)
+    if isinstance(e, BrokenPipeError):
+        return _output_closed()
+    if isinstance(e, UnsegError):
+        report_failure(str(e))
+        return e.exit_code
+    return None
+
+
+def _interruption(e: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C, or ``Terminated``) that ``e`` is or that was being handled when ``e``
+    was raised: whatever fails while a run unwinds after a signal (torch reporting its decode workers gone,
+    a write cut short) is part of the stop, and the run exits as stopped by the signal."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
+
+
+# exit status of a reader-gone stop: what a shell reports for a Unix tool killed by SIGPIPE (128 + 13)
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
+
+
+def _output_closed() -> int:
+    """The reader of our output went away (``unseg boxes ... --out - | head``): stop quietly, as Unix tools
+    do. Stdout is pointed at /dev/null so that the interpreter's last flush of what is still buffered does
+    not fail again (the recipe of the Python docs, "Note on SIGPIPE" in the signal module)."""
+    _detach_stdout()
+    return EXIT_OUTPUT_CLOSED
+
+
+def _detach_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a real file (a test runner's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _flush_stdout(code: str | int | None) -> str | int | None:
+    """Flush stdout while a failure can still be reported and mapped: the interpreter's own last flush
+    prints "Exception ignored ..." and exits 120. Returns the exit code to use."""
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        _detach_stdout()
+        if code not in (0, None):  # the command failed already, most likely on this very stdout
+            return code
+        if isinstance(e, BrokenPipeError):
+            return EXIT_OUTPUT_CLOSED
+        report_failure(f"stdout: cannot write ({e.strerror or e})")
+        return 1
+    return code
 
 
 class Terminated(KeyboardInterrupt):
@@ -137,6 +201,7 @@ def main() -> None:
     except KeyboardInterrupt as e:  # outside a command (while parsing or importing)
         sys.exit(_interrupted(e))
     except SystemExit as e:
+        e.code = _flush_stdout(e.code)
         if "TORCHELASTIC_RUN_ID" in os.environ:
             _exit_without_finalising(e.code)
         raise
