@@ -1,0 +1,226 @@
+"""Signal soak: the streaming commands killed at random moments, then resumed.
+
+    python benchmarks/signal_soak.py --kills 200            # about 30-40 min on 2 shared cores
+    python benchmarks/signal_soak.py --kills 8 --keep /tmp/soak   # a quick look, keeping the files
+
+Each trial starts one of ``predict``, ``boxes``, ``refine``, ``show`` (``-j 0`` or ``-j 2``) on small
+generated inputs, sends SIGTERM, SIGINT or SIGHUP at a random moment (to the whole process group, as
+Slurm, ``timeout`` and a terminal's Ctrl-C do, or to the main process alone), then checks:
+
+- the run exits within ``--bound`` seconds of the signal, with 128 + the signal number, or died by the
+  signal itself when it came before the CLI had started (interpreter start-up: nothing was written yet);
+- its stderr holds no traceback and no error text of a worker;
+- no process of its group is left, and no ``.unseg-tmp-`` file anywhere under the outputs;
+- the same command run again exits 0, and the outputs are byte-identical to an uninterrupted run's
+  (``show``'s ``plots/*.svg`` excepted: matplotlib's SVG ids are random, issue 24 class 6).
+
+A run that finishes before its signal is not a kill; it is counted apart and the trial is drawn again.
+The exit code is 0 when every kill passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import machine
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+WORKER_ERRORS = ("Traceback", "Exception ignored", "RuntimeError", "DataLoader worker", "KeyboardInterrupt")
+
+
+def unseg(*args: object) -> list[str]:
+    return [sys.executable, "-m", "unsegcli", *map(str, args)]
+
+
+def setup(work: Path) -> dict[str, list[str]]:
+    """Inputs, a tiny checkpoint, and the command line of each (command, workers) case."""
+    from tests.helpers import tiny_model
+    from unsegcli.config import PreprocessConfig
+    from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
+
+    ckpt = work / "tiny.pt"
+    save_checkpoint(ckpt, checkpoint_dict(tiny_model(), PreprocessConfig(size=64), {"source": "soak"}))
+    for name, n in (("small", 16), ("mid", 200), ("large", 1500)):
+        subprocess.run(unseg("synth", work / name, "--n", n, "--size", 64, "-q"), check=True)
+    cases = {}
+    for j in (0, 2):
+        cases[f"predict -j {j}"] = unseg("predict", work / "small/images", "-w", ckpt, "-j", j, "--out")
+        cases[f"boxes -j {j}"] = unseg(
+            "boxes", work / "large/masks", "--images", work / "large/images", "-j", j, "--out"
+        )
+        cases[f"refine -j {j}"] = unseg("refine", work / "mid/masks", "--images", work / "mid/images", "-j", j, "--out")
+        cases[f"show -j {j}"] = unseg("show", work / "mid/masks", "--images", work / "mid/images", "-j", j, "--out")
+    return cases
+
+
+def output_of(case: str, work: Path) -> Path:
+    return work / "out" / (case.replace(" ", "_") + (".json" if case.startswith("boxes") else ""))
+
+
+def digest(path: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file of an output (a file or a folder)."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {
+        str(p.relative_to(path.parent)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in files
+        if not (p.suffix == ".svg" and p.parent.name == "plots")
+    }
+
+
+def temps_under(folder: Path) -> list[str]:
+    return [str(p) for p in folder.rglob(".unseg-tmp-*")] if folder.exists() else []
+
+
+def run(cmd: list[str], env: dict) -> tuple[int, float]:
+    start = time.monotonic()
+    res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
+    return res.returncode, time.monotonic() - start
+
+
+def group_gone(pgid: int, limit: float = 3.0) -> bool:
+    """The forkserver and resource tracker leave when the main process has gone; workers must not stay."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def trial(case: str, cmd: list[str], out: Path, seconds: float, rng: random.Random, bound: float, env: dict) -> dict:
+    """One kill and its resume. ``seconds``: the uninterrupted run's time, to draw the moment from."""
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.unlink(missing_ok=True)
+    sig = rng.choice(SIGNALS)
+    to_group = rng.random() < 0.75
+    delay = rng.uniform(0.2, 0.95 * seconds)
+    proc = subprocess.Popen(
+        [*cmd, out], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    time.sleep(delay)
+    record = {"case": case, "signal": sig.name, "to": "group" if to_group else "main", "delay": round(delay, 2)}
+    if proc.poll() is not None:
+        proc.communicate()
+        return {**record, "result": "finished before the signal"}
+    (os.killpg if to_group else os.kill)(proc.pid, sig)
+    sent = time.monotonic()
+    try:
+        _, stderr = proc.communicate(timeout=bound)
+        record["exit_seconds"] = round(time.monotonic() - sent, 2)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        return {**record, "result": "HANG", "stderr": stderr[-1500:]}
+    problems = []
+    if proc.returncode == 0 and "interrupted" not in stderr:
+        return {**record, "result": "finished before the signal"}
+    if proc.returncode == -sig:
+        record["startup"] = True  # killed by the signal's default action before the CLI installed its handlers
+        if stderr.strip():
+            problems.append("output before dying at start-up")
+    elif proc.returncode != 128 + sig:
+        problems.append(f"exit code {proc.returncode}, expected {128 + sig}")
+    elif f"interrupted by {sig.name}" not in stderr:
+        problems.append("no interruption message")
+    if any(word in stderr for word in WORKER_ERRORS):
+        problems.append("error text on stderr")
+    if not group_gone(proc.pid):
+        problems.append("processes of the run left running")
+        os.killpg(proc.pid, signal.SIGKILL)
+    temps = temps_under(out if out.is_dir() else out.parent)
+    if temps:
+        problems.append(f"temp files left: {temps[:3]}")
+    resumed = subprocess.run([*cmd, out], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if resumed.returncode != 0:
+        problems.append(f"resume exited {resumed.returncode}: {resumed.stderr[-500:]}")
+    if temps_under(out if out.is_dir() else out.parent):
+        problems.append("temp files left after the resume")
+    record["outputs"] = digest(out) if out.exists() else {}
+    if problems:
+        record["stderr"] = stderr[-1500:]
+    return {**record, "result": "ok" if not problems else "FAIL", "problems": problems}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kills", type=int, default=200, help="Signals to send (runs that finish first do not count).")
+    ap.add_argument("--bound", type=float, default=10.0, help="Seconds a run may take to exit after its signal.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=Path, help="Work in this folder and keep it (default: a temp folder).")
+    ap.add_argument("--log", type=Path, help="Also write each trial as a JSON line here.")
+    args = ap.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="unseg-soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "out").mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "UNSEG_PROGRESS_SECONDS": "0"}
+    rng = random.Random(args.seed)
+    cases = setup(work)
+    reference, seconds = {}, {}
+    for case, cmd in cases.items():  # uninterrupted runs: the expected bytes and the time to draw moments from
+        out = output_of(case, work)
+        _, seconds[case] = run([*cmd, out], env)
+        reference[case] = digest(out)
+        print(f"reference {case}: {seconds[case]:.1f} s, {len(reference[case])} files", flush=True)
+    log = args.log.open("a") if args.log else None
+    kills, finished, failures, hangs, startup, slowest = 0, 0, 0, 0, 0, 0.0
+    start = time.monotonic()
+    names = list(cases)
+    while kills < args.kills:
+        case = names[(kills + finished) % len(names)]
+        rec = trial(case, cases[case], output_of(case, work), seconds[case], rng, args.bound, env)
+        if rec["result"] == "finished before the signal":
+            finished += 1
+        else:
+            kills += 1
+            if rec["result"] == "ok" and rec.pop("outputs") != reference[case]:
+                rec["result"], rec["problems"] = "FAIL", ["outputs differ from the uninterrupted run"]
+            rec.pop("outputs", None)
+            failures += rec["result"] != "ok"
+            hangs += rec["result"] == "HANG"
+            startup += bool(rec.get("startup"))
+            slowest = max(slowest, rec.get("exit_seconds", 0.0))
+        if log:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if rec["result"] != "ok":
+            print(json.dumps(rec), flush=True)
+        elif kills % 10 == 0:
+            print(f"{kills} kills, {failures} failed, {time.monotonic() - start:.0f} s", flush=True)
+    summary = {
+        "kills": kills,
+        "failed": failures,
+        "hangs": hangs,
+        "killed at start-up": startup,
+        "finished before the signal": finished,
+        "slowest exit after the signal (s)": slowest,
+        "minutes": round((time.monotonic() - start) / 60, 1),
+        "machine": machine(),
+        "load average at the end": os.getloadavg(),
+    }
+    print(json.dumps(summary, indent=2))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if failures == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
