@@ -34,12 +34,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.helpers, unsegcli
 
 from _common import machine
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 WORKER_ERRORS = ("Traceback", "Exception ignored", "RuntimeError", "DataLoader worker", "KeyboardInterrupt")
+
+
+ROOT = Path(__file__).resolve().parent.parent  # every run imports this checkout's unsegcli (`-m` puts the cwd first)
 
 
 def unseg(*args: object) -> list[str]:
@@ -55,7 +58,7 @@ def setup(work: Path) -> dict[str, list[str]]:
     ckpt = work / "tiny.pt"
     save_checkpoint(ckpt, checkpoint_dict(tiny_model(), PreprocessConfig(size=64), {"source": "soak"}))
     for name, n in (("small", 16), ("mid", 200), ("large", 1500)):
-        subprocess.run(unseg("synth", work / name, "--n", n, "--size", 64, "-q"), check=True)
+        subprocess.run(unseg("synth", work / name, "--n", n, "--size", 64, "-q"), check=True, cwd=ROOT)
     cases = {}
     for j in (0, 2):
         cases[f"predict -j {j}"] = unseg("predict", work / "small/images", "-w", ckpt, "-j", j, "--out")
@@ -87,7 +90,7 @@ def temps_under(folder: Path) -> list[str]:
 
 def run(cmd: list[str], env: dict) -> tuple[int, float]:
     start = time.monotonic()
-    res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    res = subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
     return res.returncode, time.monotonic() - start
@@ -114,7 +117,13 @@ def trial(case: str, cmd: list[str], out: Path, seconds: float, rng: random.Rand
     to_group = rng.random() < 0.75
     delay = rng.uniform(0.2, 0.95 * seconds)
     proc = subprocess.Popen(
-        [*cmd, out], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        [*cmd, out],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     time.sleep(delay)
     record = {"case": case, "signal": sig.name, "to": "group" if to_group else "main", "delay": round(delay, 2)}
@@ -149,7 +158,9 @@ def trial(case: str, cmd: list[str], out: Path, seconds: float, rng: random.Rand
     temps = temps_under(out if out.is_dir() else out.parent)
     if temps:
         problems.append(f"temp files left: {temps[:3]}")
-    resumed = subprocess.run([*cmd, out], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    resumed = subprocess.run(
+        [*cmd, out], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     if resumed.returncode != 0:
         problems.append(f"resume exited {resumed.returncode}: {resumed.stderr[-500:]}")
     if temps_under(out if out.is_dir() else out.parent):
@@ -171,7 +182,7 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="unseg-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "out").mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "UNSEG_PROGRESS_SECONDS": "0"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "UNSEG_PROGRESS_SECONDS": "0"}
     rng = random.Random(args.seed)
     cases = setup(work)
     reference, seconds = {}, {}

@@ -30,6 +30,12 @@ class _ErrorMappingGroup(TyperGroup):
     """Maps UnsegError raised anywhere below to its message and exit code, a signal to 128 + its number,
     and a closed stdout to a quiet exit; stops any worker process a command that ends early leaves."""
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as e:  # Typer would exit 130 without a word, whatever the signal
+            raise typer.Exit(_interrupted(e)) from None
+
     def invoke(self, ctx: Any) -> Any:  # a click Context (Typer's vendored click)
         try:
             return super().invoke(ctx)
@@ -135,6 +141,15 @@ def _install_signal_handlers() -> None:
             signal.signal(sig, _raise_terminated)
 
 
+def _uninstall_signal_handlers() -> None:
+    """The command is over, its outputs complete: a signal now ends the process as it ends any program.
+    Raised instead into the interpreter's own clean-up (atexit handlers, torch's finalisers), it would
+    print a traceback there, or stop a clean-up half way and leave the exit waiting."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) != signal.SIG_IGN:  # nohup's choice, or a second signal ignored, stays
+            signal.signal(sig, signal.SIG_DFL)
+
+
 def _interrupted(e: BaseException) -> int:
     """Report an interruption; the exit code is 128 + the signal number, as a shell reports it."""
     signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
@@ -196,15 +211,19 @@ def main() -> None:
     # as failed inputs; keep its errors only (a user's own setting wins). Set before any cv2 import.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     _install_signal_handlers()
+    code: str | int | None
     try:
         app(prog_name="unseg")
+        code = 0
     except KeyboardInterrupt as e:  # outside a command (while parsing or importing)
-        sys.exit(_interrupted(e))
+        code = _interrupted(e)
     except SystemExit as e:
-        e.code = _flush_stdout(e.code)
-        if "TORCHELASTIC_RUN_ID" in os.environ:
-            _exit_without_finalising(e.code)
-        raise
+        code = e.code
+    _uninstall_signal_handlers()
+    code = _flush_stdout(code)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        _exit_without_finalising(code)
+    sys.exit(code)
 
 
 def _exit_without_finalising(code: object) -> None:
