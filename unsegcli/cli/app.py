@@ -2,10 +2,11 @@
 this module; it imports and registers them, in workflow order, which is the order `unseg --help` lists.
 
 Library errors become one red line and an exit code (0 ok, 1 some inputs failed or a handled error,
-2 usage, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP), all in ``_ErrorMappingGroup.invoke``; --debug
-shows tracebacks instead. SIGTERM and SIGHUP (Slurm time-outs, preemption, a dropped ssh session) raise a
-KeyboardInterrupt subclass, so they unwind exactly like Ctrl-C: every ``finally`` and ``open_output``
-cleanup runs, temps are deleted, worker pools are shut down.
+2 usage, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP, 141 quietly when stdout's reader went away), all
+in ``_ErrorMappingGroup.invoke``; --debug shows tracebacks instead. SIGTERM and SIGHUP (Slurm time-outs,
+preemption, a dropped ssh session) raise a KeyboardInterrupt subclass, so they unwind exactly like Ctrl-C:
+every ``finally`` and ``open_output`` cleanup runs, temps are deleted, worker processes are stopped (they
+never see these signals themselves: ``parallel``).
 """
 
 from __future__ import annotations
