@@ -90,9 +90,24 @@ def temps_under(folder: Path) -> list[str]:
     return [str(p) for p in folder.rglob(".unseg-tmp-*")] if folder.exists() else []
 
 
+def _default_signals() -> None:
+    """In each run, before exec: the soak itself may run under nohup or in a background job, which ignore
+    SIGHUP and SIGINT, and a run inheriting that choice (the CLI keeps it) would not be stopped by them."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def run(cmd: list[str], env: dict) -> float:
     """An uninterrupted run; seconds from its first line on stderr (the command has started) to its exit."""
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
+    )
     assert proc.stderr is not None
     proc.stderr.readline()
     start = time.monotonic()
@@ -130,6 +145,7 @@ def trial(case: str, cmd: list[str], out: Path, seconds: float, rng: random.Rand
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_signals,
     )
     assert proc.stderr is not None
     first = proc.stderr.readline()  # the command has started: the moment is drawn from its working time
@@ -164,7 +180,13 @@ def trial(case: str, cmd: list[str], out: Path, seconds: float, rng: random.Rand
     if temps:
         problems.append(f"temp files left: {temps[:3]}")
     resumed = subprocess.run(
-        [*cmd, out], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [*cmd, out],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
     )
     if resumed.returncode != 0:
         problems.append(f"resume exited {resumed.returncode}: {resumed.stderr[-500:]}")
