@@ -7,7 +7,8 @@ Each trial starts one of ``predict``, ``boxes``, ``refine``, ``show`` (``-j 0`` 
 generated inputs, sends SIGTERM, SIGINT or SIGHUP at a random moment (to the whole process group, as
 Slurm, ``timeout`` and a terminal's Ctrl-C do, or to the main process alone), then checks:
 
-- the run exits within ``--bound`` seconds of the signal, with 128 + the signal number;
+- the run exits within ``--bound`` seconds of the signal, with 128 + the signal number (or, when the
+  command had already ended and the process was exiting, killed by the signal, which a shell reports alike);
 - its stderr holds no traceback and no error text of a worker;
 - no process of its group is left, and no ``.unseg-tmp-`` file anywhere under the outputs;
 - the same command run again exits 0, and the outputs are byte-identical to an uninterrupted run's
@@ -167,7 +168,9 @@ def trial(case: str, cmd: list[str], out: Path, seconds: float, rng: random.Rand
     problems = []
     if proc.returncode == 0 and "interrupted" not in stderr:
         return {**record, "result": "finished before the signal"}
-    if proc.returncode != 128 + sig:
+    if proc.returncode == -sig and "interrupted" not in stderr:
+        record["after_the_work"] = True  # the command had ended: the CLI leaves the signal its default action
+    elif proc.returncode != 128 + sig:
         problems.append(f"exit code {proc.returncode}, expected {128 + sig}")
     elif f"interrupted by {sig.name}" not in stderr:
         problems.append("no interruption message")

@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import UnsegError
+from ..io.files import remove_own_temps
 from ..parallel import stop_workers
 from . import boxes, evaluate, merge, predict, refine, show, synth, train, weights
 from .console import console, report_failure
@@ -42,6 +43,9 @@ class _ErrorMappingGroup(TyperGroup):
             return super().invoke(ctx)
         except BaseException as e:
             stop_workers()  # a parallel_map suspended by the exception is only closed much later
+            # a signal between a temp's creation and the ``try`` that deletes it on failure leaves it behind;
+            # once the command has unwound, every temp of this process is such a leftover
+            remove_own_temps()
             code = _exit_code(e)
             if code is None:
                 raise

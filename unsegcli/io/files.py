@@ -118,8 +118,9 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
 
 def remove_own_temps() -> None:
     """Delete this process's temps in every folder it has written into: what a write in progress leaves
-    when a worker is told to stop (``parallel``) and exits without unwinding. Each folder is recorded
-    before its first temp is made, so no temp escapes."""
+    when a worker is told to stop (``parallel``) and exits without unwinding, or when a signal lands
+    between a temp's creation and the code that deletes it on failure. Each folder is recorded before its
+    first temp is made, so no temp escapes. Only for when no write of this process is still running."""
     prefix = f"{TEMP_PREFIX}{os.getpid()}-"
     for folder in list(_cleaned):
         with contextlib.suppress(OSError):
