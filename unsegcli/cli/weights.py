@@ -55,6 +55,13 @@ EXPORT_EXAMPLES = """
 """
 
 
+def _print_json(data: Any) -> None:
+    """Data on stdout, through the writer that names a full disk and lets a closed pipe stop quietly."""
+    from ..io.files import write_output
+
+    write_output("-", (json.dumps(data, indent=2) + "\n").encode())
+
+
 @weights_app.command("list", epilog=LIST_EXAMPLES, cls=UnsegCommand)
 def list_(
     as_json: Annotated[
@@ -83,7 +90,7 @@ def list_(
             }
             for w in KNOWN.values()
         ]
-        typer.echo(json.dumps(rows, indent=2))
+        _print_json(rows)
         return
     table = Table(title="known weights")
     for col in ("name", "kind", "present", "licence", "file"):
@@ -226,18 +233,15 @@ def info(path: Annotated[str, typer.Argument(help="Checkpoint path or known name
     p = resolve_weights(path, env_var=None)
     ckpt = read_checkpoint(p)
     n = sum(v.numel() for v in ckpt["state_dict"].values())
-    typer.echo(
-        json.dumps(
-            {
-                "file": str(p),
-                "sha256": sha256_of(p),
-                "parameters": n,
-                "model_config": ckpt["model_config"],
-                "preprocess": ckpt["preprocess"],
-                "meta": ckpt.get("meta", {}),
-            },
-            indent=2,
-        )
+    _print_json(
+        {
+            "file": str(p),
+            "sha256": sha256_of(p),
+            "parameters": n,
+            "model_config": ckpt["model_config"],
+            "preprocess": ckpt["preprocess"],
+            "meta": ckpt.get("meta", {}),
+        }
     )
 
 

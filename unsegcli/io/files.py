@@ -116,6 +116,20 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
     return removed
 
 
+def remove_own_temps() -> None:
+    """Delete this process's temps in every folder it has written into: what a write in progress leaves
+    when a worker is told to stop (``parallel``) and exits without unwinding, or when a signal lands
+    between a temp's creation and the code that deletes it on failure. Each folder is recorded before its
+    first temp is made, so no temp escapes. Only for when no write of this process is still running."""
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-"
+    for folder in list(_cleaned):
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                if name.startswith(prefix):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
+
+
 def _nearest_existing(path: Path) -> Path:
     p = path
     while not os.path.lexists(p) and p != p.parent:
@@ -204,11 +218,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def _stdout_errors() -> Iterator[None]:
+    """Writing stdout: a full disk or a device error becomes an OutputError naming stdout. A closed pipe
+    (BrokenPipeError) passes as it is: the reader went away (``| head``), which the CLI treats as a quiet
+    stop; errors that name a file come from elsewhere in the block and pass too."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, BrokenPipeError) or e.filename is not None:
+            raise
+        raise _cannot_write("stdout", e) from None
+
+
 def write_output(path: str, data: bytes) -> None:
     """Write to a file atomically, or to stdout when ``path`` is '-'."""
     if path == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        with _stdout_errors():
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
     else:
         atomic_write_bytes(path, data)
 
@@ -226,9 +254,8 @@ def open_output(path: str) -> Iterator[IO[bytes]]:
     """A binary stream: stdout for '-', else a temp file in the target's folder that replaces the
     target only when the block finishes without an exception (and is deleted when it does not)."""
     if path == "-":
-        try:
+        with _stdout_errors():
             yield sys.stdout.buffer
-        finally:
             sys.stdout.buffer.flush()
         return
     target = Path(path)
@@ -273,6 +300,8 @@ class BackgroundWriter:
 
     def _done(self, fut: Future, path: str) -> None:
         self._slots.release()
+        if fut.cancelled():  # never started: the run is stopping, and a re-run writes it
+            return
         exc = fut.exception()
         if exc is not None:
             message = (
@@ -284,8 +313,10 @@ class BackgroundWriter:
     def __enter__(self) -> BackgroundWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True)
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # a run stopping early (a signal) finishes the writes in progress, not the up to ``max_pending``
+        # waiting ones (each may be a refinement of seconds): the stop stays prompt, and a re-run writes them
+        self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
 
 
 MANIFEST = ".unseg-manifest"  # OUT/.unseg-manifest.json: the files an export wrote into its folder
