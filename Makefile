@@ -9,12 +9,12 @@ DEMO ?= demo_out
 
 install: $(VENV)/.installed
 
+# the crf extra (pydensecrf2 builds from source: needs a C++ compiler) lets the CRF tests run instead of skipping;
+# without a compiler the install goes on and says so (CI checks that it is there: .ci/run)
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	# the crf extra (pydensecrf2 builds from source: needs a C++ compiler) lets the CRF tests run instead of
-	# skipping; without a compiler the install goes on and says so (CI checks that it is there: .ci/run)
 	$(PY) -m pip install -q -e '.[crf]' || echo "note: the crf extra did not build (no C++ compiler?); its tests will skip" >&2
 	touch $@
 
