@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from ..config import DEFAULT_WORKERS, PreprocessConfig
-from ..methods import options_class, predict_methods
+from ..methods import METHODS, options_class, predict_methods
 from ..refine import RefineMethod, RefineOptions, RefineOutput
 from .options import (
     BatchSizeOpt,
@@ -57,6 +57,18 @@ _PANEL = "Training-free methods"
 _OPTIONS = {name: options_class(name) for name in predict_methods()[1:]}
 
 
+# one line per method of the table: what `--method NAME` runs and what it writes
+_METHOD_HELP = (
+    "move: a trained checkpoint of any family (--weights: MOVE, Sempart, FOUND, self-trained). "
+    + " ".join(
+        f"{name}: {METHODS[name].summary}"
+        + (" (instance PNG: palette, index k = object k)." if METHODS[name].writes == "instances" else ".")
+        for name in predict_methods()[1:]
+    )
+    + " Their options: the panels below."
+)
+
+
 def _known_method(value: str) -> str:
     """Checks --method against the method table (methods.predict_methods)."""
     if value not in predict_methods():
@@ -79,10 +91,7 @@ def predict(
             "--method",
             metavar="|".join(predict_methods()),
             callback=_known_method,
-            help="move: a trained checkpoint (--weights: MOVE, Sempart, self-trained). tokencut, lost: "
-            "training-free, one object per image as a 0/255 mask, from a DINO backbone (--backbone). maskcut: "
-            "training-free, up to --max-objects objects per image in one instance PNG (palette, index k = object "
-            "k), which boxes, corloc, eval and show read. Options: the 'Training-free methods' panel.",
+            help=_METHOD_HELP,
         ),
     ] = "move",
     weights: WeightsOpt = None,
