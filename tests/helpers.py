@@ -159,5 +159,13 @@ def run_unseg(
     return res
 
 
+def torchrun(args: list, cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun --nproc-per-node N -m unsegcli ARGS` with gloo on CPU, one thread per process."""
+    env = {**os.environ, "UNSEG_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+           "--master-port", str(29500 + os.getpid() % 1000), "-m", "unsegcli", *map(str, args)]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
 def stderr_of(res: subprocess.CompletedProcess) -> str:
     return res.stderr if isinstance(res.stderr, str) else res.stderr.decode()

@@ -92,8 +92,11 @@ def parse_shard(spec: str) -> Shard:
     return Shard(i, n)
 
 
-def init_shard(spec: str | None = None) -> Shard:
-    """An explicit ``spec`` wins; else torchrun's environment (starting the process group); else one process."""
+def init_shard(spec: str | Shard | None = None) -> Shard:
+    """An explicit ``spec`` wins (a Shard is taken as it is: a caller that splits the work itself); else
+    torchrun's environment (starting the process group); else one process."""
+    if isinstance(spec, Shard):
+        return spec
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if spec is not None:
         if world > 1:
@@ -110,6 +113,18 @@ def init_shard(spec: str | None = None) -> Shard:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if use_nccl else "gloo")
     return Shard(dist.get_rank(), dist.get_world_size(), torchrun=True)
+
+
+def launched_shard() -> tuple[Shard, str] | None:
+    """torchrun's rank and world size read from its environment, without starting a process group, and an id
+    of this launch (the same on every rank, another on the next launch): for work that splits itself and
+    meets through files (``pipelines.bench``). None outside torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    env = ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT")
+    launch = "-".join(os.environ.get(k, "") for k in env)
+    return Shard(int(os.environ.get("RANK", "0")), world), launch
 
 
 def close_shard(shard: Shard) -> None:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from unsegcli.io.benchmarks import BENCHMARKS, discover, published
 from unsegcli.synth import generate
 
-from ..helpers import save_dino_backbone
+from ..helpers import save_dino_backbone, torchrun
 
 N = 3  # images per benchmark
+SVG = "{http://www.w3.org/2000/svg}"
 SIZE = 48
 
 
@@ -53,6 +57,7 @@ def _voc(base: Path, seed: int) -> None:
 
 
 def _coco(root: Path, split: str, seed: int, prefix: str) -> list[str]:
+    """COCO images and instances JSON; each object's segmentation is the generated mask inside its box (RLE)."""
     images, anns = [], []
     for i in range(N):
         s = generate(seed, i, SIZE)
@@ -62,8 +67,12 @@ def _coco(root: Path, split: str, seed: int, prefix: str) -> list[str]:
         images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
         for x0, y0, x1, y1 in s.boxes:
             bbox = [x0, y0, x1 - x0, y1 - y0]
+            obj = np.zeros((h, w), np.uint8)
+            obj[y0:y1, x0:x1] = s.mask[y0:y1, x0:x1] > 0
+            rle = mask_utils.encode(np.asfortranarray(obj))
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "bbox": bbox,
-                         "area": bbox[2] * bbox[3], "iscrowd": 0})  # fmt: skip
+                         "area": int(obj.sum()), "iscrowd": 0,
+                         "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}})  # fmt: skip
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "x"}]}
     (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
@@ -130,11 +139,13 @@ def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, b
     common = ["--data", data, "--out", out, "--methods", "tokencut,maskcut", "--backbones", backbone,
               "--option", "maskcut.fixed_size=48", "--weights", f"move={tiny_ckpt}"]  # fmt: skip
 
-    # a quick look first: two images of two benchmarks
-    r = cli("bench", *common, "--limit", "2", "--datasets", "voc07,ecssd")
+    # a quick look first: two images of three benchmarks, scored on the first two images' GT
+    r = cli("bench", *common, "--limit", "2", "--datasets", "voc07,ecssd,coco-val2017")
     assert r.exit_code == 0, r.output
     quick = _cells(out)
     assert quick and all(c["images"] == 2 for c in quick)
+    view = json.loads((out / "gt" / "coco-val2017-first2.json").read_text())
+    assert [i["id"] for i in view["images"]] == [1, 2] and {a["image_id"] for a in view["annotations"]} == {1, 2}
     first = _mtimes(out / "masks")
 
     r = cli("bench", *common)
@@ -145,10 +156,27 @@ def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, b
     kinds = {(c["benchmark"], c["method"], c["refine"]) for c in cells}
     assert ("ecssd", "tokencut", "bilateral") in kinds and ("ecssd", "maskcut", "bilateral") not in kinds
     assert ("voc07", "move", None) in kinds and ("coco20k", "maskcut", None) in kinds
-    assert len(cells) == 3 * 3 + 3 * 3 + 2 * 3  # corloc + saliency + the bilateral rows of the soft-mask methods
+    assert ("coco-val2017", "maskcut", None) in kinds
+    assert len(cells) == 3 * 3 + 3 * 3 + 2 * 3 + 3  # corloc + saliency + bilateral rows of soft masks + detection
 
     for c in cells:
         js = tmp_path / "one.json"
+        if c["benchmark"] == "coco-val2017":  # boxes, then box AP and mask AP, as the cell's command says
+            boxes = tmp_path / "boxes.json"
+            r = cli("boxes", c["predictions"], "--images", data / "COCO" / "val2017", "--multi", "--format", "coco",
+                    "--out", boxes, "--workers", "0")  # fmt: skip
+            assert r.exit_code == 0, r.output
+            gt = data / "COCO" / "annotations" / "instances_val2017.json"
+            for kind, iou in (("box", "bbox"), ("mask", "segm")):
+                r = cli("eval", "detection", "--gt", gt, "--pred", boxes, "--iou-type", iou, "--json", js)
+                assert r.exit_code == 0, r.output
+                one = json.loads(js.read_text())
+                assert {k: c["metrics"][f"{kind}_{k}"] for k in ("AP", "AP50", "AP75")} == {
+                    k: one[k] for k in ("AP", "AP50", "AP75")
+                }, c["id"]
+                assert c["metrics"]["detections"] == one["detections"] > 0
+            assert "--iou-type segm" in c["reproduce"] and c["images"] == N
+            continue
         if c["benchmark"] == "voc07":
             args = ["corloc", "voc07", "--root", data / "VOCdevkit"]
         elif c["benchmark"] == "voc12":
@@ -173,7 +201,16 @@ def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, b
     table = (out / "results.md").read_text()
     assert "| voc07 | maskcut (fixed_size=48) |" in table and "| ecssd | move |" in table
     assert "0.954 / 0.830 / 0.916" in table and "MOVE (NeurIPS 2022) Table 1" in table
-    assert "COCO val2017: class-agnostic AP is not scored by bench yet" in table
+    # the plots: per benchmark the headline metric, ours beside the published number, and against time
+    svg = ET.parse(out / "plots" / "ecssd.svg").getroot()
+    bars = {(r.get("data-series"), r.get("data-group")): float(r.get("data-value")) for r in svg.iter(f"{SVG}rect")
+            if r.get("data-value")}  # fmt: skip
+    assert bars[("unseg", "move")] == move["metrics"]["iou"] and bars[("published", "move")] == 0.830
+    points = ET.parse(out / "plots" / "voc07-speed.svg").getroot().iter(f"{SVG}circle")
+    assert {p.get("data-label") for p in points} == {"move", f"tokencut @{backbone.name}",
+                                                    f"maskcut (fixed_size=48) @{backbone.name}"}  # fmt: skip
+    assert "[ecssd.svg](plots/ecssd.svg)" in table
+    assert "## Class-agnostic detection (AP, %)" in table and "| coco-val2017 | maskcut (fixed_size=48) |" in table
     assert len(list((out / "logs").glob("*.log"))) == len(cells) + len(quick)
 
     # a re-run computes nothing: no mask, cell or log is written again, and the table is the same
@@ -206,3 +243,39 @@ def test_bench_usage_errors_come_before_any_work(cli, data, tmp_path):
     r = cli("bench", "--data", data, "--out", tmp_path / "o", "--methods", "tokencut", "--option", "tokencut.tau=2")
     assert r.exit_code == 2 and "tau" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_bench_shards_make_the_masks_and_a_run_without_shard_scores_them(cli, data, backbone, tmp_path):
+    """Two `--shard` processes (a Slurm array) make every mask between them and score nothing; the run without
+    a shard predicts nothing more and scores the same numbers as one process that did everything."""
+    common = ["--data", data, "--methods", "tokencut", "--backbones", backbone, "--datasets", "voc07,ecssd"]
+    one = tmp_path / "one"
+    assert cli("bench", *common, "--out", one).exit_code == 0
+    out = tmp_path / "sharded"
+    for i in (0, 1):
+        r = cli("bench", *common, "--out", out, "--shard", f"{i}/2")
+        assert r.exit_code == 0 and "predicted" in r.output and "without --shard" in r.output, r.output
+        assert not (out / "results.json").exists() and not (out / "cells").exists()
+    masks = sorted(p.relative_to(out) for p in (out / "masks").rglob("*.png"))
+    assert masks == sorted(p.relative_to(one) for p in (one / "masks").rglob("*.png"))  # every mask, once
+    assert len(list((out / "masks").glob("*/*.timing.*of2.json"))) == 2 * 3  # per shard: voc07, ecssd, ecssd+BS
+    before = _mtimes(out / "masks")
+    r = cli("bench", *common, "--out", out)
+    assert r.exit_code == 0 and "computed 3" in r.output, r.output
+    assert _mtimes(out / "masks") == before  # nothing predicted or refined again
+    assert [c["metrics"] for c in _cells(out)] == [c["metrics"] for c in _cells(one)]
+    r = cli("bench", *common, "--out", out, "--shard", "2/2")
+    assert r.exit_code == 2 and "--shard" in r.output
+
+
+@pytest.mark.slow
+def test_bench_under_torchrun_equals_one_process(cli, data, backbone, tmp_path):
+    common = ["--data", data, "--methods", "tokencut", "--backbones", backbone, "--datasets", "voc07,ecssd"]
+    one = tmp_path / "one"
+    assert cli("bench", *common, "--out", one).exit_code == 0
+    res = torchrun(["bench", *common, "--out", tmp_path / "two"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [c["metrics"] for c in _cells(tmp_path / "two")] == [c["metrics"] for c in _cells(one)]
+    timing = list((tmp_path / "two" / "masks").glob("*/*.timing.*of2.json"))
+    assert {p.name.split(".timing.")[1] for p in timing} == {"0of2.json", "1of2.json"}  # both ranks predicted
+    assert not list((tmp_path / "two" / "ranks").iterdir())  # rank 0 removed the launch's markers

@@ -2,51 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from ..helpers import SHARD_SIZES, write_images
+from ..helpers import SHARD_SIZES, torchrun, write_images
 
 pytestmark = pytest.mark.slow  # real processes
-
-
-def _torchrun(args: list, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "UNSEG_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(29500 + os.getpid() % 1000),
-        "-m",
-        "unsegcli",
-        *map(str, args),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 
 def test_torchrun_two_gloo_processes_equal_one_process(tmp_path, cli, tiny_ckpt):
     write_images(tmp_path / "imgs", SHARD_SIZES)
     assert cli("predict", tmp_path / "imgs", "-o", tmp_path / "one", "-w", tiny_ckpt, "-j", "0", "-q").exit_code == 0
-    res = _torchrun(["predict", tmp_path / "imgs", "-o", tmp_path / "two", "-w", tiny_ckpt, "-j", "0"], tmp_path)
+    res = torchrun(["predict", tmp_path / "imgs", "-o", tmp_path / "two", "-w", tiny_ckpt, "-j", "0"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stderr.count("images 7 · written 7") == 1  # one summary with the totals of both ranks
     for f in (tmp_path / "one").iterdir():
         assert f.read_bytes() == (tmp_path / "two" / f.name).read_bytes()
     args = ["boxes", tmp_path / "one", "--images", tmp_path / "imgs", "--multi", "-j", "0", "--threshold", "0.3"]
     assert cli(*args, "--out", tmp_path / "single.json", "-q").exit_code == 0
-    res = _torchrun(args + ["--out", tmp_path / "dist.json"], tmp_path)
+    res = torchrun(args + ["--out", tmp_path / "dist.json"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "dist.json").read_bytes() == (tmp_path / "single.json").read_bytes()
 
 
-def test_cli_train_self_training_resume_and_torchrun(tmp_path, cli):
+def test_cli_train_self_training_resume_andtorchrun(tmp_path, cli):
     from unsegcli.model.checkpoint import read_checkpoint
 
     assert cli("synth", tmp_path / "d", "--n", "8", "--size", "64", "-q").exit_code == 0
@@ -79,7 +57,7 @@ def test_cli_train_self_training_resume_and_torchrun(tmp_path, cli):
     assert res.exit_code == 0 and "resumed from" in res.stderr and "at step 2" in res.stderr
     assert read_checkpoint(tmp_path / "r1" / "last.pt")["train_state"]["step"] == 3
     # two gloo processes, each with its own data slice, gradients averaged: the ranks stay identical
-    res = _torchrun(args + ["--out", tmp_path / "r2", "--steps", "2", "--device", "cpu"], tmp_path)
+    res = torchrun(args + ["--out", tmp_path / "r2", "--steps", "2", "--device", "cpu"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     ckpt = read_checkpoint(tmp_path / "r2" / "last.pt")
     assert ckpt["train_state"]["step"] == 2

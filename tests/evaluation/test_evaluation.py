@@ -381,11 +381,56 @@ def test_detection_is_class_agnostic_and_keeps_crowd(tmp_path, cli):
         "images",
         "detections",
         "unmatched_images",
+        "iou_type",
     ]
     assert (out["images"], out["detections"]) == (3, 3)
     (tmp_path / "rows.jsonl").write_text(json.dumps({"file_name": "a.jpg", "boxes": []}) + "\n")
     res = cli("eval", "detection", "--gt", gt, "--pred", tmp_path / "rows.jsonl")
     assert res.exit_code == 2 and "not JSON lines" in res.stderr
+
+
+def test_mask_ap_matches_masks_not_boxes(tmp_path, cli):
+    """One object whose mask is its 20x20 box less an 8x11 corner (312 px); the prediction is the full box.
+    Box IoU 1 -> box AP 1; mask IoU 312/400 = 0.78 -> matched at the thresholds .50 ... .75, 6 of COCO's 10,
+    so mask AP = 0.6, AP50 = 1, AP75 = 1 (0.78 >= .75)."""
+    from pycocotools import mask as mask_utils
+
+    def rle(m):
+        r = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        return {"size": r["size"], "counts": r["counts"].decode()}
+
+    gt_mask = np.zeros((64, 64), bool)
+    gt_mask[10:30, 10:30] = True
+    gt_mask[10:18, 19:30] = False  # the 8x11 corner
+    box = np.zeros((64, 64), bool)
+    box[10:30, 10:30] = True
+    gt = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 20, 20], "area": 312,
+                         "iscrowd": 0, "segmentation": rle(gt_mask)}],
+        "categories": [{"id": 3, "name": "x"}],
+    }  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    det = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9, "segmentation": rle(box)}]
+    (tmp_path / "det.json").write_text(json.dumps(det))
+    run = ["eval", "detection", "--gt", tmp_path / "gt.json", "--pred", tmp_path / "det.json", "--json", "-"]
+    boxes = json.loads(cli(*run).stdout)
+    masks = json.loads(cli(*run, "--iou-type", "segm").stdout)
+    assert boxes["AP"] == pytest.approx(1.0) and boxes["iou_type"] == "bbox"
+    assert masks["AP"] == pytest.approx(0.6) and masks["AP50"] == pytest.approx(1.0)
+    assert masks["AP75"] == pytest.approx(1.0) and masks["iou_type"] == "segm"
+
+    (tmp_path / "nomask.json").write_text(json.dumps([{k: v for k, v in det[0].items() if k != "segmentation"}]))
+    res = cli(
+        "eval", "detection", "--gt", tmp_path / "gt.json", "--pred", tmp_path / "nomask.json", "--iou-type", "segm"
+    )
+    assert res.exit_code == 1 and "no segmentation" in res.stderr
+    del gt["annotations"][0]["segmentation"]
+    (tmp_path / "gt_boxes.json").write_text(json.dumps(gt))
+    res = cli(
+        "eval", "detection", "--gt", tmp_path / "gt_boxes.json", "--pred", tmp_path / "det.json", "--iou-type", "segm"
+    )
+    assert res.exit_code == 1 and "gt_boxes.json" in res.stderr and "mask AP needs masks" in res.stderr
 
 
 # ------------------------------------------------------------------------------- shared inputs

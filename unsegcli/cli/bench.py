@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..methods import predict_methods
-from .options import BatchSizeOpt, DeviceOpt, QuietOpt, WorkersOpt
+from .options import BatchSizeOpt, DeviceOpt, QuietOpt, WorkersOpt, _check_shard
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -134,13 +134,24 @@ def bench(
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 1,
     workers: WorkersOpt = 0,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            callback=_check_shard,
+            help="Make only shard I of N (0-based) of every benchmark's masks and score nothing (e.g. a Slurm array "
+            "task); then run without --shard to score. Under torchrun each rank makes its share and rank 0 scores.",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Benchmark methods on the standard datasets (CorLoc, saliency) beside the published numbers.
+    """Benchmark methods on the standard datasets (CorLoc, saliency, class-agnostic AP) beside the published
+    numbers.
 
-    Each cell runs through the same library calls as `unseg predict`, `unseg refine`, `unseg corloc` and
-    `unseg eval saliency`; masks and scores are cached by settings, so a re-run computes nothing new and
-    a larger --limit predicts only the missing images. Nothing is downloaded: missing datasets are listed
+    Each cell runs through the same library calls as `unseg predict`, `unseg refine`, `unseg boxes`,
+    `unseg corloc` and `unseg eval`; masks and scores are cached by settings, so a re-run computes nothing new
+    and a larger --limit predicts only the missing images. Nothing is downloaded: missing datasets are listed
     with where to get them."""
     from ..pipelines.bench import BenchRequest, run_bench
     from .console import Failures, console, notice
@@ -152,19 +163,21 @@ def bench(
     request = BenchRequest(
         data=str(data), out=str(out), methods=named, backbones=_names(backbones), weights=weight_runs,
         preds=_pairs(pred, "--pred"), options=_method_options(option), datasets=_names(datasets), refine=bilateral,
-        limit=limit, device=device, batch_size=batch_size, workers=workers,
+        limit=limit, device=device, batch_size=batch_size, workers=workers, shard=shard,
     )  # fmt: skip
     failed = Failures()
 
     def on_cell(record: dict, computed: bool) -> None:
         if quiet:
             return
-        metrics = record["metrics"]
-        score = (
-            f"CorLoc {metrics['corloc']:.2f}"
-            if record["protocol"] == "corloc"
-            else f"Acc {metrics['accuracy']:.3f} IoU {metrics['iou']:.3f} maxFβ {metrics['max_fbeta']:.3f}"
-        )
+        m = record["metrics"]
+        if record["protocol"] == "corloc":
+            score = f"CorLoc {m['corloc']:.2f}"
+        elif record["protocol"] == "detection":
+            mask = "–" if m["mask_AP"] is None else f"{100 * m['mask_AP']:.1f}"
+            score = f"box AP {100 * m['box_AP']:.1f} AP50 {100 * m['box_AP50']:.1f} · mask AP {mask}"
+        else:
+            score = f"Acc {m['accuracy']:.3f} IoU {m['iou']:.3f} maxFβ {m['max_fbeta']:.3f}"
         what = " · ".join(x for x in (record["benchmark"], record["method"], record["backbone"], record["refine"]) if x)
         console.print(f"{what}: {score}" + ("" if computed else " (cached)"))
 
@@ -172,8 +185,13 @@ def bench(
     if not quiet:
         for spec in result.missing:
             notice(f"{spec.title} not found under {data}: {spec.how}")
-        for name in result.unsupported:
-            notice(f"{name}: class-agnostic AP is not scored by bench yet")
+    if result.results_md is None:  # a shard's share of the masks: scored by a run without --shard
+        if not quiet:
+            console.print(f"predicted {result.predicted} masks · failed {result.failed}")
+        if shard is not None and not quiet:
+            notice("scores come from a run without --shard once every shard is done")
+        raise typer.Exit(1 if result.failed else 0)
+    if not quiet:
         console.print(
             f"cells {len(result.cells)} · computed {result.computed} · cached {len(result.cells) - result.computed}"
             f" · failed {result.failed} · table {result.results_md}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -39,6 +39,8 @@ DETECTION_EXAMPLES = """
   unseg eval detection --gt instances_val2017.json --pred coco_instances_results.json
 
   unseg eval detection --gt instances_val2017.json --pred pseudo.json --json metrics.json
+
+  unseg eval detection --gt instances_val2017.json --pred pseudo.json --iou-type segm   # mask AP
 """
 
 
@@ -213,9 +215,17 @@ def detection(
             help="Detector results (JSON list) or an `unseg boxes` COCO file, or '-' for stdin.",
         ),
     ],
+    iou_type: Annotated[
+        Literal["bbox", "segm"],
+        typer.Option(
+            "--iou-type",
+            help="bbox: box AP (MOVE Table 4); segm: mask AP (CutLER's APmask), from the predictions' "
+            "segmentation against the GT's (`unseg boxes --format coco` writes one).",
+        ),
+    ] = "bbox",
     json_out: JsonOpt = None,
 ) -> None:
-    """Class-agnostic AP / AR with pycocotools (MOVE Table 4)."""
+    """Class-agnostic AP / AR with pycocotools (MOVE Table 4; mask AP with --iou-type segm)."""
     from ..errors import UsageError
     from ..evaluation.detection import evaluate_detection
 
@@ -227,7 +237,7 @@ def detection(
             raise UsageError(
                 f"{flag} " + ("must be a file, not a folder" if os.path.isdir(f) else "not found") + f": {f}"
             )
-    res = evaluate_detection(gt, pred)
+    res = evaluate_detection(gt, pred, iou_type)
     if res.unmatched_images:
         notice(f"{res.unmatched_images} images of {pred} are not in the ground truth; left out")
     report(res, json_out)

@@ -5,7 +5,9 @@ Discovery (``io.benchmarks``) finds the benchmarks under the data folder. Each m
 method on a backbone, a checkpoint, or an external tool's masks) and benchmark make one job: its masks are
 predicted by the same calls as `unseg predict` (``pipelines.predict``, ``engine.predict.predict_files``) into a
 folder named by the prediction's settings tag, refined by `unseg refine`'s call (``pipelines.refine``) for the
-"+Bilateral" rows, and scored by `unseg corloc` / `unseg eval saliency`'s calls (``evaluation``). A cell's record
+"+Bilateral" rows, and scored by `unseg corloc` / `unseg eval saliency`'s calls (``evaluation``); a detection
+benchmark's masks become boxes by `unseg boxes --multi --format coco`'s call (``labels.runner``) and are scored
+by `unseg eval detection`'s, for box AP and mask AP. A cell's record
 is cached under its own settings tag, so a re-run reads it back and computes nothing; a larger ``limit`` predicts
 only the images not done yet.
 """
@@ -20,20 +22,23 @@ import re
 import resource
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UnsegError, UsageError, param
 from ..evaluation.corloc import evaluate_corloc
+from ..evaluation.detection import evaluate_detection
 from ..evaluation.saliency import evaluate_saliency
 from ..io.benchmarks import Benchmark, BenchmarkSpec, Published, discover, published
 from ..io.datasets import load_gt
 from ..io.files import atomic_write_bytes, check_output_dir, dumps_json
+from ..io.labels import read_coco_document
 from ..io.masks import mask_path_for, settings_tag
 from ..methods import CHECKPOINT, METHODS, method_options, predict_methods
 from ..refine import RefineMethod, RefineOptions
+from ..runtime import Shard, launched_shard, parse_shard
 from .predict import PredictRequest, build_predictor, plan_prediction, prediction_settings
 from .refine import refine_masks
 
@@ -64,6 +69,7 @@ class BenchRequest:
     device: str = "auto"
     batch_size: int = 1
     workers: int = 0
+    shard: str | None = None  # "i/N": predict this process's share of every job's images, score nothing
 
 
 @dataclass(frozen=True)
@@ -93,11 +99,11 @@ class Run:
 class BenchResult:
     cells: list[dict[str, Any]]  # each cell's record (results.json)
     missing: list[BenchmarkSpec]
-    unsupported: list[str]  # benchmarks found whose protocol bench does not score yet
     failed: int  # cells that could not run and inputs that failed inside cells
     computed: int  # cells computed by this call (the others were read from the cache)
-    results_md: Path
-    results_json: Path
+    results_md: Path | None  # None: a shard or a torchrun rank other than 0, which predict and score nothing
+    results_json: Path | None
+    predicted: int = 0  # masks this call's shard predicted (the prediction stage)
 
 
 def plan_runs(req: BenchRequest) -> list[Run]:
@@ -286,68 +292,87 @@ def _gt_view(bench: Benchmark, keys: list[str], out: Path) -> Path:
     return view
 
 
-def _predict(job: _Job, req: BenchRequest, log: _Log) -> None:
-    """Predict the job's missing masks with `unseg predict`'s calls; add the time and memory to its record."""
-    from ..engine.predict import predict_files
-    from ..runtime import close_shard
+def _timing(folder: Path) -> dict[str, Any]:
+    """The time and memory spent making a folder of masks, over every process that wrote into it."""
+    total: dict[str, Any] = {"images": 0, "seconds": 0.0, "rss_mb": None, "cuda_mb": None, "device": None}
+    for path in sorted(folder.parent.glob(folder.name + ".timing*.json")):
+        part = _read_json(path) or {}
+        total["images"] += part.get("images", 0)
+        total["seconds"] += part.get("seconds", 0.0)
+        for k in ("rss_mb", "cuda_mb"):
+            if part.get(k) is not None:
+                total[k] = max(total[k] or 0.0, part[k])
+        total["device"] = total["device"] or part.get("device")
+    return total
 
-    todo = [f for f in job.files if not (job.masks / mask_path_for(f)).exists()]
-    if not todo:
-        return
+
+def _add_timing(folder: Path, shard: Shard, images: int, seconds: float, memory: dict[str, Any], device: Any) -> None:
+    """Add a call's work to ``folder``'s timing: one file per process (shards write at once)."""
+    part = f".{shard.rank}of{shard.world}" if shard.world > 1 else ""
+    path = folder.with_name(folder.name + f".timing{part}.json")
+    timing = _read_json(path) or {"images": 0, "seconds": 0.0}
+    timing["images"] += images
+    timing["seconds"] += seconds
+    for k in ("rss_mb", "cuda_mb"):
+        if memory.get(k) is not None:
+            timing[k] = max(timing.get(k) or 0.0, memory[k])
+    timing["device"] = str(device)
+    _json(path, timing)
+
+
+def _refined_folder(job: _Job) -> Path:
+    return job.masks.with_name(job.masks.name + f"-{REFINE}")
+
+
+def _predict(job: _Job, req: BenchRequest, log: _Log, mine: list[str], shard: Shard) -> int:
+    """Predict the masks of the images ``mine`` (this process's share of the job) that are not there yet, with
+    `unseg predict`'s calls; add the time and memory to the job's timing. Returns the masks written."""
+    from ..engine.predict import predict_files
+
+    todo = [f for f in mine if not (job.masks / mask_path_for(f)).exists()]
     inputs = []
     for f in todo:
-        path = job.bench.images / f
-        if path.exists():
-            inputs.append(str(path))
+        if (job.bench.images / f).exists():
+            inputs.append(str(job.bench.images / f))
         else:
-            log.error(f"{path}: image listed by {job.bench.spec.title} not found")
+            log.error(f"{job.bench.images / f}: image listed by {job.bench.spec.title} not found")
     if not inputs:
-        return
-    plan = plan_prediction(job.run.request(req.device), inputs, job.masks, root=str(job.bench.images))
-    try:
-        with peak_memory(plan.device) as memory:
-            predictor = build_predictor(plan)
-            summary = predict_files(
-                predictor,
-                plan.listing.items,
-                job.masks,
-                batch_size=req.batch_size,
-                workers=req.workers,
-                tag=plan.tag,
-                on_error=log.error,
-            )
-    finally:
-        close_shard(plan.shard)
-    timing_path = job.masks.with_name(job.masks.name + ".timing.json")
-    timing = _read_json(timing_path) or {"images": 0, "seconds": 0.0, "rss_mb": 0.0, "cuda_mb": None}
-    timing["images"] += summary.written
-    timing["seconds"] += summary.seconds
-    timing["rss_mb"] = max(timing["rss_mb"] or 0.0, memory["rss_mb"] or 0.0)
-    if memory["cuda_mb"] is not None:
-        timing["cuda_mb"] = max(timing["cuda_mb"] or 0.0, memory["cuda_mb"])
-    timing["device"] = str(plan.device)
-    _json(timing_path, timing)
+        return 0
+    whole = Shard()  # the share is taken already: no process group, no second split
+    plan = plan_prediction(job.run.request(req.device), inputs, job.masks, root=str(job.bench.images), shard=whole)
+    with peak_memory(plan.device) as memory:
+        predictor = build_predictor(plan)
+        summary = predict_files(
+            predictor,
+            plan.listing.items,
+            job.masks,
+            batch_size=req.batch_size,
+            workers=req.workers,
+            tag=plan.tag,
+            on_error=log.error,
+        )
+    _add_timing(job.masks, shard, summary.written, summary.seconds, memory, plan.device)
     log(f"predicted {summary.written} masks in {summary.seconds:.2f} s on {plan.device}; failed {summary.failed}")
+    return summary.written
 
 
-def _refined(job: _Job, req: BenchRequest, log: _Log) -> tuple[Path, float]:
-    """The job's masks refined by `unseg refine --method bilateral`'s call; returns the folder and the seconds
-    this call spent."""
-    out = job.masks.with_name(job.masks.name + f"-{REFINE}")
+def _refine(job: _Job, req: BenchRequest, log: _Log, mine: list[str], shard: Shard) -> None:
+    """Refine the masks of ``mine`` that are not refined yet by `unseg refine --method bilateral`'s call (the
+    "+Bilateral" rows); add the time to the refined folder's timing."""
+    out = _refined_folder(job)
+    masks = [str(job.masks / mask_path_for(f)) for f in mine]
+    todo = [m for m, f in zip(masks, mine, strict=True) if os.path.exists(m) and not (out / mask_path_for(f)).exists()]
+    if not todo:
+        return
     run = refine_masks(
-        [str(job.masks)], str(job.bench.images), out, RefineOptions(method=REFINE), workers=req.workers,
-        on_error=log.error,
+        todo, str(job.bench.images), out, RefineOptions(method=REFINE), workers=req.workers, shard=Shard(),
+        root=str(job.masks), on_error=log.error,
     )  # fmt: skip
     log(f"refined {run.written} masks ({REFINE}) in {run.seconds:.2f} s")
-    timing_path = out.with_name(out.name + ".timing.json")
-    timing = _read_json(timing_path) or {"images": 0, "seconds": 0.0}
-    timing["images"] += run.written
-    timing["seconds"] += run.seconds
-    _json(timing_path, timing)
-    return out, run.seconds
+    _add_timing(out, shard, run.written, run.seconds, {}, "cpu")
 
 
-def _score(job: _Job, pred: str, log: _Log, out: Path) -> tuple[dict[str, Any], str | None]:
+def _score(job: _Job, pred: str, log: _Log, out: Path, cell_id: str) -> tuple[dict[str, Any], str | None]:
     """The protocol's metrics of ``pred`` (a masks folder or box file) and the command that reproduces them."""
     bench = job.bench
     if bench.spec.protocol == "corloc":
@@ -365,9 +390,65 @@ def _score(job: _Job, pred: str, log: _Log, out: Path) -> tuple[dict[str, Any], 
         where = f"--root {bench.gt}" if voc else f"--ann {bench.gt} --list {bench.image_list}"
         full = len(job.keys) == len(bench.keys)
         return res.to_dict(), f"unseg corloc {bench.name} {where} --pred {pred}" if full else None
+    if bench.spec.protocol == "detection":
+        return _detection(job, pred, log, out, cell_id)
     gt_dir = _gt_view(bench, job.keys, out)
     sal = evaluate_saliency(str(gt_dir), pred, on_error=log.error)
     return sal.to_dict(), f"unseg eval saliency --gt {gt_dir} --pred {pred}"
+
+
+DETECTION_METRICS = ("AP", "AP50", "AP75")  # per match kind: box_AP ... mask_AP75 (fractions, as COCOeval gives)
+
+
+def _gt_json_view(bench: Benchmark, keys: list[str], out: Path) -> Path:
+    """The COCO GT a limited detection cell is scored on: its first images and their annotations (the GT file
+    itself when there is no limit), so `unseg eval detection --gt VIEW` reproduces the cell."""
+    if len(keys) == len(bench.keys):
+        return bench.gt
+    view = out / "gt" / f"{bench.name}-first{len(keys)}.json"
+    if not view.is_file():
+        doc = read_coco_document(str(bench.gt))
+        names = {os.path.basename(k) for k in keys}  # COCO val2017's keys are its file names
+        doc["images"] = [i for i in doc["images"] if os.path.basename(i["file_name"]) in names]
+        ids = {i["id"] for i in doc["images"]}
+        doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in ids]
+        _json(view, doc)
+    return view
+
+
+def _detection(job: _Job, pred: str, log: _Log, out: Path, cell_id: str) -> tuple[dict[str, Any], str | None]:
+    """Class-agnostic box AP and mask AP of the masks in ``pred``: every object of an instance PNG, every
+    connected component of a soft mask over 1% of the image (`unseg boxes --multi`), scored by its stored score
+    or its mean soft value. Mask AP is left out (None) when the GT has no segmentation."""
+    from ..labels.runner import BoxOptions, label_files, plan_tasks
+
+    masks = [os.path.join(pred, mask_path_for(f)) for f in job.files]
+    present = [m for m in masks if os.path.isfile(m)]
+    if len(present) < len(masks):  # no mask: no detection on that image, which AP counts against the method
+        log(f"{len(masks) - len(present)} images have no mask in {pred}: no detections there")
+    boxes = out / "boxes" / f"{cell_id}.json"
+    boxes.parent.mkdir(parents=True, exist_ok=True)
+    if present:
+        plan = plan_tasks(present, str(job.bench.images), root=pred)
+        label_files(plan, str(boxes), "coco", BoxOptions(multi=True), on_error=log.error)
+    else:
+        _json(boxes, {"images": [], "annotations": [], "categories": [{"id": 1, "name": "object"}]})
+    gt = _gt_json_view(job.bench, job.keys, out)
+    metrics: dict[str, Any] = {}
+    box = evaluate_detection(gt, boxes, "bbox")
+    metrics |= {f"box_{k}": getattr(box, k) for k in DETECTION_METRICS}
+    metrics["detections"] = box.detections
+    command = f"unseg boxes {pred} --images {job.bench.images} --multi --format coco --out {boxes}"
+    command += f" && unseg eval detection --gt {gt} --pred {boxes}"
+    try:
+        mask = evaluate_detection(gt, boxes, "segm")
+    except UnsegError as e:  # a box-only GT: mask AP cannot be scored, box AP stands
+        log(f"mask AP not scored: {e.render()}")
+        metrics |= dict.fromkeys((f"mask_{k}" for k in DETECTION_METRICS), None)
+    else:
+        metrics |= {f"mask_{k}": getattr(mask, k) for k in DETECTION_METRICS}
+        command += f" && unseg eval detection --gt {gt} --pred {boxes} --iou-type segm"
+    return metrics, command
 
 
 def _difference(ours: dict[str, Any], theirs: Published | None) -> dict[str, float] | None:
@@ -381,9 +462,11 @@ def _cell(
     refine: str | None,
     req: BenchRequest,
     table: list[Published],
+    stage: _Log,
     on_error: Callable[[str], None],
-) -> tuple[dict[str, Any], bool]:
-    """One cell's record, from the cache when its key is there; returns (record, computed now)."""
+) -> tuple[dict[str, Any], bool, int]:
+    """One cell's record, from the cache when its key is there, scored from the masks the job's stage made
+    (``stage``: its log); returns (record, computed now, failures of the scoring)."""
     out = Path(req.out)
     key = settings_tag(
         {"masks": job.tag, "benchmark": job.bench.name, "keys": settings_tag({"k": job.keys}), "refine": refine}
@@ -392,19 +475,16 @@ def _cell(
     record_path = out / "cells" / f"{cell_id}.json"
     cached = _read_json(record_path)
     if cached is not None:
-        return cached, False
+        return cached, False, 0
     log = _Log(on_error)
-    pred = str(job.masks)
-    if job.run.pred is None:
-        _predict(job, req, log)
-        if refine is not None:
-            pred = str(_refined(job, req, log)[0])
-    metrics, reproduce = _score(job, pred, log, out)
+    log.lines = list(stage.lines)
+    pred = str(_refined_folder(job) if refine is not None else job.masks)
+    metrics, reproduce = _score(job, pred, log, out, cell_id)
     theirs = _published_for(job.run, job.bench.name, refine, table)
-    timing = _read_json(job.masks.with_name(job.masks.name + ".timing.json")) or {}
+    timing = _timing(job.masks) if job.run.pred is None else {}
     seconds, images = timing.get("seconds"), timing.get("images") or 0
     if refine is not None and seconds is not None:
-        refined = _read_json(Path(pred).with_name(Path(pred).name + ".timing.json")) or {}
+        refined = _timing(Path(pred))
         if refined.get("images"):
             seconds = seconds / images * refined["images"] + refined["seconds"] if images else None
             images = refined["images"]
@@ -428,12 +508,12 @@ def _cell(
         "settings_tag": job.tag,
         "predictions": pred,
         "reproduce": reproduce,
-        "failed": log.failed,
+        "failed": log.failed + stage.failed,
     }
     atomic_write_bytes(out / "logs" / f"{cell_id}.log", ("\n".join(log.lines) + "\n").encode())
-    if not log.failed:  # a cell with failed inputs is recomputed next time (the inputs may be fixed by then)
+    if not record["failed"]:  # a cell with failed inputs is recomputed next time (the inputs may be fixed by then)
         _json(record_path, record)
-    return record, True
+    return record, True, log.failed
 
 
 def _job(run: Run, bench: Benchmark, req: BenchRequest) -> _Job | None:
@@ -449,6 +529,41 @@ def _job(run: Run, bench: Benchmark, req: BenchRequest) -> _Job | None:
     return _Job(run, bench, files, keys, masks, tag, settings)
 
 
+def _refines(job: _Job, req: BenchRequest) -> list[str | None]:
+    """The job's rows: as predicted, and "+Bilateral" for a soft-mask method on a saliency benchmark."""
+    run = job.run
+    soft = run.method is not None and (run.method == CHECKPOINT or METHODS[run.method].writes == "soft")
+    return [None, REFINE] if req.refine and soft and job.bench.spec.protocol == "saliency" else [None]
+
+
+def _stage(job: _Job, req: BenchRequest, shard: Shard, log: _Log) -> int:
+    """Make this process's share of the job's masks (and their "+Bilateral" refinements); returns the masks
+    predicted. The share is every ``world``-th image of the sorted list, as `unseg predict --shard` takes it."""
+    if job.run.pred is not None:
+        return 0
+    mine = shard.take(sorted(job.files))
+    written = _predict(job, req, log, mine, shard)
+    if REFINE in _refines(job, req):
+        _refine(job, req, log, mine, shard)
+    return written
+
+
+def _launch_marker(out: Path, launch: str, rank: int, world: int) -> Path:
+    return out / "ranks" / f"{settings_tag({'launch': launch})}.{rank}of{world}.done"
+
+
+def _wait_for_ranks(out: Path, launch: str, world: int, poll: float = 1.0) -> None:
+    """torchrun's rank 0 waits until every other rank has made its share (torchrun stops every rank when one
+    fails, so the wait ends either way)."""
+    import time
+
+    markers = [_launch_marker(out, launch, r, world) for r in range(1, world)]
+    while not all(m.exists() for m in markers):
+        time.sleep(poll)
+    for m in markers:
+        m.unlink(missing_ok=True)
+
+
 def run_bench(
     req: BenchRequest,
     on_cell: Callable[[dict[str, Any], bool], None] = lambda record, computed: None,
@@ -456,21 +571,30 @@ def run_bench(
 ) -> BenchResult:
     """Every run of ``req`` on every benchmark found; writes ``results.json``, ``results.md``, ``cells/``,
     ``logs/`` and ``masks/`` under ``req.out``. ``on_cell(record, computed)`` after each cell; ``on_error``
-    per failed input or cell. Usage errors (unknown methods, bad folders) come before any work."""
+    per failed input or cell. Usage errors (unknown methods, bad folders) come before any work.
+
+    Two stages: every job's masks are made (predicted, and refined for the "+Bilateral" rows), then every cell
+    is scored. With ``req.shard`` ("i/N", e.g. a Slurm array task) this process makes its share of the masks
+    and scores nothing: a run without a shard then scores every cell, predicting only what is missing. Under
+    torchrun each rank makes its share (no process group: the ranks meet through files under ``out/ranks``),
+    and rank 0 scores once all are done."""
     check_output_dir(req.out, param("out"))
     runs = plan_runs(req)
+    shard, launch = parse_shard(req.shard) if req.shard is not None else Shard(), ""
+    launched = launched_shard()
+    if launched is not None:
+        if req.shard is not None:
+            raise UsageError(f"{param('shard')} and torchrun split the work twice; use one of them")
+        shard, launch = launched
     found = discover(req.data, list(req.datasets) or None)
+    out = Path(req.out)
+    failed = 0
     for b in found.found:
-        for problem in b.problems:
+        for problem in b.problems if shard.is_main else ():
+            failed += 1
             on_error(problem)
-    table = published()
-    cells: list[dict[str, Any]] = []
-    failed = sum(len(b.problems) for b in found.found)
-    computed = 0
-    unsupported = [b.spec.title for b in found.found if b.spec.protocol == "detection"]
+    jobs: list[_Job] = []
     for bench in found.found:
-        if bench.spec.protocol == "detection":
-            continue
         for run in runs:
             try:
                 job = _job(run, bench, req)
@@ -482,27 +606,52 @@ def run_bench(
                 on_error(f"{run.slug}: no predictions for {bench.name} under {run.pred}")
                 failed += 1
                 continue
-            soft = run.method is not None and (run.method == CHECKPOINT or METHODS[run.method].writes == "soft")
-            refines: list[str | None] = [None]
-            if req.refine and soft and bench.spec.protocol == "saliency":
-                refines.append(REFINE)
-            for refine in refines:
-                try:
-                    record, now = _cell(job, refine, req, table, on_error)
-                except UnsegError as e:
-                    failed += 1
-                    on_error(f"{run.slug} on {bench.spec.title}: {e.render()}")
-                    continue
-                failed += record["failed"]
-                computed += now
-                cells.append(record)
-                on_cell(record, now)
-    out = Path(req.out)
+            jobs.append(job)
+
+    def stage(part: Shard, report: Callable[[str], None]) -> tuple[list[_Log], int]:
+        logs, made = [], 0
+        for job in jobs:
+            logs.append(log := _Log(report))
+            try:
+                made += _stage(job, req, part, log)
+            except UnsegError as e:
+                log.error(f"{job.run.slug} on {job.bench.spec.title}: {e.render()}")
+        return logs, made
+
+    # torchrun's rank 0 reports failures once, from its second look after every rank is done
+    logs, predicted = stage(shard, (lambda message: None) if launch and shard.is_main else on_error)
+    if shard.world > 1:
+        if launch and not shard.is_main:  # tell rank 0 this share is made
+            marker = _launch_marker(out, launch, shard.rank, shard.world)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(marker, b"")
+        if not launch or not shard.is_main:
+            return BenchResult([], found.missing, failed + sum(log.failed for log in logs), 0, None, None, predicted)
+        _wait_for_ranks(out, launch, shard.world)
+        logs, more = stage(Shard(), on_error)  # what a rank could not make: its failed inputs, tried once more
+        predicted += more
+    failed += sum(log.failed for log in logs)
+    table = published()
+    cells: list[dict[str, Any]] = []
+    computed = 0
+    for job, log in zip(jobs, logs, strict=True):
+        for refine in _refines(job, req):
+            try:
+                record, now, scoring_failed = _cell(job, refine, req, table, log, on_error)
+            except UnsegError as e:
+                failed += 1
+                on_error(f"{job.run.slug} on {job.bench.spec.title}: {e.render()}")
+                continue
+            failed += scoring_failed
+            computed += now
+            cells.append(record)
+            on_cell(record, now)
     missing = [dataclasses.asdict(s) for s in found.missing]
-    document = {"cells": cells, "missing": missing, "unsupported": unsupported, "limit": req.limit}
+    document = {"cells": cells, "missing": missing, "limit": req.limit}
     _json(out / "results.json", document)
-    atomic_write_bytes(out / "results.md", render_markdown(cells, found.missing, unsupported, req.limit).encode())
-    return BenchResult(cells, found.missing, unsupported, failed, computed, out / "results.md", out / "results.json")
+    plots = write_plots(cells, out / "plots")
+    atomic_write_bytes(out / "results.md", render_markdown(cells, found.missing, req.limit, plots).encode())
+    return BenchResult(cells, found.missing, failed, computed, out / "results.md", out / "results.json", predicted)
 
 
 # ----------------------------------------------------------------------------------------------- table
@@ -516,8 +665,56 @@ def _signed(v: float | None, digits: int) -> str:
     return "" if v is None else f"{v:+.{digits}f}"
 
 
+# each protocol's headline metric in the plots: (metric key, scale to the unit shown, unit)
+HEADLINE = {
+    "corloc": ("corloc", 1.0, "CorLoc %"),
+    "saliency": ("iou", 1.0, "IoU"),
+    "detection": ("box_AP", 100.0, "box AP %"),
+}
+
+
+def _row_label(c: dict[str, Any]) -> str:
+    backbone = Path(c["backbone"]).name if c["backbone"] else ""
+    return " ".join(x for x in (_method(c), backbone and f"@{backbone}", c["refine"] and f"+{c['refine']}") if x)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """A re-run that computes nothing rewrites nothing."""
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return
+    atomic_write_bytes(path, data)
+
+
+def write_plots(cells: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """Per benchmark: ``<benchmark>.svg`` (the headline metric of every row, ours beside the published number)
+    and ``<benchmark>-speed.svg`` (the metric against seconds per image). Returns the files written."""
+    from ..review.charts import bars, scatter
+
+    written = []
+    for bench in dict.fromkeys(c["benchmark"] for c in cells):
+        rows = [c for c in cells if c["benchmark"] == bench]
+        key, scale, unit = HEADLINE[rows[0]["protocol"]]
+
+        def value(metrics: dict[str, Any] | None, key: str = key, scale: float = scale) -> float | None:
+            v = (metrics or {}).get(key)
+            return None if v is None else v * scale
+
+        labels = [_row_label(c) for c in rows]
+        ours = [value(c["metrics"]) for c in rows]
+        theirs = [value(c["published"] and c["published"]["metrics"]) for c in rows]
+        svg = bars(f"{bench}: {unit}", labels, {"unseg": ours, "published": theirs})
+        _write_if_changed(folder / f"{bench}.svg", svg.encode())
+        points = [(lab, c["seconds_per_image"], v) for lab, c, v in zip(labels, rows, ours, strict=True)]
+        timed = [(lab, x, y) for lab, x, y in points if x and y is not None]
+        svg = scatter(f"{bench}: {unit} against time", timed, "seconds per image (log)", unit)
+        _write_if_changed(folder / f"{bench}-speed.svg", svg.encode())
+        written += [folder / f"{bench}.svg", folder / f"{bench}-speed.svg"]
+    return written
+
+
 def render_markdown(
-    cells: list[dict[str, Any]], missing: list[BenchmarkSpec], unsupported: list[str], limit: int | None
+    cells: list[dict[str, Any]], missing: list[BenchmarkSpec], limit: int | None, plots: Sequence[Path] = ()
 ) -> str:
     """``results.md``: one table per protocol, ours beside the published number and the difference."""
     lines = ["# unseg bench", ""]
@@ -554,16 +751,30 @@ def render_markdown(
                 + " |"
             )
         lines.append("")
-    if unsupported:
-        lines += [
-            "## Not yet supported",
-            "",
-            *(f"- {name}: class-agnostic AP is not scored by bench yet; run `unseg boxes` and `unseg eval detection`"
-              for name in unsupported),
-            "",
-        ]  # fmt: skip
+    detection = [c for c in cells if c["protocol"] == "detection"]
+    if detection:
+        names = [f"{kind} {k}" for kind in ("box", "mask") for k in DETECTION_METRICS]
+        head = "| benchmark | method | backbone | images | " + " | ".join(names) + " | published | Δ | "
+        lines += ["## Class-agnostic detection (AP, %)", "", head + " | ".join(common) + " |"]
+        lines.append("|" + "---|" * (6 + len(names) + len(common)))
+        for c in detection:
+            m, pub, diff = c["metrics"], c["published"], c["difference"] or {}
+            ours = " | ".join(
+                _fmt(None if m[f"{kind}_{k}"] is None else 100 * m[f"{kind}_{k}"], 1)
+                for kind in ("box", "mask")
+                for k in DETECTION_METRICS
+            )
+            published_cell = ", ".join(f"{k} {100 * v:.1f}" for k, v in pub["metrics"].items()) if pub else "–"
+            delta = ", ".join(f"{k} {100 * v:+.1f}" for k, v in diff.items())
+            lines.append(
+                f"| {c['benchmark']} | {_method(c)} | {c['backbone'] or ''} | {c['images']} | {ours} | "
+                f"{published_cell} | {delta} | " + _common(c) + " |"
+            )
+        lines.append("")
     if missing:
         lines += ["## Missing benchmarks", "", *(f"- {s.title}: {s.how}" for s in missing), ""]
+    if plots:
+        lines += ["## Plots", "", *(f"- [{p.name}](plots/{p.name})" for p in plots), ""]
     lines += [
         "Each cell's exact settings (weights by content hash, options), its command to reproduce the number and "
         "its log are in results.json, cells/ and logs/.",

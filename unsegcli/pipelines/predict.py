@@ -149,7 +149,7 @@ def plan_prediction(
     *,
     root: str | None = None,
     null: bool = False,
-    shard: str | None = None,
+    shard: str | Shard | None = None,
     stdin: Any = None,
 ) -> PredictionPlan:
     """Check ``req`` and the output folder, list the images of ``inputs`` (files, folders, '-'; see

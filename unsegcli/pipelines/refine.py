@@ -45,7 +45,7 @@ def refine_masks(
     workers: int = 0,
     overwrite: bool = False,
     max_pixels: int | None = None,
-    shard: str | None = None,
+    shard: str | Shard | None = None,
     root: str | None = None,
     null: bool = False,
     on_start: Callable[[Shard], None] | None = None,
