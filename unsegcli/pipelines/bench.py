@@ -703,7 +703,7 @@ def write_plots(cells: list[dict[str, Any]], folder: Path) -> list[Path]:
         labels = [_row_label(c) for c in rows]
         ours = [value(c["metrics"]) for c in rows]
         theirs = [value(c["published"] and c["published"]["metrics"]) for c in rows]
-        svg = bars(f"{bench}: {unit}", labels, {"unseg": ours, "published": theirs})
+        svg = bars(f"{bench}: {unit}", labels, {"unseg": ours, "published": theirs}, unit)
         _write_if_changed(folder / f"{bench}.svg", svg.encode())
         points = [(lab, c["seconds_per_image"], v) for lab, c, v in zip(labels, rows, ours, strict=True)]
         timed = [(lab, x, y) for lab, x, y in points if x and y is not None]

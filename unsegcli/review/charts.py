@@ -10,14 +10,14 @@ import math
 from html import escape
 
 WIDTH, HEIGHT = 640, 360
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 40, 72  # margins: axis labels left, group labels below
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 40, 72  # margins: axis labels left, axis title below
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
 
 
-def _svg(body: list[str], title: str) -> str:
+def _svg(body: list[str], title: str, height: float = HEIGHT) -> str:
     head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
+        f'viewBox="0 0 {WIDTH} {height:.0f}" font-family="sans-serif" font-size="11">'
     )
     caption = f'<text x="{WIDTH / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>'
     return "\n".join([head, '<rect width="100%" height="100%" fill="white"/>', caption, *body, "</svg>\n"])
@@ -32,41 +32,41 @@ def _nice_max(v: float) -> float:
 
 
 def bars(title: str, groups: list[str], series: dict[str, list[float | None]], unit: str = "") -> str:
-    """Grouped bars: one group per ``groups`` entry, one bar per series (None: no bar, e.g. no published
-    number). Values must be >= 0."""
+    """Grouped horizontal bars: one row per ``groups`` entry (its label on the left, however long), one bar per
+    series (None: no bar, e.g. no published number). Values must be >= 0."""
     values = [v for vs in series.values() for v in vs if v is not None]
     top = _nice_max(max(values, default=1.0))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    left = max(LEFT, 12 + 6.5 * max((len(g) for g in groups), default=0))  # ~6.5 px per character at 11 px
+    bar = 14
+    row = bar * len(series) + 10
+    plot_h = row * max(len(groups), 1)
+    plot_w = WIDTH - left - RIGHT - 110  # the legend on the right
+    height = TOP + plot_h + 36
     body = []
     for i in range(5):  # the value axis: 0, 1/4, ... of the top
-        y = TOP + plot_h * (1 - i / 4)
-        body.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="#ddd"/>')
-        body.append(f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{top * i / 4:g}{escape(unit)}</text>')
-    slot = plot_w / max(len(groups), 1)
-    width = slot * 0.8 / max(len(series), 1)
+        x = left + plot_w * i / 4
+        body.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + plot_h}" stroke="#ddd"/>')
+        body.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 14}" text-anchor="middle">{top * i / 4:g}</text>')
+    body.append(f'<text x="{left + plot_w / 2:.1f}" y="{TOP + plot_h + 30}" text-anchor="middle">{escape(unit)}</text>')
     for g, group in enumerate(groups):
-        x0 = LEFT + g * slot + slot * 0.1
+        y0 = TOP + g * row + 5
+        body.append(f'<text x="{left - 6:.1f}" y="{y0 + row / 2:.1f}" text-anchor="end">{escape(group)}</text>')
         for s, (name, vs) in enumerate(series.items()):
             v = vs[g]
             if v is None:
                 continue
-            h = plot_h * v / top
+            w = plot_w * v / top
             body.append(
-                f'<rect x="{x0 + s * width:.1f}" y="{TOP + plot_h - h:.1f}" width="{width * 0.9:.1f}" '
-                f'height="{h:.1f}" fill="{COLOURS[s % len(COLOURS)]}" data-series="{escape(name)}" '
-                f'data-group="{escape(group)}" data-value="{v!r}"><title>{escape(name)} on {escape(group)}: '
-                f"{v:.4g}{escape(unit)}</title></rect>"
+                f'<rect x="{left:.1f}" y="{y0 + s * bar:.1f}" width="{w:.1f}" height="{bar - 2}" '
+                f'fill="{COLOURS[s % len(COLOURS)]}" data-series="{escape(name)}" data-group="{escape(group)}" '
+                f'data-value="{v!r}"><title>{escape(name)} on {escape(group)}: {v:.4g} {escape(unit)}</title></rect>'
             )
-        label_x = LEFT + g * slot + slot / 2
-        body.append(
-            f'<text x="{label_x:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="end" '
-            f'transform="rotate(-30 {label_x:.1f} {HEIGHT - BOTTOM + 14})">{escape(group)}</text>'
-        )
     for s, name in enumerate(series):  # legend, top right
-        y = TOP + 4 + 14 * s
-        body.append(f'<rect x="{WIDTH - RIGHT - 130}" y="{y - 9}" width="10" height="10" fill="{COLOURS[s % 8]}"/>')
-        body.append(f'<text x="{WIDTH - RIGHT - 116}" y="{y}">{escape(name)}</text>')
-    return _svg(body, title)
+        y = TOP + 10 + 14 * s
+        x = WIDTH - RIGHT - 100
+        body.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{COLOURS[s % len(COLOURS)]}"/>')
+        body.append(f'<text x="{x + 14}" y="{y}">{escape(name)}</text>')
+    return _svg(body, title, height)
 
 
 def scatter(title: str, points: list[tuple[str, float, float]], x_label: str, y_label: str) -> str:
