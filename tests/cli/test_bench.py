@@ -157,6 +157,9 @@ def test_bench_table_equals_the_commands_and_reruns_compute_nothing(cli, data, b
     assert ("ecssd", "tokencut", "bilateral") in kinds and ("ecssd", "maskcut", "bilateral") not in kinds
     assert ("voc07", "move", None) in kinds and ("coco20k", "maskcut", None) in kinds
     assert ("coco-val2017", "maskcut", None) in kinds
+    # TokenCut runs each protocol's official geometry: padded for CorLoc, resized for saliency
+    options = {(c["benchmark"], c["method"]): c["options"] for c in cells if c["refine"] is None}
+    assert options[("voc07", "tokencut")] == {} and options[("ecssd", "tokencut")] == {"geometry": "resize"}
     assert len(cells) == 3 * 3 + 3 * 3 + 2 * 3 + 3  # corloc + saliency + bilateral rows of soft masks + detection
 
     for c in cells:

@@ -516,8 +516,20 @@ def _cell(
     return record, True, log.failed
 
 
+# a method's options that its official code sets per protocol, used for that protocol's benchmarks unless
+# --option gives another value
+PROTOCOL_OPTIONS: dict[tuple[str, str], dict[str, Any]] = {
+    # TokenCut pads for CorLoc (main_tokencut.py) but resizes to a patch multiple for saliency
+    # (unsupervised_saliency_detection/get_saliency.py, utils.py::resize_pil)
+    ("tokencut", "saliency"): {"geometry": "resize"},
+}
+
+
 def _job(run: Run, bench: Benchmark, req: BenchRequest) -> _Job | None:
     files, keys = bench.limited(req.limit)
+    if run.method is not None and (protocol := PROTOCOL_OPTIONS.get((run.method, bench.spec.protocol))):
+        options = protocol | dict(run.options)  # the user's --option wins
+        run = dataclasses.replace(run, options=tuple(sorted(options.items())))
     if run.pred is not None:
         pred = _external(run, bench)
         if pred is None:
