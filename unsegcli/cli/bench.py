@@ -109,7 +109,7 @@ def bench(
             "--option",
             metavar="METHOD.NAME=VALUE",
             help="A training-free method's option other than its official default (the flags of `unseg predict "
-            "--method METHOD`, e.g. tokencut.geometry=resize for TokenCut's saliency protocol). Repeat for several.",
+            "--method METHOD`, e.g. maskcut.max-objects=1). Repeat for several.",
         ),
     ] = None,
     datasets: Annotated[
