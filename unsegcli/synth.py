@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io.files import Manifest, atomic_write_bytes
+from .io.files import Manifest, atomic_write_bytes, dumps_json
 from .io.masks import encode_png
 
 
@@ -105,15 +105,50 @@ def _voc_xml(stem: str, w: int, h: int, boxes) -> str:
     )
 
 
-def write_dataset(out: str | Path, n: int, size: int, seed: int, voc: bool = False, on_progress=None) -> int:
+def _coco_document(samples: list[tuple[str, SynthSample]]) -> dict:
+    """A COCO instances document: every shape one annotation (category 1), its segmentation the shape's visible
+    pixels as RLE (mask AP needs them), its box the tight box."""
+    from pycocotools import mask as mask_utils
+
+    images, annotations = [], []
+    for image_id, (name, s) in enumerate(samples, start=1):
+        h, w = s.mask.shape
+        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        for x0, y0, x1, y1 in s.boxes:
+            obj = np.zeros((h, w), np.uint8)
+            obj[y0:y1, x0:x1] = s.mask[y0:y1, x0:x1] > 0
+            rle = mask_utils.encode(np.asfortranarray(obj))
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": int(obj.sum()),
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+            })  # fmt: skip
+    return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "shape"}]}
+
+
+# the saliency benchmarks in their official archives' layouts (io/benchmarks.py finds them): folder, images, GT
+SALIENCY_LAYOUTS = (
+    ("ECSSD", "images", "ground_truth_mask"),
+    ("DUTS-TE", "DUTS-TE-Image", "DUTS-TE-Mask"),
+    ("DUT-OMRON", "DUT-OMRON-image", "pixelwiseGT-new-PNG"),
+)
+
+
+def write_dataset(
+    out: str | Path, n: int, size: int, seed: int, voc: bool = False, on_progress=None, benchmarks: bool = False
+) -> int:
     """OUT/images/<stem>.png, OUT/masks/<stem>.png (0/255: also the saliency GT) and, with voc,
-    OUT/VOCdevkit/VOC2007/{JPEGImages, Annotations, ImageSets/Main/trainval.txt}. The folder's files are
-    owned through a ``Manifest``: a re-run (smaller, another seed, without voc) removes the files of the
-    earlier one it did not write again. Returns how many it removed."""
+    OUT/VOCdevkit/VOC2007/{JPEGImages, Annotations, ImageSets/Main/trainval.txt}. With ``benchmarks``, the same
+    samples also in every layout `unseg bench` finds: VOC2007 and VOC2012 (VOCdevkit), COCO train2014 with
+    LOST's 20k list, COCO val2017 (instances JSON with RLE masks), ECSSD, DUTS-TE and DUT-OMRON. The folder's
+    files are owned through a ``Manifest``: a re-run (smaller, another seed, without voc) removes the files of
+    the earlier one it did not write again. Returns how many it removed."""
     out = Path(out)
     owned = Manifest(out)
     stems = [f"synth_{seed}_{i:06d}" for i in range(n)]
-    voc_dir = Path("VOCdevkit", "VOC2007")
+    vocs = [Path("VOCdevkit", "VOC2007")] if voc or benchmarks else []
+    vocs += [Path("VOCdevkit", "VOC2012")] if benchmarks else []
+    coco: dict[str, list[tuple[str, SynthSample]]] = {"train2014": [], "val2017": []}
 
     def write(rel: Path, data: bytes) -> None:
         atomic_write_bytes(out / rel, data)
@@ -123,15 +158,28 @@ def write_dataset(out: str | Path, n: int, size: int, seed: int, voc: bool = Fal
         s = generate(seed, i, size)
         write(Path("images", f"{stem}.png"), encode_png(s.image[:, :, ::-1]))
         write(Path("masks", f"{stem}.png"), encode_png(s.mask))
-        if voc:
-            ok, jpg = cv2.imencode(".jpg", s.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-            write(voc_dir / "JPEGImages" / f"{stem}.jpg", jpg.tobytes())
+        jpg = cv2.imencode(".jpg", s.image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+        for voc_dir in vocs:
+            write(voc_dir / "JPEGImages" / f"{stem}.jpg", jpg)
             h, w = s.mask.shape
             write(voc_dir / "Annotations" / f"{stem}.xml", _voc_xml(stem, w, h, s.boxes).encode())
+        if benchmarks:
+            for split, prefix in (("train2014", "COCO_train2014_"), ("val2017", "")):
+                name = f"{prefix}{i + 1:012d}.jpg"  # COCO's names: the image id, zero-padded
+                write(Path("COCO", split, name), jpg)
+                coco[split].append((name, s))
+            for folder, images, gt in SALIENCY_LAYOUTS:
+                write(Path(folder, images, f"{stem}.jpg"), jpg)
+                write(Path(folder, gt, f"{stem}.png"), encode_png(s.mask))
         if on_progress:
             on_progress(1)
-    if voc:
+    for voc_dir in vocs:
         write(voc_dir / "ImageSets" / "Main" / "trainval.txt", ("\n".join(stems) + "\n").encode())
+    if benchmarks:
+        for split, samples in coco.items():
+            write(Path("COCO", "annotations", f"instances_{split}.json"), dumps_json(_coco_document(samples)))
+        listing = "".join(f"train2014/{name}\n" for name, _ in coco["train2014"])
+        write(Path("COCO", "coco_20k_filenames.txt"), listing.encode())  # LOST's list: paths under COCO/
     os.makedirs(out, exist_ok=True)
     removed = owned.remove_stale()
     owned.save()

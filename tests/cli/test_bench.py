@@ -119,6 +119,17 @@ def test_discovery_finds_every_layout_and_lists_the_missing_with_where_to_get_th
     assert all("http" in s.how for s in empty.missing)
 
 
+def test_synth_benchmarks_writes_every_layout_bench_finds(cli, tmp_path):
+    assert cli("synth", tmp_path / "d", "--n", "2", "--size", "32", "--benchmarks", "-q").exit_code == 0
+    found = discover(tmp_path / "d")
+    assert [b.name for b in found.found] == list(BENCHMARKS) and not found.missing
+    by = {b.name: b for b in found.found}
+    assert all(len(b.files) == 2 and not b.problems for b in found.found)
+    assert by["coco20k"].keys == ["1", "2"] and by["voc12"].gt == tmp_path / "d" / "VOCdevkit" / "VOC2012"
+    coco = json.loads(by["coco-val2017"].gt.read_text())
+    assert coco["annotations"] and all(a["segmentation"]["counts"] for a in coco["annotations"])
+
+
 def test_published_numbers_carry_their_source():
     table = published()
     tokencut = [p for p in table if p.method == "tokencut" and p.dataset == "voc07"]

@@ -14,6 +14,8 @@ EXAMPLES = """
   unseg synth demo_data --n 2000 --size 96 --seed 0 --voc
 
   unseg synth heldout --n 500 --size 96 --seed 1
+
+  unseg synth data --n 8 --size 64 --benchmarks && unseg bench --data data --weights demo=demo-synth --out bench/
 """
 
 
@@ -26,6 +28,15 @@ def synth(
         bool,
         typer.Option("--voc", metavar="", help="Also write VOCdevkit/VOC2007 (JPEGImages, Annotations, ImageSets)."),
     ] = False,
+    benchmarks: Annotated[
+        bool,
+        typer.Option(
+            "--benchmarks",
+            metavar="",
+            help="Also write the same images in every layout `unseg bench --data OUT` finds: VOCdevkit/VOC2007 and "
+            "VOC2012, COCO/ (train2014 + LOST's 20k list, val2017 with RLE masks), ECSSD/, DUTS-TE/, DUT-OMRON/.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Generate images with known masks (and a VOC tree) for testing."""
@@ -36,9 +47,10 @@ def synth(
     check_output_dir(out, "OUT")
 
     with progress_bar(n, "synth", quiet) as advance:
-        removed = write_dataset(out, n, size, seed, voc, on_progress=advance)
+        removed = write_dataset(out, n, size, seed, voc, on_progress=advance, benchmarks=benchmarks)
     console.print(
         f"wrote {n} images to {out}/images, masks to {out}/masks"
-        + (f", VOC tree to {out}/VOCdevkit/VOC2007" if voc else "")
+        + (f", VOC tree to {out}/VOCdevkit/VOC2007" if voc and not benchmarks else "")
+        + (f", the seven benchmarks' layouts under {out}" if benchmarks else "")
         + (f"; removed {removed} files of an earlier run there" if removed else "")
     )
