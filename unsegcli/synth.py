@@ -110,7 +110,8 @@ def _coco_document(samples: list[tuple[str, SynthSample]]) -> dict:
     pixels as RLE (mask AP needs them), its box the tight box."""
     from pycocotools import mask as mask_utils
 
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for image_id, (name, s) in enumerate(samples, start=1):
         h, w = s.mask.shape
         images.append({"id": image_id, "file_name": name, "width": w, "height": h})
