@@ -30,3 +30,18 @@ def test_refine_of_an_empty_masks_folder_is_a_usage_error(tmp_path, cli):
     noise_photo(tmp_path / "images" / "a.jpg")
     res = cli("refine", tmp_path / "masks", "--images", tmp_path / "images", "--out", tmp_path / "out")
     assert res.exit_code == 2 and "no mask PNGs" in res.output
+
+
+def test_an_output_the_crf_cannot_give_is_refused_not_ignored(tmp_path, cli):
+    """The CRF writes a 0/255 labelling: `--output component` with it is a usage error naming the flag of the
+    command that ran, before any work (it was silently ignored)."""
+    square_mask_png(tmp_path / "masks" / "a.png")
+    noise_photo(tmp_path / "images" / "a.jpg")
+    res = cli("refine", tmp_path / "masks", "--images", tmp_path / "images", "--out", tmp_path / "out",
+              "--method", "crf", "--output", "component")  # fmt: skip
+    assert res.exit_code == 2 and "--output component" in res.output and "CRF" in res.output
+    res = cli(
+        "predict", tmp_path / "images", "--out", tmp_path / "p", "--refine", "crf", "--refine-output", "component"
+    )
+    assert res.exit_code == 2 and "--refine-output component applies to --refine bilateral" in res.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "p").exists()

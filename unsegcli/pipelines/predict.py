@@ -70,6 +70,8 @@ def check_request(req: PredictRequest) -> None:
     method, given, m = req.method, req.given_options(), param("method")
     if req.refine_output is not None and req.refine is None:
         raise UsageError(f"{param('refine_output')} applies with {param('refine')}, which was not given")
+    if req.refine == "crf" and req.refine_output not in (None, "soft"):
+        raise UsageError(f"{param('refine_output')} {req.refine_output} applies to {param('refine')} bilateral")
     if method == CHECKPOINT:
         if given:
             raise UsageError(

@@ -15,7 +15,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 
 RefineMethod = Literal["bilateral", "crf"]
 RefineOutput = Literal["soft", "component"]
@@ -59,6 +59,11 @@ class RefineOptions:
             raise UsageError(f"unknown refine method '{self.method}'", f"use one of {', '.join(METHODS)}")
         if self.output not in OUTPUTS:
             raise UsageError(f"unknown refine output '{self.output}'", f"use one of {', '.join(OUTPUTS)}")
+        if self.method == "crf" and self.output != "soft":  # said, not ignored
+            raise UsageError(
+                f"{param('output')} {self.output} applies to the bilateral solver; "
+                "the CRF always writes a 0/255 labelling"
+            )
         if not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"threshold must be in [0, 1], not {self.threshold}")
         if min(self.sigma_spatial, self.sigma_luma, self.sigma_chroma) <= 0:
