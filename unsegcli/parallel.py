@@ -86,6 +86,23 @@ def parallel_map(
 
 
 @contextlib.contextmanager
+def loader_workers(loader: Any) -> Iterator[Iterator[Any]]:
+    """Iterate a torch DataLoader whose worker processes start under ``held_signals`` (they never see the
+    process group's signals: Slurm, `timeout` and Ctrl-C signal the group, the workers would die first and
+    torch would report each death as an error) and are shut down when the block ends: now, not when the
+    iterator is collected, which after a signal may be at exit, where multiprocessing would wait for ever for
+    workers that ignore its SIGTERM."""
+    with held_signals():
+        it = iter(loader)
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # multi-process iterators only
+        if shutdown is not None:
+            shutdown()
+
+
+@contextlib.contextmanager
 def held_signals() -> Iterator[None]:
     """Start worker processes inside this block. ``PARENT_SIGNALS`` are blocked in the calling thread, and
     a process forked (or spawned) meanwhile inherits the mask, so it never sees them, not even before its

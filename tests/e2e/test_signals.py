@@ -85,3 +85,28 @@ def test_rerun_removes_stale_temp_files_after_kill(tmp_path, tiny_ckpt):
     leftovers = sorted(n for n in os.listdir(out) if n.startswith("."))
     assert leftovers == [f".unseg-tmp-{os.getpid()}-live"], leftovers
     assert len([n for n in os.listdir(out) if n.endswith(".png")]) == 40
+
+
+def test_train_sigterm_with_data_workers_stops_quietly_and_resumes(tmp_path):
+    """`unseg train -j 2`: the data workers never see the group's SIGTERM (they would die first and torch would
+    report each death), the run stops with 143, no traceback, its last.pt intact, and `--resume` goes on."""
+    assert run_unseg("synth", tmp_path / "d", "--n", "8", "--size", "64", "-q").returncode == 0
+    out = tmp_path / "run"
+    args = ["train", tmp_path / "d" / "images", "--from-masks", tmp_path / "d" / "masks", "--arch", "tiny",
+            "--random-init", "--crop", "64", "--batch-size", "2", "-j", "2", "--infer-size", "64", "-q",
+            "--log-every", "1", "--save-every", "2", "--out", out]  # fmt: skip
+    cmd = [sys.executable, "-m", "unsegcli", *map(str, args), "--steps", "100000"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    _signal_when(proc, lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # as Slurm and `timeout` do: the whole group, workers included
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr and "killed by signal" not in stderr
+    from unsegcli.model.checkpoint import read_checkpoint
+
+    step = read_checkpoint(out / "last.pt")["train_state"]["step"]
+    assert step >= 2
+    res = run_unseg(*args, "--steps", str(step + 1), "--resume")
+    assert res.returncode == 0, res.stderr
+    assert read_checkpoint(out / "last.pt")["train_state"]["step"] == step + 1

@@ -22,7 +22,7 @@ from ..errors import InputError, UsageError
 from ..io.files import BackgroundWriter, atomic_write_bytes, remove_stale_temps
 from ..io.images import TOO_LARGE, InputItem, InputListing, decode_image, scan_inputs
 from ..io.masks import binary_to_uint8, mask_path_for, soft_to_uint8, with_tag, write_mask
-from ..parallel import held_signals
+from ..parallel import loader_workers
 from ..runtime import Shard, sum_across
 from .predictor import MaskPredictor, Output, Prepared, bucketed
 
@@ -74,11 +74,7 @@ def run_prediction(
         prefetch_factor=prefetch,
         collate_fn=lambda x: x,
     )
-    # Decode workers never see the process group's signals (Slurm, `timeout`, Ctrl-C signal the group): they
-    # would die first and torch would report each death as an error; this process stops and stops them.
-    with held_signals():
-        batches = iter(loader)
-    try:
+    with loader_workers(loader) as batches:
         for batch in bucketed(batches, batch_size):
             first = batch[0]
             if first.tensor is None:
@@ -88,12 +84,6 @@ def run_prediction(
                     on_mask(p.index, m)
             if on_progress is not None:
                 on_progress(len(batch))
-    finally:
-        # now, not when the iterator is collected: after a signal that may be at exit, where multiprocessing
-        # would wait for ever for workers that ignore its SIGTERM
-        shutdown = getattr(batches, "_shutdown_workers", None)  # multi-process iterators only
-        if shutdown is not None:
-            shutdown()
 
 
 def list_prediction_inputs(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import torch
 from ..errors import CheckpointError, UnsegError, UsageError
 from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.state_dict import load_strict
+from ..parallel import loader_workers
 from ..runtime import AUTOCAST_DTYPES, Shard, effective_precision
 from .config import TrainConfig
 from .objective import Objective, TrainData
@@ -205,7 +206,7 @@ class Trainer:
         self.step = self.saved_step = int(st["step"])
 
     # ------------------------------------------------------------------------ data
-    def batches(self) -> Iterator[Any]:
+    def batches(self) -> Generator[Any, None, None]:
         """Deterministic epochs: a permutation from (seed, epoch), each rank its own slice; a resumed
         run starts at the batch the interrupted one would have read next."""
         cfg, rank, world = self.cfg, self.shard.rank, self.shard.world
@@ -220,7 +221,8 @@ class Trainer:
             loader = torch.utils.data.DataLoader(
                 dataset, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=self.device.type == "cuda"
             )
-            yield from loader
+            with loader_workers(loader) as fetched:  # workers signal-safe, stopped when the run stops
+                yield from fetched
             epoch, skip = epoch + 1, 0
 
     # ------------------------------------------------------------------------ run
@@ -257,6 +259,7 @@ class Trainer:
                 if on_step:
                     on_step(self.step, self.total, m)
         finally:
+            batches.close()  # stops the data workers now (a signal may be unwinding to exit)
             if metrics:
                 metrics.close()
         for module in modules.values():
