@@ -50,6 +50,11 @@ class Method:
     predictor: str | None = None
     options: str | None = None  # with predictor: "module:Class" of its options
     writes: Literal["soft", "instances"] = "soft"  # one object as a soft mask, or an instance label map
+    # the `--refine` methods its predictor applies itself, by the method's own published rule (its predictor then
+    # takes refine=RefineOptions; the refined masks are binary): FOUND's '+BS' (the solver on the binary mask,
+    # kept if IoU > 0.5), VoteCut's CRF (per mask on a crop, kept if the box moved little). Other `--refine`s
+    # run on the written soft mask (`refine.refine_mask`).
+    refines: tuple[str, ...] = ()
     training: dict[str, Training] = field(default_factory=dict)
 
 
@@ -84,6 +89,7 @@ METHODS: dict[str, Method] = {
         family="unsegcli.methods.found.family",
         predictor="unsegcli.methods.found.predictor:pretrained",
         options="unsegcli.methods.found.config:FoundOptions",
+        refines=("bilateral",),
         training={
             "found": Training(
                 "unsegcli.methods.found.objective:FoundObjective",
@@ -129,6 +135,7 @@ METHODS: dict[str, Method] = {
         predictor=f"{_SPECTRAL}.votecut:VoteCutPredictor",
         options=f"{_SPECTRAL}.options:VoteCutOptions",
         writes="instances",
+        refines=("crf",),
     ),
 }
 # `unseg predict --method`: "move" runs a checkpoint of any family (MOVE, Sempart, FOUND, self-trained); the

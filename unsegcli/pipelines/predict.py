@@ -55,10 +55,21 @@ class PredictRequest:
     def given_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.options.items() if v is not None}
 
+    def own_refine(self) -> bool:
+        """Whether the method's predictor applies ``refine`` itself, by its published rule (``Method.refines``)."""
+        return self.refine is not None and self.method != CHECKPOINT and self.refine in predict_method(self.method).refines
+
     def refine_options(self) -> RefineOptions | None:
+        """The refinement asked; a method that refines itself writes binary masks (default output component)."""
         if self.refine is None:
             return None
-        return RefineOptions(method=self.refine, output=self.refine_output or RefineOptions.output)
+        default = "component" if self.own_refine() else RefineOptions.output
+        return RefineOptions(method=self.refine, output=self.refine_output or default)
+
+    def post_refine(self) -> RefineOptions | None:
+        """The refinement run on each written soft mask (``engine.predict.predict_files(refine=)``): none when
+        the method's predictor applies it."""
+        return None if self.own_refine() else self.refine_options()
 
 
 def check_request(req: PredictRequest) -> None:
@@ -90,10 +101,16 @@ def check_request(req: PredictRequest) -> None:
             f"{names(checkpoint)}: options of checkpoints ({m} {CHECKPOINT}), not of {m} {method}",
             f"the training-free methods run in float32 at the size {param('geometry')} gives",
         )
-    if entry.writes == "instances" and (req.binary or req.refine is not None):
+    own = req.own_refine()
+    if entry.writes == "instances" and (req.binary or (req.refine is not None and not own)):
         raise UsageError(
             f"{param('binary') if req.binary else param('refine')} applies to soft masks; {m} {method} writes "
-            "instance masks"
+            "instance masks" + (f" (it applies {param('refine')} {', '.join(entry.refines)})" if entry.refines else "")
+        )
+    if own and req.refine_output == "soft":
+        raise UsageError(
+            f"{m} {method} applies {param('refine')} {req.refine} itself and writes binary masks: "
+            f"{param('refine_output')} component or official, not soft"
         )
 
 
@@ -205,4 +222,6 @@ def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, p
             options={"branch": req.branch} if req.branch else None,
         )
     predictor = load(predict_method(req.method).predictor or "")
+    if req.own_refine():
+        return predictor(req.method, opts, backbone=weights, device=device, refine=req.refine_options())
     return predictor(req.method, opts, backbone=weights, device=device)

@@ -18,12 +18,14 @@ from unsegcli.engine.config import TrainConfig
 from unsegcli.errors import CheckpointError
 from unsegcli.methods import predict_methods
 from unsegcli.methods.found.config import FoundConfig, FoundOptions, FoundTrainOptions
-from unsegcli.methods.found.core import background, features, official_binary_solver, read_official_decoder, single
+from unsegcli.methods.found.core import background, features, read_official_decoder, single
 from unsegcli.methods.found.family import predictor as family_predictor
 from unsegcli.methods.found.model import FoundModel
 from unsegcli.methods.found.objective import FoundObjective, bce
 from unsegcli.methods.found.predictor import pretrained
 from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
+from unsegcli.refine import RefineOptions
+from unsegcli.refine.postprocess import official_component
 
 from ...helpers import random_image, save_dino_backbone
 
@@ -115,9 +117,9 @@ def test_losses_and_schedule_on_hand_computed_cases():
 def test_solver_binarisation_official_picks_the_background_fixed_keeps_the_object():
     solved = np.zeros((10, 10))
     solved[1:9, 1:9] = 1.0  # an object of 64 pixels on 36 of background
-    official = official_binary_solver(solved, all_components=False)
+    official = official_component(solved, all_components=False)
     assert official.sum() == 36 and not official[5, 5]  # the second-largest label: the background
-    assert official_binary_solver(solved, all_components=True).sum() == 36  # every label but the largest
+    assert official_component(solved, all_components=True).sum() == 36  # every label but the largest
     assert single(solved > 0.5).sum() == 64  # our rule: the largest foreground component
 
 
@@ -232,3 +234,54 @@ def test_distillation_recovers_known_masks_on_generated_images(tmp_path, cli):
         ious[given] = [np.count_nonzero(p & m) / np.count_nonzero(p | m) for p, m in zip(pred, known, strict=True)]
     assert np.mean(ious["masks"]) > 0.9 and min(ious["masks"]) > 0.85, ious
     assert max(ious["inverted"]) < 0.1, ious
+
+
+def test_found_bilateral_gate_and_rules_on_known_solver_outputs(monkeypatch):
+    """FOUND's '+BS' (misc.py): the solver runs on the > 0.5 mask, its binarised output is kept only if its IoU
+    with that mask is > 0.5. The solver is replaced by known outputs, so each rule's answer is known."""
+    import unsegcli.refine.bilateral as bilateral
+    from unsegcli.methods.found.core import soft_to_output
+
+    image = np.zeros((12, 12, 3), np.uint8)
+    soft = np.full((12, 12), 0.2, np.float32)
+    soft[2:10, 2:10] = 0.9  # the mask: 64 px
+    grown = np.zeros((12, 12), np.float32)
+    grown[1:11, 1:11] = 1.0  # 100 px of 144: the object is the larger region
+    monkeypatch.setattr(bilateral, "bilateral_solve", lambda img, target, *a: grown)
+    fixed = soft_to_output(soft, image, "single", RefineOptions(output="component"))
+    assert np.array_equal(fixed, grown)  # IoU 64/100 > 0.5: the solver's object
+    # the official single rule keeps the second-largest label counting the background: the 44-px ring, whose IoU
+    # with the mask is 0, so the gate keeps the mask itself
+    official = soft_to_output(soft, image, "single", RefineOptions(output="official"))
+    assert np.array_equal(official, soft > 0.5)
+    monkeypatch.setattr(bilateral, "bilateral_solve", lambda img, target, *a: 1.0 - grown)
+    assert np.array_equal(soft_to_output(soft, image, "multi", RefineOptions(output="component")), soft > 0.5)
+
+
+def test_predict_found_refine_bilateral_is_founds_gated_solver(tmp_path, weights, cli):
+    """`unseg predict --method found --refine bilateral` writes FOUND's '+BS' masks (binary, gated), not the
+    generic solver's soft output; `--refine-output official` the published rule; soft is refused."""
+    from unsegcli.io.images import decode_image
+    from unsegcli.methods.found.core import soft_to_output
+
+    backbone, decoder, _ = weights
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, (h, w) in enumerate([(40, 56), (48, 48)]):
+        Image.fromarray(random_image(h, w, seed=10 + i)).save(images / f"{i}.png")
+    base = ["--method", "found", "--backbone", backbone, "--decoder", decoder, "--workers", 0, "--device", "cpu", "-q"]
+    plain = pretrained("found", FoundOptions(decoder=str(decoder)), backbone=backbone)
+    for output in ("component", "official"):
+        out = tmp_path / output
+        extra = ["--refine-output", output] if output == "official" else []
+        res = cli("predict", images, "--out", out, "--refine", "bilateral", *extra, *base)
+        assert res.exit_code == 0, res.stderr
+        for p in sorted(images.glob("*.png")):
+            img = decode_image(str(p))
+            (soft,) = plain.run([plain.prepare(0, img)])
+            want = soft_to_output(soft, img, "multi", RefineOptions(output=output)) * 255
+            assert np.array_equal(np.asarray(Image.open(out / p.name)), want.astype(np.uint8))
+    res = cli("predict", images, "--out", tmp_path / "soft", "--refine", "bilateral", "--refine-output", "soft", *base)
+    assert res.exit_code == 2 and "--refine-output component or official" in res.stderr
+    res = cli("predict", images, "--out", tmp_path / "old", "--bilateral", "fixed", *base)
+    assert res.exit_code == 2  # one flag: FOUND's solver is --refine bilateral
