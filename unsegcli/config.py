@@ -71,6 +71,11 @@ def checked_fields(cls: Any, data: Any) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
+# The metavar of a method option that names a weights file (a known name or a path; several comma-separated):
+# prediction settings tags record such files by content (``io.outputs.weights_identity``), not by name.
+WEIGHTS_METAVAR = "NAME|PATH"
+
+
 def option(
     default: Any,
     help: str,

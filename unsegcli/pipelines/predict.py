@@ -10,13 +10,13 @@ which the CLI says as its flags.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import Precision
+from ..config import WEIGHTS_METAVAR, Precision
 from ..engine.predict import list_prediction_inputs
 from ..engine.predictor import MaskPredictor
 from ..errors import UsageError, param
@@ -143,12 +143,20 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
         settings = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
         return {**settings, **written, "branch": req.branch}, path, None
     opts = method_options(req.method, **req.given_options())  # the official defaults, the given ones over them
-    # a method that votes over several backbones takes a comma-separated list (each resolved alike)
-    specs = [s.strip() for s in opts.backbone.split(",")]
-    paths = [s if s.startswith("timm:") else resolve_weights(s, env_var=None, default=None) for s in specs]
-    identity = ",".join(s if s.startswith("timm:") else weights_identity(p) for s, p in zip(specs, paths, strict=True))
+    settings = {"method": req.method, **asdict(opts), **written}
+    resolved: dict[str, list[Any]] = {}
+    for f in fields(opts):  # every weights file (backbone, FOUND's decoder) enters by content, not by name
+        if f.metadata.get("metavar") == WEIGHTS_METAVAR:
+            # a method that votes over several backbones takes a comma-separated list (each resolved alike)
+            specs = [s.strip() for s in getattr(opts, f.name).split(",")]
+            paths = [s if s.startswith("timm:") else resolve_weights(s, env_var=None, default=None) for s in specs]
+            resolved[f.name] = paths
+            settings[f.name] = ",".join(
+                s if s.startswith("timm:") else weights_identity(p) for s, p in zip(specs, paths, strict=True)
+            )
+    paths = resolved["backbone"]
     backbone: Any = paths[0] if len(paths) == 1 else tuple(paths)
-    return {"method": req.method, **asdict(opts), "backbone": identity, **written}, backbone, opts
+    return settings, backbone, opts
 
 
 def prediction_settings(req: PredictRequest) -> tuple[dict[str, Any], str]:

@@ -285,3 +285,26 @@ def test_predict_found_refine_bilateral_is_founds_gated_solver(tmp_path, weights
     assert res.exit_code == 2 and "--refine-output component or official" in res.stderr
     res = cli("predict", images, "--out", tmp_path / "old", "--bilateral", "fixed", *base)
     assert res.exit_code == 2  # one flag: FOUND's solver is --refine bilateral
+
+
+def test_settings_tag_records_the_decoder_by_content_and_checkpoints_refuse_sizes(tmp_path, weights, cli):
+    from unsegcli.io.outputs import weights_identity
+    from unsegcli.pipelines.predict import PredictRequest, prediction_settings
+
+    backbone, _, _ = weights
+    decoder = tmp_path / "decoder.pt"
+    _decoder_file(decoder, 128, seed=3)
+    req = PredictRequest(method="found", options={"decoder": str(decoder), "backbone": str(backbone)})
+    settings, tag = prediction_settings(req)
+    assert settings["decoder"] == weights_identity(decoder) and str(decoder) not in json.dumps(settings)
+    _decoder_file(decoder, 128, seed=4)  # retrained under the same name: another tag, so no silent mixing
+    assert prediction_settings(req)[1] != tag
+    # a FOUND checkpoint predicts at full resolution: --size is refused, not ignored
+    ckpt = tmp_path / "found.pt"
+    model = pretrained("found", FoundOptions(decoder=str(decoder)), backbone=backbone).model
+    save_checkpoint(ckpt, checkpoint_dict(model, PreprocessConfig(), family="found"))
+    (tmp_path / "images").mkdir()
+    Image.fromarray(random_image(24, 24)).save(tmp_path / "images" / "a.png")
+    res = cli("predict", tmp_path / "images", "--out", tmp_path / "m", "--weights", ckpt, "--size", 64, "-q")
+    assert res.exit_code == 2 and "--size does not apply to found checkpoints" in res.stderr
+    assert not (tmp_path / "m" / "a.png").exists()

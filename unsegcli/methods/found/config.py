@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from ...config import BackboneConfig, checked_fields, option
+from ...config import WEIGHTS_METAVAR, BackboneConfig, checked_fields, option
 
 Mode = Literal["multi", "single"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -67,10 +67,10 @@ class FoundOptions:
         "FOUND: the 1x1 decoder, a known name (`unseg weights fetch found-decoder`) or a file in the official "
         "format ({'decoder': Conv2d state dict}).",
         cite="official data/weights/decoder_weights.pt",
-        metavar="NAME|PATH",
+        metavar=WEIGHTS_METAVAR,
     )
     backbone: str = option(
-        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar="NAME|PATH"
+        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar=WEIGHTS_METAVAR
     )
 
 
@@ -85,7 +85,7 @@ class FoundBkgOptions:
         cite="configs/found_DUTS-TR.yaml found.bkg_th 0.3",
     )
     backbone: str = option(
-        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar="NAME|PATH"
+        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar=WEIGHTS_METAVAR
     )
 
 
