@@ -144,3 +144,17 @@ def test_votecut_crf_snaps_a_coarse_vote_to_the_object(tmp_path, cli):
     assert (tmp_path / "crf" / "a.png").exists()
     res = cli("predict", tmp_path / "images", "--out", tmp_path / "bs", "--refine", "bilateral", *base)
     assert res.exit_code == 2 and "it applies --refine crf" in res.stderr
+
+
+def test_backbones_is_the_same_option_as_backbone(tmp_path, cli):
+    files = [save_dino_backbone(tmp_path / "a.pth", patch_size=16, seed=1), save_dinov2(tmp_path / "b.pth", seed=2)]
+    (tmp_path / "images").mkdir()
+    img = np.full((40, 40, 3), 20, np.uint8)
+    img[8:30, 10:32] = (230, 40, 40)
+    Image.fromarray(img).save(tmp_path / "images" / "a.png")
+    listed = ",".join(str(f) for f in files)
+    common = ["--method", "votecut", "--fixed-size", 64, "--workers", 0, "--device", "cpu", "-q"]
+    for flag in ("--backbone", "--backbones"):
+        res = cli("predict", tmp_path / "images", "--out", tmp_path / flag, flag, listed, *common)
+        assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "--backbone" / "a.png").read_bytes() == (tmp_path / "--backbones" / "a.png").read_bytes()

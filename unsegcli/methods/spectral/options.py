@@ -121,9 +121,10 @@ class MaskCutOptions:
 class VoteCutOptions:
     backbone: str = option(
         "dino-vits16,dinov2-vitb14,dinov2-vits14,dino-vitb16,dino-vits8-300ep,dino-vitb8",
-        _BACKBONE,
+        _BACKBONE + " --backbones is the same option, the spelling for VoteCut's list.",
         cite="CuVLER extract_eig_vecs.py --models dino_s16 dinov2_b14 dinov2_s14 dino_b16 dino_s8 dino_b8",
         metavar=WEIGHTS_METAVAR,
+        aliases=("--backbones",),
     )
     tau: float = _tau(0.15, "CuVLER extract_eig_vecs.py ncut(features, tau=0.15)")
     eps: float = _eps("CuVLER votecut/ncut.py ncut(eps=1e-5)")
