@@ -65,7 +65,8 @@ _METHOD_HELP = (
         + (" (instance PNG: palette, index k = object k)." if METHODS[name].writes == "instances" else ".")
         for name in predict_methods()[1:]
     )
-    + " Their options: the panels below."
+    + " Scores (1 = most confident; stored in each PNG, used by `unseg boxes`) mean what each method says: scores of"
+    " different methods are not comparable. Their options: the panels below."
 )
 
 

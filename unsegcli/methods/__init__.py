@@ -112,19 +112,19 @@ METHODS: dict[str, Method] = {
     ),
     "tokencut": Method(
         "training-free",
-        "TokenCut: one normalised cut of the DINO key graph; the seed's component",
+        "TokenCut: one normalised cut of the DINO key graph; the seed's component; score 1 - its Ncut on that graph",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:TokenCutOptions",
     ),
     "lost": Method(
         "training-free",
-        "LOST: lowest-degree seed expanded over similar low-degree patches; no eigenvectors",
+        "LOST: lowest-degree seed expanded over similar low-degree patches; score 1 - its Ncut on LOST's graph",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:LostOptions",
     ),
     "maskcut": Method(
         "training-free",
-        "MaskCut (CutLER): up to max_objects cuts, painting out each object found",
+        "MaskCut (CutLER): up to max_objects cuts, painting out each object found; score 1 - each cut's Ncut",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:MaskCutOptions",
         writes="instances",
