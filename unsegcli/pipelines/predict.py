@@ -57,7 +57,9 @@ class PredictRequest:
 
     def own_refine(self) -> bool:
         """Whether the method's predictor applies ``refine`` itself, by its published rule (``Method.refines``)."""
-        return self.refine is not None and self.method != CHECKPOINT and self.refine in predict_method(self.method).refines
+        if self.refine is None or self.method == CHECKPOINT:
+            return False
+        return self.refine in predict_method(self.method).refines
 
     def refine_options(self) -> RefineOptions | None:
         """The refinement asked; a method that refines itself writes binary masks (default output component)."""
@@ -140,10 +142,10 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
     }
     if req.method == CHECKPOINT:
         path = resolve_weights(req.weights)
-        settings = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
-        return {**settings, **written, "branch": req.branch}, path, None
+        checkpoint = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
+        return {**checkpoint, **written, "branch": req.branch}, path, None
     opts = method_options(req.method, **req.given_options())  # the official defaults, the given ones over them
-    settings = {"method": req.method, **asdict(opts), **written}
+    settings: dict[str, Any] = {"method": req.method, **asdict(opts), **written}
     resolved: dict[str, list[Any]] = {}
     for f in fields(opts):  # every weights file (backbone, FOUND's decoder) enters by content, not by name
         if f.metadata.get("metavar") == WEIGHTS_METAVAR:

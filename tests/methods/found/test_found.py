@@ -185,9 +185,10 @@ def _planted_colour_backbone(path: Path) -> Path:
     projection is the identity. So a 1x1 decoder can separate two colours, and only the masks say which is which."""
     save_dino_backbone(path, patch_size=8, embed_dim=64, depth=1, img_size=64)
     sd = torch.load(path)
-    for k in ("cls_token", "pos_embed", "patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc2"):
-        for name in [n for n in sd if n.startswith(k)]:
-            sd[name] = torch.zeros_like(sd[name])
+    zeroed = ("cls_token", "pos_embed", "patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj")
+    zeroed += ("blocks.0.mlp.fc2",)
+    for name in [n for n in sd if n.startswith(zeroed)]:
+        sd[name] = torch.zeros_like(sd[name])
     for c in range(3):
         sd["patch_embed.proj.weight"][c, c] = 1.0 / 64  # the channel's mean over the 8x8 patch
     sd["blocks.0.attn.qkv.weight"][64:128] = torch.eye(64)  # keys = norm1(tokens)

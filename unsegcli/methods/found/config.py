@@ -59,6 +59,8 @@ _MODE = (
     "FOUND: multi = the soft mask, every component (the official default evaluation mode); single = the largest "
     "4-connected component of the > 0.5 mask, as a binary mask (evaluation/saliency.py 'single')."
 )
+
+
 @dataclass(frozen=True)
 class FoundOptions:
     mode: Mode = option("multi", _MODE, cite="main_found_evaluate.py --evaluation-mode multi")

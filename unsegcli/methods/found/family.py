@@ -15,7 +15,6 @@ from .config import FoundConfig
 from .model import FoundModel
 from .predictor import FoundPredictor
 
-
 # methods.loading refuses --size / --max-size for this family, saying why
 FIXED_GEOMETRY = (
     "FOUND predicts at full resolution, zero-padded to a patch multiple (its official evaluation geometry); "

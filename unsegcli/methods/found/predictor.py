@@ -22,8 +22,8 @@ from ...config import validate
 from ...engine.predictor import Prepared
 from ...errors import CheckpointError, UsageError, param
 from ...model.dino_keys import backbone_config_from_state, load_dino_vit, preprocess
-from ...runtime import resolve_device
 from ...refine import RefineOptions
+from ...runtime import resolve_device
 from .config import MODES, FoundBkgOptions, FoundConfig, FoundOptions
 from .core import background, read_official_decoder, soft_to_output, upsample_logits
 from .model import FoundModel

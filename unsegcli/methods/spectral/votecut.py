@@ -44,9 +44,9 @@ from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import UsageError, param
 from ...labels.components import label_components
+from ...model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
 from ...refine import RefineOptions
 from ...refine.postprocess import GATE_IOU, fill_holes
-from ...model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
 from ...runtime import resolve_device
 from .core import binary_cosine_affinity, fiedler
 from .options import VoteCutOptions
