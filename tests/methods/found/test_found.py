@@ -215,7 +215,7 @@ def _ellipse_images(root: Path, n: int = 6, size: int = 96, seed: int = 0) -> li
 
 
 def test_distillation_recovers_known_masks_on_generated_images(tmp_path, cli):
-    """`unseg train --method found --from-masks` (found-distil) on the known masks of generated images, then
+    """`unseg train --method found --masks` (= --from-masks: found-distil) on the known masks of generated images, then
     `unseg predict --weights`: the masks come back (IoU > 0.9 on average). The control trains on the same images
     with the masks inverted: its predictions must miss the known masks, so the masks, not the colours, decide."""
     backbone = _planted_colour_backbone(tmp_path / "dino.pth")
@@ -224,7 +224,7 @@ def test_distillation_recovers_known_masks_on_generated_images(tmp_path, cli):
     ious = {}
     for given in ("masks", "inverted"):
         run, out = tmp_path / f"run-{given}", tmp_path / f"pred-{given}"
-        res = cli("train", tmp_path / "images", "--method", "found", "--from-masks", tmp_path / given, "--out", run,
+        res = cli("train", tmp_path / "images", "--method", "found", "--masks", tmp_path / given, "--out", run,
                   "--backbone-weights", backbone, "--steps", 30, "--crop", 96, "--batch-size", 6,
                   "--log-images-every", 0, *common)  # fmt: skip
         assert res.exit_code == 0, res.stderr
