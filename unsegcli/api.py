@@ -78,10 +78,13 @@ class Model:
                 array = image if isinstance(image, np.ndarray) else decode_image(str(image), max_pixels)
                 yield self.predictor.prepare(i, array)
 
+        from .engine.predict import soft_score
+
         masks: dict[int, Mask] = {}
         for batch in bucketed(prepared(), batch_size):
             for item, mask in zip(batch, self.predictor.run(batch), strict=True):
-                masks[item.index] = mask
+                # a soft mask's score (TokenCut, LOST) is stored in the files predict_files writes
+                masks[item.index] = soft_score(mask)[0] if self.writes == "soft" else mask
         return [masks[i] for i in range(len(masks))]
 
     def predict_files(

@@ -71,6 +71,11 @@ def checked_fields(cls: Any, data: Any) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
+# The metavar of a method option that names a weights file (a known name or a path; several comma-separated):
+# prediction settings tags record such files by content (``io.outputs.weights_identity``), not by name.
+WEIGHTS_METAVAR = "NAME|PATH"
+
+
 def option(
     default: Any,
     help: str,
@@ -83,13 +88,16 @@ def option(
     cite: str | None = None,
     metavar: str | None = None,
     applies_with: tuple[str, Any] | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """A method option declared once: a dataclass field whose metadata the CLI turns into a flag (``--name``
     with dashes, or ``flag``; its help, range and ``Literal`` choices) and ``validate`` checks in the library.
     ``cite``: where the default comes from (official code or paper), shown in ``--help``. ``applies_with``:
-    (other option, value) that this one only matters under; giving it otherwise is an error (``given_apply``)."""
+    (other option, value) that this one only matters under; giving it otherwise is an error (``given_apply``).
+    ``aliases``: other spellings of the flag (``--backbones`` for VoteCut's list), the same option underneath."""
     meta = {"help": help, "flag": flag, "min": min, "max": max, "min_open": min_open, "max_open": max_open}
-    return field(default=default, metadata={**meta, "cite": cite, "metavar": metavar, "applies_with": applies_with})
+    more = {"cite": cite, "metavar": metavar, "applies_with": applies_with, "aliases": aliases}
+    return field(default=default, metadata={**meta, **more})
 
 
 def given_apply(opts: Any, given: Any) -> None:

@@ -128,6 +128,9 @@ def test_component_rule_on_object_larger_than_background(official):
     assert official_binary[:, :10].all() and not official_binary[:, 10:].any()
     ours = refine_mask(target.astype(np.float32), img, RefineOptions(output="component"))
     np.testing.assert_array_equal(ours, (np.arange(40) >= 10)[None].repeat(40, 0))
+    # --output official: the published rule, for parity: the background, as the transcription
+    published = refine_mask(target.astype(np.float32), img, RefineOptions(output="official"))
+    np.testing.assert_array_equal(published, official_binary.astype(np.uint8))
 
 
 def test_object_component_keeps_largest_foreground_and_fills_holes():

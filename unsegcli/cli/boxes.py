@@ -99,7 +99,9 @@ def boxes(
             "--min-score",
             min=0.0,
             max=1.0,
-            help="Drop boxes whose score (mean mask value inside the box's component) is lower.",
+            help="Drop boxes whose score is lower: a soft mask's component scores its mean mask value times the "
+            "score its method stored (TokenCut, LOST: 1 - Ncut), an instance object its stored score (MaskCut: 1 - "
+            "Ncut; VoteCut: vote share), 1 if none. Scores of different methods are not comparable.",
         ),
     ] = BoxOptions.min_score,
     max_boxes: Annotated[

@@ -227,8 +227,10 @@ def declared_flags(
             if meta.get("min") is not None or meta.get("max") is not None:
                 extra["callback"] = range_callback(name, meta)
             help_text = meta["help"] + (f" Range: {interval(meta)}." if "callback" in extra else "")
+            aliases = sorted({a for e in entries for a in e[1].metadata.get("aliases", ())})
             opt = typer.Option(
                 meta.get("flag") or "--" + name.replace("_", "-"),
+                *aliases,
                 help=help_text.replace("[", "\\["),
                 show_default=_shown_default(entries, labels),
                 rich_help_panel=panel or f"--method {', '.join(labels[e[0]] for e in entries)}",

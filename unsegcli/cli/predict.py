@@ -65,7 +65,8 @@ _METHOD_HELP = (
         + (" (instance PNG: palette, index k = object k)." if METHODS[name].writes == "instances" else ".")
         for name in predict_methods()[1:]
     )
-    + " Their options: the panels below."
+    + " Scores (1 = most confident; stored in each PNG, used by `unseg boxes`) mean what each method says: scores of"
+    " different methods are not comparable. Their options: the panels below."
 )
 
 
@@ -132,15 +133,22 @@ def predict(
             "--refine",
             show_default="no refinement",
             help="Refine each soft mask with its image before writing it: the bilateral solver (MOVE's "
-            "'+Bilateral', TokenCut's '+BS' rows) or CutLER's dense CRF (needs the crf extra); as `unseg refine`.",
+            "'+Bilateral', TokenCut's '+BS' rows) or CutLER's dense CRF (needs the crf extra); as `unseg refine`. "
+            "Two methods apply their own published rule instead: found + bilateral = FOUND's '+BS' (the solver on "
+            "the > 0.5 mask, kept only if its IoU with that mask is > 0.5, binary; single mode keeps one component); "
+            "votecut + crf = CuVLER's CRF on each object (on a crop around its box, kept unless the box moved: "
+            "box IoU < 0.5).",
         ),
     ] = None,
     refine_output: Annotated[
         RefineOutput | None,
         typer.Option(
             "--refine-output",
-            show_default=RefineOptions.output,
-            help="With --refine: the solver's soft output, or FOUND's object component.",
+            show_default=f"{RefineOptions.output}; component for --method found",
+            help="With --refine bilateral: soft = the solver's output; component = holes filled, then the object "
+            "(the largest foreground component; FOUND multi mode: all foreground); official = the official "
+            "binary_solver rule, which keeps the second-largest label counting the background, i.e. the "
+            "BACKGROUND whenever the object is the larger region (for parity only).",
         ),
     ] = None,
     compile: Annotated[
@@ -189,7 +197,7 @@ def predict(
             batch_size=batch_size,
             workers=workers,
             max_pixels=max_pixels,
-            refine=request.refine_options(),
+            refine=request.post_refine(),
             tag=plan.tag,
             on_error=failed,
             on_progress=lambda n, total: advance(n, total=total),

@@ -71,7 +71,8 @@ def refine(
             'MOVE "+Bilateral" score. component: 0/255, holes filled, then the largest foreground '
             "component (FOUND's binary_solver, fixed: the official rule keeps the second-largest label "
             "counting the background, i.e. the background whenever the object is the larger region; "
-            "an output with no foreground is empty, not all ones). The CRF always writes 0/255.",
+            "an output with no foreground is empty, not all ones). official: that official rule as published, "
+            "for parity only. The CRF always writes 0/255.",
         ),
     ] = _defaults.output,
     iou_gate: Annotated[

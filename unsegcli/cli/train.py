@@ -62,8 +62,11 @@ def train(
         str | None,
         typer.Option(
             "--from-masks",
+            "--masks",
             metavar="DIR",
-            help="Pseudo-masks for self-training (same relative paths as the images, .png); implies --method self.",
+            help="Pseudo-masks to train on (same relative paths as the images, .png; soft or instance PNGs): "
+            "self-training (--method self, implied), or with --method found FOUND's head distilled from them "
+            "(found-distil). --masks is the same option.",
         ),
     ] = None,
     method: Annotated[

@@ -116,6 +116,14 @@ class PredictSummary:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
+def soft_score(output: Output) -> tuple[np.ndarray, float | None]:
+    """A soft predictor's output -> (the mask, its method's score for the mask's one object, or None)."""
+    if isinstance(output, tuple):
+        mask, scores = output
+        return mask, scores.get(1)
+    return output, None
+
+
 def _write_instances(path: str, output: Output, tag: str | None) -> None:
     from ..io.instances import encode_instances  # only instance predictors need it
 
@@ -176,16 +184,20 @@ def predict_files(
     start = time.perf_counter()
     with BackgroundWriter() as writer:
 
-        def on_mask(j: int, mask: Any) -> None:
+        def on_mask(j: int, output: Output) -> None:
             nonlocal written
+            out = outputs[todo[j]]
+            if predictor.kind == "instances":
+                writer.submit(_write_instances, out, output, tag)
+                written += 1
+                return
+            mask, score = soft_score(output)
             if refine is not None:
                 from ..refine.runner import refine_image_file
 
-                writer.submit(refine_image_file, outputs[todo[j]], mask, mine[todo[j]].path, refine, max_pixels, tag)
-            elif predictor.kind == "instances":
-                writer.submit(_write_instances, outputs[todo[j]], mask, tag)
+                writer.submit(refine_image_file, out, mask, mine[todo[j]].path, refine, max_pixels, tag, score)
             else:
-                writer.submit(write_mask, outputs[todo[j]], encode(mask), tag)
+                writer.submit(write_mask, out, encode(mask), tag, score)
             written += 1
 
         run_prediction(

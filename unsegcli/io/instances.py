@@ -8,9 +8,11 @@ saliency code consume: per-object masks and boxes, the union, or the largest obj
 
 Scores: a method that rates its objects stores the ratings in the same file, as a PNG ``tEXt`` chunk with
 the keyword ``unseg-scores`` whose text is a JSON object from object index to score in [0, 1], e.g.
-``{"1": 1.0, "2": 0.4}`` (written before the image data, so reading it decodes no pixels). What a score
-means is the method's (README: scores); scores of different methods are not comparable. A file without the
-chunk (another tool, an older unseg) has no scores; ``unseg boxes`` then gives its objects 1.
+``{"1": 1.0, "2": 0.4}`` (written before the image data, so reading it decodes no pixels). A soft (grayscale)
+mask holds one object, so its chunk, when its method rates it (TokenCut, LOST), is ``{"1": score}``
+(``io.masks.write_mask``). What a score means is the method's (docs/predict.md: scores); scores of different
+methods are not comparable. A file without the chunk (another tool, an older unseg) has no scores; ``unseg
+boxes`` then gives an instance mask's objects 1 and a soft mask's components their mean mask value.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ def voc_colormap(n: int = 256) -> np.ndarray:
     return cmap.astype(np.uint8)
 
 
+def scores_text(scores: Mapping[int, float]) -> str:
+    """Object index -> score in [0, 1] -> the chunk's JSON text (module docstring); ValueError outside [0, 1]."""
+    kept = {str(k): float(v) for k, v in sorted(scores.items())}
+    bad = [f"{k}: {v}" for k, v in kept.items() if not 0.0 <= v <= 1.0]  # NaN fails too
+    if bad:
+        raise ValueError(f"object scores must lie in [0, 1], not {', '.join(bad)}")
+    return json.dumps(kept, separators=(",", ":"))
+
+
 def encode_instances(labels: np.ndarray, scores: Mapping[int, float] | None = None) -> bytes:
     """HxW uint8 label map (0 = background, k = object k) -> palette PNG bytes; ``scores`` (object index ->
     score in [0, 1]) are stored for the objects present in ``labels`` (module docstring)."""
@@ -55,12 +66,8 @@ def encode_instances(labels: np.ndarray, scores: Mapping[int, float] | None = No
     info = None
     if scores is not None:
         present = {int(k) for k in object_ids(labels)}
-        kept = {str(k): float(v) for k, v in sorted(scores.items()) if int(k) in present}
-        bad = [f"{k}: {v}" for k, v in kept.items() if not 0.0 <= v <= 1.0]  # NaN fails too
-        if bad:
-            raise ValueError(f"object scores must lie in [0, 1], not {', '.join(bad)}")
         info = PngImagePlugin.PngInfo()
-        info.add_text(SCORES_KEYWORD, json.dumps(kept, separators=(",", ":")))
+        info.add_text(SCORES_KEYWORD, scores_text({k: v for k, v in scores.items() if int(k) in present}))
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False, pnginfo=info)
     return buf.getvalue()

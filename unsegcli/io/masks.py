@@ -57,15 +57,19 @@ def settings_tag(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def with_tag(png: bytes, tag: str | None) -> bytes:
-    """PNG bytes with a ``tEXt`` chunk ``unseg\0<tag>`` inserted right after the header (None: unchanged)."""
-    if tag is None:
-        return png
+def with_text(png: bytes, keyword: bytes, text: str) -> bytes:
+    """PNG bytes with a ``tEXt`` chunk ``keyword\0text`` (Latin-1) inserted right after the header."""
     if png[:8] != PNG_SIGNATURE or png[12:16] != b"IHDR":
         raise ValueError("not a PNG stream")
-    data = TAG_KEYWORD + b"\0" + tag.encode("ascii")
+    data = keyword + b"\0" + text.encode("latin-1")
     chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
     return png[:_HEADER_END] + chunk + png[_HEADER_END:]
+
+
+def with_tag(png: bytes, tag: str | None) -> bytes:
+    """PNG bytes with a ``tEXt`` chunk ``unseg\0<tag>`` inserted right after the header (None: unchanged);
+    added last, it is the first chunk after the header, where ``read_tag`` looks."""
+    return png if tag is None else with_text(png, TAG_KEYWORD, tag)
 
 
 def read_tag(path: str) -> str | None:
@@ -92,8 +96,15 @@ def first_with_other_tag(paths: Iterable[str], tag: str) -> str | None:
     return None
 
 
-def write_mask(path: str, arr_u8: np.ndarray, tag: str | None = None) -> None:
-    atomic_write_bytes(path, with_tag(encode_png(arr_u8), tag))
+def write_mask(path: str, arr_u8: np.ndarray, tag: str | None = None, score: float | None = None) -> None:
+    """A grayscale mask PNG, atomically, with the settings tag and, if given, its method's score for its one
+    object (``io.instances``: the ``unseg-scores`` chunk ``{"1": score}``)."""
+    from .instances import SCORES_KEYWORD, scores_text
+
+    png = encode_png(arr_u8)
+    if score is not None:
+        png = with_text(png, SCORES_KEYWORD.encode("ascii"), scores_text({1: score}))
+    atomic_write_bytes(path, with_tag(png, tag))
 
 
 def _read_gray8(path: str) -> np.ndarray | None:

@@ -7,7 +7,7 @@ Boxes are 0-based continuous XYXY: a component spanning columns 3..5 has x0 = 3,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -22,7 +22,7 @@ Connectivity = Literal[4, 8]  # pixel connectivity of components (OpenCV's two c
 class Component:
     xyxy: tuple[float, float, float, float]  # x0, y0, x1, y1 (exclusive end)
     area: int  # pixel count of the component
-    score: float  # mean soft mask value inside the component
+    score: float  # soft mask: mean mask value inside the component (x the method's stored score); instances: stored
     label: int  # component label in the label image
 
 
@@ -81,6 +81,15 @@ def extract_boxes(
         score = float(mask_u8[y : y + bh, x : x + bw][crop].sum(dtype=np.int64)) / 255.0 / area
         found.append(Component((float(x), float(y), float(x + bw), float(y + bh)), area, score, i))
     return found, labels
+
+
+def scored_by_method(comps: list[Component], stored: float | None) -> list[Component]:
+    """A soft mask's components with its method's stored score (``io.instances``: TokenCut, LOST) folded in:
+    score = stored score x mean mask value inside the component (so a 0/255 mask's components score the stored
+    score); unchanged when the file stores none."""
+    if stored is None:
+        return comps
+    return [replace(c, score=c.score * stored) for c in comps]
 
 
 def component_crop(labels: np.ndarray, stats: np.ndarray, i: int) -> np.ndarray:

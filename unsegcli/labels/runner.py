@@ -33,6 +33,7 @@ from .components import (
     read_box_mask,
     rle_encode,
     rle_encode_many,
+    scored_by_method,
 )
 from .formats import ImageLabels, LabelWriter, Segmentation, writer_class
 
@@ -183,8 +184,9 @@ def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool =
         every, labels, n_objects = instance_components(
             mask, opts.min_area, opts.split_components, opts.connectivity, scores
         )
-    else:
+    else:  # a soft mask: its components, scored by their mean value and the method's stored score if any
         every, labels = extract_boxes(mask, opts.threshold, opts.connectivity, opts.min_area, multi=True)
+        every = scored_by_method(every, instance_scores(task.mask_path).get(1))
         n_objects = int(labels.max(initial=0))
     comps, removed = select_components(every, n_objects, opts)
     out = ImageLabels(

@@ -50,6 +50,11 @@ class Method:
     predictor: str | None = None
     options: str | None = None  # with predictor: "module:Class" of its options
     writes: Literal["soft", "instances"] = "soft"  # one object as a soft mask, or an instance label map
+    # the `--refine` methods its predictor applies itself, by the method's own published rule (its predictor then
+    # takes refine=RefineOptions; the refined masks are binary): FOUND's '+BS' (the solver on the binary mask,
+    # kept if IoU > 0.5), VoteCut's CRF (per mask on a crop, kept if the box moved little). Other `--refine`s
+    # run on the written soft mask (`refine.refine_mask`).
+    refines: tuple[str, ...] = ()
     training: dict[str, Training] = field(default_factory=dict)
 
 
@@ -84,6 +89,7 @@ METHODS: dict[str, Method] = {
         family="unsegcli.methods.found.family",
         predictor="unsegcli.methods.found.predictor:pretrained",
         options="unsegcli.methods.found.config:FoundOptions",
+        refines=("bilateral",),
         training={
             "found": Training(
                 "unsegcli.methods.found.objective:FoundObjective",
@@ -106,19 +112,19 @@ METHODS: dict[str, Method] = {
     ),
     "tokencut": Method(
         "training-free",
-        "TokenCut: one normalised cut of the DINO key graph; the seed's component",
+        "TokenCut: one normalised cut of the DINO key graph; the seed's component; score 1 - its Ncut on that graph",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:TokenCutOptions",
     ),
     "lost": Method(
         "training-free",
-        "LOST: lowest-degree seed expanded over similar low-degree patches; no eigenvectors",
+        "LOST: lowest-degree seed expanded over similar low-degree patches; score 1 - its Ncut on LOST's graph",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:LostOptions",
     ),
     "maskcut": Method(
         "training-free",
-        "MaskCut (CutLER): up to max_objects cuts, painting out each object found",
+        "MaskCut (CutLER): up to max_objects cuts, painting out each object found; score 1 - each cut's Ncut",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:MaskCutOptions",
         writes="instances",
@@ -129,6 +135,7 @@ METHODS: dict[str, Method] = {
         predictor=f"{_SPECTRAL}.votecut:VoteCutPredictor",
         options=f"{_SPECTRAL}.options:VoteCutOptions",
         writes="instances",
+        refines=("crf",),
     ),
 }
 # `unseg predict --method`: "move" runs a checkpoint of any family (MOVE, Sempart, FOUND, self-trained); the

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..config import PreprocessConfig
-from ..errors import CheckpointError, UnsegError
+from ..errors import CheckpointError, UnsegError, UsageError, param
 from ..model.checkpoint import DEFAULT_FAMILY, read_checkpoint
 from ..model.state_dict import load_strict
 from . import family
@@ -33,11 +33,17 @@ def load_predictor(
     """A checkpoint -> its family's MaskPredictor on ``device``. ``size`` / ``max_size`` override the
     preprocessing stored in the checkpoint."""
     loaded = load_model(path)
+    fam = family(loaded.family)
+    given = [param(n) for n, v in (("size", size), ("max_size", max_size)) if v is not None]
+    fixed = getattr(fam, "FIXED_GEOMETRY", None)  # why a family predicts at sizes of its own, if it does
+    if given and fixed:
+        verb = "does" if len(given) == 1 else "do"
+        raise UsageError(f"{' and '.join(given)} {verb} not apply to {loaded.family} checkpoints", fixed)
     prep = loaded.preprocess
     prep = dataclasses.replace(
         prep, size=prep.size if size is None else size, max_size=prep.max_size if max_size is None else max_size
     )
-    return family(loaded.family).predictor(loaded.model, prep, device, precision, compile, **(options or {}))
+    return fam.predictor(loaded.model, prep, device, precision, compile, **(options or {}))
 
 
 @dataclass

@@ -10,13 +10,13 @@ which the CLI says as its flags.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import Precision
+from ..config import WEIGHTS_METAVAR, Precision
 from ..engine.predict import list_prediction_inputs
 from ..engine.predictor import MaskPredictor
 from ..errors import UsageError, param
@@ -55,10 +55,23 @@ class PredictRequest:
     def given_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.options.items() if v is not None}
 
+    def own_refine(self) -> bool:
+        """Whether the method's predictor applies ``refine`` itself, by its published rule (``Method.refines``)."""
+        if self.refine is None or self.method == CHECKPOINT:
+            return False
+        return self.refine in predict_method(self.method).refines
+
     def refine_options(self) -> RefineOptions | None:
+        """The refinement asked; a method that refines itself writes binary masks (default output component)."""
         if self.refine is None:
             return None
-        return RefineOptions(method=self.refine, output=self.refine_output or RefineOptions.output)
+        default = "component" if self.own_refine() else RefineOptions.output
+        return RefineOptions(method=self.refine, output=self.refine_output or default)
+
+    def post_refine(self) -> RefineOptions | None:
+        """The refinement run on each written soft mask (``engine.predict.predict_files(refine=)``): none when
+        the method's predictor applies it."""
+        return None if self.own_refine() else self.refine_options()
 
 
 def check_request(req: PredictRequest) -> None:
@@ -92,10 +105,16 @@ def check_request(req: PredictRequest) -> None:
             f"{names(checkpoint)}: options of checkpoints ({m} {CHECKPOINT}), not of {m} {method}",
             f"the training-free methods run in float32 at the size {param('geometry')} gives",
         )
-    if entry.writes == "instances" and (req.binary or req.refine is not None):
+    own = req.own_refine()
+    if entry.writes == "instances" and (req.binary or (req.refine is not None and not own)):
         raise UsageError(
             f"{param('binary') if req.binary else param('refine')} applies to soft masks; {m} {method} writes "
-            "instance masks"
+            "instance masks" + (f" (it applies {param('refine')} {', '.join(entry.refines)})" if entry.refines else "")
+        )
+    if own and req.refine_output == "soft":
+        raise UsageError(
+            f"{m} {method} applies {param('refine')} {req.refine} itself and writes binary masks: "
+            f"{param('refine_output')} component or official, not soft"
         )
 
 
@@ -125,15 +144,23 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
     }
     if req.method == CHECKPOINT:
         path = resolve_weights(req.weights)
-        settings = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
-        return {**settings, **written, "branch": req.branch}, path, None
+        checkpoint = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
+        return {**checkpoint, **written, "branch": req.branch}, path, None
     opts = method_options(req.method, **req.given_options())  # the official defaults, the given ones over them
-    # a method that votes over several backbones takes a comma-separated list (each resolved alike)
-    specs = [s.strip() for s in opts.backbone.split(",")]
-    paths = [s if s.startswith("timm:") else resolve_weights(s, env_var=None, default=None) for s in specs]
-    identity = ",".join(s if s.startswith("timm:") else weights_identity(p) for s, p in zip(specs, paths, strict=True))
+    settings: dict[str, Any] = {"method": req.method, **asdict(opts), **written}
+    resolved: dict[str, list[Any]] = {}
+    for f in fields(opts):  # every weights file (backbone, FOUND's decoder) enters by content, not by name
+        if f.metadata.get("metavar") == WEIGHTS_METAVAR:
+            # a method that votes over several backbones takes a comma-separated list (each resolved alike)
+            specs = [s.strip() for s in getattr(opts, f.name).split(",")]
+            paths = [s if s.startswith("timm:") else resolve_weights(s, env_var=None, default=None) for s in specs]
+            resolved[f.name] = paths
+            settings[f.name] = ",".join(
+                s if s.startswith("timm:") else weights_identity(p) for s, p in zip(specs, paths, strict=True)
+            )
+    paths = resolved["backbone"]
     backbone: Any = paths[0] if len(paths) == 1 else tuple(paths)
-    return {"method": req.method, **asdict(opts), "backbone": identity, **written}, backbone, opts
+    return settings, backbone, opts
 
 
 def prediction_settings(req: PredictRequest) -> tuple[dict[str, Any], str]:
@@ -207,4 +234,6 @@ def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, p
             options={"branch": req.branch} if req.branch else None,
         )
     predictor = load(predict_method(req.method).predictor or "")
+    if req.own_refine():
+        return predictor(req.method, opts, backbone=weights, device=device, refine=req.refine_options())
     return predictor(req.method, opts, backbone=weights, device=device)

@@ -4,7 +4,8 @@ Two refiners, each with the constants of the published rows it reproduces (the o
 ``bilateral_solver.py``, CutLER's ``maskcut/crf.py``):
 - ``bilateral``: the fast bilateral solver of TokenCut/MOVE/FOUND. Output ``soft`` is the solver output that
   TokenCut "+BS" and MOVE "+Bilateral" score; ``component`` is FOUND-style (holes filled, one object component),
-  optionally with FOUND's IoU > 0.5 gate.
+  optionally with FOUND's IoU > 0.5 gate; ``official`` is the official ``binary_solver`` rule, for parity only
+  (it keeps the background whenever the object is the larger region).
 - ``crf``: CutLER's dense CRF (optional extra ``unseg[crf]``), holes filled, mask dropped if IoU < 0.5.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 from ..errors import UsageError, param
 
 RefineMethod = Literal["bilateral", "crf"]
-RefineOutput = Literal["soft", "component"]
+RefineOutput = Literal["soft", "component", "official"]
 METHODS: tuple[str, ...] = get_args(RefineMethod)
 OUTPUTS: tuple[str, ...] = get_args(RefineOutput)
 
@@ -26,8 +27,8 @@ OUTPUTS: tuple[str, ...] = get_args(RefineOutput)
 @dataclass(frozen=True)
 class RefineOptions:
     method: RefineMethod = "bilateral"
-    # bilateral only: "soft" (TokenCut "+BS", MOVE "+Bilateral" rows) or "component" (FOUND's binary_solver);
-    # the CRF gives a labelling, so its output is always binary.
+    # bilateral only: "soft" (TokenCut "+BS", MOVE "+Bilateral" rows), "component" (FOUND's binary_solver, fixed
+    # to keep the object) or "official" (binary_solver as published); the CRF's output is always binary.
     output: RefineOutput = "soft"
     # Input masks are binarised at this value for the IoU gates (MOVE's official threshold, 0.5).
     threshold: float = 0.5
@@ -78,7 +79,7 @@ class RefineOptions:
     @property
     def binary(self) -> bool:
         """Whether ``refine_mask`` returns a {0, 1} uint8 mask (else float32 in [0, 1])."""
-        return self.method == "crf" or self.output == "component"
+        return self.method == "crf" or self.output != "soft"
 
 
 def match_size(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -93,10 +94,10 @@ def match_size(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def refine_mask(mask: np.ndarray, image: np.ndarray, options: RefineOptions | None = None) -> np.ndarray:
     """HxW float mask in [0, 1] + HxWx3 uint8 RGB image -> the refined mask at the image's size:
-    float32 in [0, 1] for the ``soft`` output, uint8 {0, 1} for ``component`` and ``crf``.
+    float32 in [0, 1] for the ``soft`` output, uint8 {0, 1} for ``component``, ``official`` and ``crf``.
 
     A mask of another size is first resized to the image (``match_size``)."""
-    from .postprocess import GATE_IOU, fill_holes, iou, object_component
+    from .postprocess import GATE_IOU, fill_holes, iou, object_component, official_component
 
     opts = options or RefineOptions()
     if mask.ndim != 2:
@@ -143,7 +144,8 @@ def refine_mask(mask: np.ndarray, image: np.ndarray, options: RefineOptions | No
         if opts.gated and not iou(given, out > 0.5) > GATE_IOU:  # FOUND: otherwise keep the mask unchanged
             return mask
         return out
-    component = object_component(solved > 0.5)  # official binary_solver threshold
+    # official binary_solver threshold 0.5
+    component = object_component(solved > 0.5) if opts.output == "component" else official_component(solved)
     if opts.gated and not iou(given, component) > GATE_IOU:
         return given.astype(np.uint8)
     return component.astype(np.uint8)

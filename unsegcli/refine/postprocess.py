@@ -40,6 +40,20 @@ def object_component(binary: np.ndarray) -> np.ndarray:
     return largest_component(fill_holes(binary))
 
 
+def official_component(solved: np.ndarray, all_components: bool = False) -> np.ndarray:
+    """The official ``binary_solver`` rule (TokenCut/MOVE/FOUND ``bilateral_solver.py``), for parity: holes
+    filled in ``solved > 0.5``, 4-connected labels counted with the background label 0 and sorted by size.
+    Single: the second-largest label, the BACKGROUND whenever it is smaller than the object; one label only
+    gives all ones (the bare ``except``). ``all_components`` (FOUND's get_all_cc): every label but the largest."""
+    labels, n = ndimage.label(fill_holes(solved > 0.5))
+    order = np.argsort(np.bincount(labels.ravel(), minlength=n + 1), kind="stable")
+    if all_components:
+        return np.isin(labels, order[:-1])
+    if n == 0:
+        return np.ones_like(labels, dtype=bool)
+    return labels == order[-2]
+
+
 def largest_component(binary: np.ndarray) -> np.ndarray:
     """The largest 4-connected foreground component (4: the official ``ndimage.label``); the first of equally
     large ones in label (raster) order; empty when there is no foreground."""

@@ -96,13 +96,19 @@ def encode(refined: np.ndarray, options: RefineOptions) -> np.ndarray:
 
 
 def write_refined(
-    out_path: str, mask: np.ndarray, image: np.ndarray, options: RefineOptions, tag: str | None = None
+    out_path: str,
+    mask: np.ndarray,
+    image: np.ndarray,
+    options: RefineOptions,
+    tag: str | None = None,
+    score: float | None = None,
 ) -> None:
-    """Refine a [0, 1] mask against its decoded image and write the PNG atomically."""
+    """Refine a [0, 1] mask against its decoded image and write the PNG atomically (with the method's ``score``
+    of its object, if it has one: refining moves pixels, not the method's confidence in the object)."""
     from ..io.masks import write_mask
     from . import refine_mask
 
-    write_mask(out_path, encode(refine_mask(mask, image, options), options), tag)
+    write_mask(out_path, encode(refine_mask(mask, image, options), options), tag, score)
 
 
 def refine_image_file(
@@ -112,12 +118,13 @@ def refine_image_file(
     options: RefineOptions,
     max_pixels: int | None = None,
     tag: str | None = None,
+    score: float | None = None,
 ) -> None:
     """One-pass ``predict --refine``: a predicted [0, 1] mask (at the image's size) and its image file -> the
     refined PNG. Shaped for ``BackgroundWriter.submit(refine_image_file, out_path, mask, image_path, options)``."""
     from ..io.images import decode_image
 
-    write_refined(out_path, mask, decode_image(image_path, max_pixels), options, tag)
+    write_refined(out_path, mask, decode_image(image_path, max_pixels), options, tag, score)
 
 
 def refine_one(task: RefineTask, options: RefineOptions, max_pixels: int | None = None) -> str | None:

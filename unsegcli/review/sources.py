@@ -41,7 +41,7 @@ def _mask_facts(
     path, image_path, threshold, connectivity, min_area, multi = args
     from ..evaluation.inputs import corloc_box
     from ..io.instances import instance_scores
-    from ..labels.components import extract_boxes, instance_boxes, read_box_mask
+    from ..labels.components import extract_boxes, instance_boxes, read_box_mask, scored_by_method
     from ..labels.runner import check_mask_size
 
     kind, mask = read_box_mask(path)
@@ -54,6 +54,7 @@ def _mask_facts(
         scores = np.asarray([stored.get(o.label, np.nan) for o in objs], np.float64)
     else:
         comps, _ = extract_boxes(mask, threshold, connectivity, min_area, multi)
+        comps = scored_by_method(comps, instance_scores(path).get(1))  # as `unseg boxes` scores them
         boxes = np.asarray([c.xyxy for c in comps], np.float64).reshape(-1, 4)
         areas = np.asarray([c.area for c in comps], np.float64)
         scores = np.asarray([c.score for c in comps], np.float64)

@@ -18,12 +18,14 @@ from unsegcli.engine.config import TrainConfig
 from unsegcli.errors import CheckpointError
 from unsegcli.methods import predict_methods
 from unsegcli.methods.found.config import FoundConfig, FoundOptions, FoundTrainOptions
-from unsegcli.methods.found.core import background, features, official_binary_solver, read_official_decoder, single
+from unsegcli.methods.found.core import background, features, read_official_decoder, single
 from unsegcli.methods.found.family import predictor as family_predictor
 from unsegcli.methods.found.model import FoundModel
 from unsegcli.methods.found.objective import FoundObjective, bce
 from unsegcli.methods.found.predictor import pretrained
 from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
+from unsegcli.refine import RefineOptions
+from unsegcli.refine.postprocess import official_component
 
 from ...helpers import random_image, save_dino_backbone
 
@@ -115,9 +117,9 @@ def test_losses_and_schedule_on_hand_computed_cases():
 def test_solver_binarisation_official_picks_the_background_fixed_keeps_the_object():
     solved = np.zeros((10, 10))
     solved[1:9, 1:9] = 1.0  # an object of 64 pixels on 36 of background
-    official = official_binary_solver(solved, all_components=False)
+    official = official_component(solved, all_components=False)
     assert official.sum() == 36 and not official[5, 5]  # the second-largest label: the background
-    assert official_binary_solver(solved, all_components=True).sum() == 36  # every label but the largest
+    assert official_component(solved, all_components=True).sum() == 36  # every label but the largest
     assert single(solved > 0.5).sum() == 64  # our rule: the largest foreground component
 
 
@@ -174,3 +176,136 @@ def test_found_end_to_end_on_generated_images(tmp_path, weights, cli):
     assert res.exit_code == 0, res.stderr
     res = unseg("eval", "saliency", "--gt", gt, "--pred", tmp_path / "trained", "--json", "-", "-j", 0)
     assert res.exit_code == 0, res.stderr
+
+
+def _planted_colour_backbone(path: Path) -> Path:
+    """A DINO-layout ViT-S/8-shaped file (one 64-d head, one block) whose last-block keys are the LayerNorm of each
+    patch's mean colour: the patch embedding averages each colour channel into its own dimension, position
+    embeddings and CLS are zero, the block's attention and MLP add nothing to the residual, and the key
+    projection is the identity. So a 1x1 decoder can separate two colours, and only the masks say which is which."""
+    save_dino_backbone(path, patch_size=8, embed_dim=64, depth=1, img_size=64)
+    sd = torch.load(path)
+    zeroed = ("cls_token", "pos_embed", "patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj")
+    zeroed += ("blocks.0.mlp.fc2",)
+    for name in [n for n in sd if n.startswith(zeroed)]:
+        sd[name] = torch.zeros_like(sd[name])
+    for c in range(3):
+        sd["patch_embed.proj.weight"][c, c] = 1.0 / 64  # the channel's mean over the 8x8 patch
+    sd["blocks.0.attn.qkv.weight"][64:128] = torch.eye(64)  # keys = norm1(tokens)
+    torch.save(sd, path)
+    return path
+
+
+def _ellipse_images(root: Path, n: int = 6, size: int = 96, seed: int = 0) -> list[np.ndarray]:
+    """Red ellipses on blue with pixel noise: images/, their masks/ and the masks inverted/; returns the masks."""
+    rng = np.random.default_rng(seed)
+    for d in ("images", "masks", "inverted"):
+        (root / d).mkdir(parents=True)
+    yy, xx = np.mgrid[:size, :size]
+    masks = []
+    for i in range(n):
+        (cy, cx), (ry, rx) = rng.uniform(36, 60, 2), rng.uniform(20, 32, 2)
+        m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        img = np.where(m[..., None], (220.0, 60.0, 40.0), (40.0, 90.0, 200.0)) + rng.normal(0, 12, (size, size, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray((m * 255).astype(np.uint8)).save(root / "masks" / f"{i}.png")
+        Image.fromarray((~m * 255).astype(np.uint8)).save(root / "inverted" / f"{i}.png")
+        masks.append(m)
+    return masks
+
+
+def test_distillation_recovers_known_masks_on_generated_images(tmp_path, cli):
+    """`unseg train --method found --masks` (= --from-masks: found-distil) on the known masks of generated images, then
+    `unseg predict --weights`: the masks come back (IoU > 0.9 on average). The control trains on the same images
+    with the masks inverted: its predictions must miss the known masks, so the masks, not the colours, decide."""
+    backbone = _planted_colour_backbone(tmp_path / "dino.pth")
+    known = _ellipse_images(tmp_path)
+    common = ["--workers", 0, "--device", "cpu", "-q"]
+    ious = {}
+    for given in ("masks", "inverted"):
+        run, out = tmp_path / f"run-{given}", tmp_path / f"pred-{given}"
+        res = cli("train", tmp_path / "images", "--method", "found", "--masks", tmp_path / given, "--out", run,
+                  "--backbone-weights", backbone, "--steps", 30, "--crop", 96, "--batch-size", 6,
+                  "--log-images-every", 0, *common)  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        assert torch.load(run / "last.pt", weights_only=False)["family"] == "found"
+        res = cli("predict", tmp_path / "images", "--out", out, "--weights", run / "last.pt", "--binary", *common)
+        assert res.exit_code == 0, res.stderr
+        pred = [np.asarray(Image.open(out / f"{i}.png")) > 127 for i in range(len(known))]
+        ious[given] = [np.count_nonzero(p & m) / np.count_nonzero(p | m) for p, m in zip(pred, known, strict=True)]
+    assert np.mean(ious["masks"]) > 0.9 and min(ious["masks"]) > 0.85, ious
+    assert max(ious["inverted"]) < 0.1, ious
+
+
+def test_found_bilateral_gate_and_rules_on_known_solver_outputs(monkeypatch):
+    """FOUND's '+BS' (misc.py): the solver runs on the > 0.5 mask, its binarised output is kept only if its IoU
+    with that mask is > 0.5. The solver is replaced by known outputs, so each rule's answer is known."""
+    import unsegcli.refine.bilateral as bilateral
+    from unsegcli.methods.found.core import soft_to_output
+
+    image = np.zeros((12, 12, 3), np.uint8)
+    soft = np.full((12, 12), 0.2, np.float32)
+    soft[2:10, 2:10] = 0.9  # the mask: 64 px
+    grown = np.zeros((12, 12), np.float32)
+    grown[1:11, 1:11] = 1.0  # 100 px of 144: the object is the larger region
+    monkeypatch.setattr(bilateral, "bilateral_solve", lambda img, target, *a: grown)
+    fixed = soft_to_output(soft, image, "single", RefineOptions(output="component"))
+    assert np.array_equal(fixed, grown)  # IoU 64/100 > 0.5: the solver's object
+    # the official single rule keeps the second-largest label counting the background: the 44-px ring, whose IoU
+    # with the mask is 0, so the gate keeps the mask itself
+    official = soft_to_output(soft, image, "single", RefineOptions(output="official"))
+    assert np.array_equal(official, soft > 0.5)
+    monkeypatch.setattr(bilateral, "bilateral_solve", lambda img, target, *a: 1.0 - grown)
+    assert np.array_equal(soft_to_output(soft, image, "multi", RefineOptions(output="component")), soft > 0.5)
+
+
+def test_predict_found_refine_bilateral_is_founds_gated_solver(tmp_path, weights, cli):
+    """`unseg predict --method found --refine bilateral` writes FOUND's '+BS' masks (binary, gated), not the
+    generic solver's soft output; `--refine-output official` the published rule; soft is refused."""
+    from unsegcli.io.images import decode_image
+    from unsegcli.methods.found.core import soft_to_output
+
+    backbone, decoder, _ = weights
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, (h, w) in enumerate([(40, 56), (48, 48)]):
+        Image.fromarray(random_image(h, w, seed=10 + i)).save(images / f"{i}.png")
+    base = ["--method", "found", "--backbone", backbone, "--decoder", decoder, "--workers", 0, "--device", "cpu", "-q"]
+    plain = pretrained("found", FoundOptions(decoder=str(decoder)), backbone=backbone)
+    for output in ("component", "official"):
+        out = tmp_path / output
+        extra = ["--refine-output", output] if output == "official" else []
+        res = cli("predict", images, "--out", out, "--refine", "bilateral", *extra, *base)
+        assert res.exit_code == 0, res.stderr
+        for p in sorted(images.glob("*.png")):
+            img = decode_image(str(p))
+            (soft,) = plain.run([plain.prepare(0, img)])
+            want = soft_to_output(soft, img, "multi", RefineOptions(output=output)) * 255
+            assert np.array_equal(np.asarray(Image.open(out / p.name)), want.astype(np.uint8))
+    res = cli("predict", images, "--out", tmp_path / "soft", "--refine", "bilateral", "--refine-output", "soft", *base)
+    assert res.exit_code == 2 and "--refine-output component or official" in res.stderr
+    res = cli("predict", images, "--out", tmp_path / "old", "--bilateral", "fixed", *base)
+    assert res.exit_code == 2  # one flag: FOUND's solver is --refine bilateral
+
+
+def test_settings_tag_records_the_decoder_by_content_and_checkpoints_refuse_sizes(tmp_path, weights, cli):
+    from unsegcli.io.outputs import weights_identity
+    from unsegcli.pipelines.predict import PredictRequest, prediction_settings
+
+    backbone, _, _ = weights
+    decoder = tmp_path / "decoder.pt"
+    _decoder_file(decoder, 128, seed=3)
+    req = PredictRequest(method="found", options={"decoder": str(decoder), "backbone": str(backbone)})
+    settings, tag = prediction_settings(req)
+    assert settings["decoder"] == weights_identity(decoder) and str(decoder) not in json.dumps(settings)
+    _decoder_file(decoder, 128, seed=4)  # retrained under the same name: another tag, so no silent mixing
+    assert prediction_settings(req)[1] != tag
+    # a FOUND checkpoint predicts at full resolution: --size is refused, not ignored
+    ckpt = tmp_path / "found.pt"
+    model = pretrained("found", FoundOptions(decoder=str(decoder)), backbone=backbone).model
+    save_checkpoint(ckpt, checkpoint_dict(model, PreprocessConfig(), family="found"))
+    (tmp_path / "images").mkdir()
+    Image.fromarray(random_image(24, 24)).save(tmp_path / "images" / "a.png")
+    res = cli("predict", tmp_path / "images", "--out", tmp_path / "m", "--weights", ckpt, "--size", 64, "-q")
+    assert res.exit_code == 2 and "--size does not apply to found checkpoints" in res.stderr
+    assert not (tmp_path / "m" / "a.png").exists()

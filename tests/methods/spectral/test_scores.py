@@ -83,3 +83,64 @@ def test_adaptive_maskcut_stops_at_the_first_weak_cut():
     adaptive, scores = maskcut_masks(keys, (g, g), MaskCutOptions(max_objects=3, stop_score=0.5))
     assert adaptive[0].max() == 2 and scores[0, 2] == 0.0
     assert np.array_equal(adaptive[0] == 1, lab == 2) and np.array_equal(adaptive[0] == 2, lab == 1)
+
+
+def test_a_soft_mask_stores_its_methods_score_and_boxes_fold_it_in(tmp_path):
+    from unsegcli.io.masks import read_tag, write_mask
+
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:6, 2:12] = 255  # 40 px at 1.0
+    mask[10:18, 15:25] = 204  # 80 px at 0.8
+    path = tmp_path / "m.png"
+    write_mask(str(path), mask, tag="abc", score=0.5)
+    assert instance_scores(path) == {1: 0.5} and read_tag(str(path)) == "abc"  # the tag stays first
+    task = MaskTask(0, str(path), "m.png", None)
+    # each component: its mean mask value x the stored score; --min-score filters on that
+    assert label_one(task, BoxOptions(multi=True, min_area=0.0)).scores == pytest.approx([0.4, 0.5])
+    assert label_one(task, BoxOptions(multi=True, min_area=0.0, min_score=0.45)).scores == [0.5]
+    assert _mask_facts((str(path), None, 0.5, 8, 0.0, True))[2].tolist() == pytest.approx([0.4, 0.5])
+    write_mask(str(path), mask)  # no stored score: the mean mask value alone (the rule for every soft mask)
+    assert label_one(task, BoxOptions(multi=True, min_area=0.0)).scores == pytest.approx([0.8, 1.0])
+    with pytest.raises(ValueError):
+        write_mask(str(path), mask, score=1.5)
+
+
+@pytest.mark.parametrize("method", ["tokencut", "lost"])
+def test_tokencut_and_lost_scores_reach_boxes_and_show(tmp_path, cli, method):
+    """predict writes the cut's score into each soft PNG; boxes carries it into the JSON formats' score field and
+    filters on it; show sorts by it."""
+    import json
+
+    from PIL import Image
+
+    from unsegcli.methods import method_options
+    from unsegcli.methods.spectral.predictor import SpectralPredictor
+
+    from ...helpers import save_dino_backbone, write_images
+
+    backbone = save_dino_backbone(tmp_path / "dino.pth", patch_size=8, seed=3)
+    write_images(tmp_path / "images", [(48, 64), (40, 40), (56, 48)])
+    common = ["--workers", 0, "--device", "cpu", "-q"]
+    out = tmp_path / "masks"
+    res = cli("predict", tmp_path / "images", "--out", out, "--method", method, "--backbone", backbone, *common)
+    assert res.exit_code == 0, res.stderr
+    pred = SpectralPredictor(method, method_options(method), backbone=backbone)
+    stored = {}
+    for p in sorted(out.glob("*.png")):
+        img = np.asarray(Image.open(tmp_path / "images" / p.name).convert("RGB"))
+        _, scores = pred.run([pred.prepare(0, img)])[0]
+        stored[p.stem] = instance_scores(p)[1]
+        assert stored[p.stem] == scores[1] and 0.0 < scores[1] < 1.0  # the cut's score, as computed
+    res = cli("boxes", out, "--images", tmp_path / "images", "--format", "coco", "--out", tmp_path / "b.json")
+    assert res.exit_code == 0, res.stderr
+    coco = json.loads((tmp_path / "b.json").read_text())
+    names = {im["id"]: im["file_name"].rsplit(".", 1)[0] for im in coco["images"]}
+    assert {names[a["image_id"]]: a["score"] for a in coco["annotations"]} == pytest.approx(stored)
+    assert len(set(stored.values())) == 3
+    cut = sorted(stored.values())[1]
+    res = cli("boxes", out, "--images", tmp_path / "images", "--min-score", cut, "--out", tmp_path / "top.json")
+    assert res.exit_code == 0, res.stderr
+    kept = json.loads((tmp_path / "top.json").read_text())["annotations"]
+    assert sorted(a["score"] for a in kept) == pytest.approx(sorted(s for s in stored.values() if s >= cut))
+    res = cli("show", tmp_path / "b.json", "--images", tmp_path / "images", "--sort", "score", "--out", tmp_path / "r")
+    assert res.exit_code == 0, res.stderr

@@ -318,10 +318,9 @@ def test_predictor_end_to_end(dino_file, method, geometry):
     outs = pred.run(batch)
     single = [pred.run([b])[0] for b in batch]
     for out, one in zip(outs, single, strict=True):
-        if METHODS[method].writes == "instances":  # (labels, the objects' scores)
-            (out, scores), (one, one_scores) = out, one
-            assert set(scores) == set(np.unique(out)) - {0} and scores == one_scores
-            assert all(0.0 <= v <= 1.0 for v in scores.values())
+        (out, scores), (one, one_scores) = out, one  # (labels or the soft mask, the objects' scores)
+        assert scores == one_scores and all(0.0 <= v <= 1.0 for v in scores.values())
+        assert set(scores) == (set(np.unique(out)) - {0} if METHODS[method].writes == "instances" else {1})
         assert out.shape == (70, 100) and np.array_equal(out, one)  # a batch gives the batch-1 result
         if METHODS[method].writes == "soft":
             assert pred.kind == "soft" and out.dtype == np.float32 and set(np.unique(out)) <= {0.0, 1.0}
@@ -329,7 +328,7 @@ def test_predictor_end_to_end(dino_file, method, geometry):
         else:
             assert pred.kind == "instances" and out.dtype == np.uint8 and out.max() >= 1
     if geometry == "pad":  # the mask's box is the official detect_box box: patch multiples, clipped
-        ys, xs = np.nonzero(outs[0][0] if isinstance(outs[0], tuple) else outs[0])
+        ys, xs = np.nonzero(outs[0][0])
         assert xs.min() % 8 == 0 and ys.min() % 8 == 0
         assert (xs.max() + 1) % 8 == 0 or xs.max() + 1 == 100
         assert (ys.max() + 1) % 8 == 0 or ys.max() + 1 == 70
@@ -341,4 +340,4 @@ def test_tokencut_exact_pad_equals_the_transcription_on_the_same_keys(dino_file)
     p = pred.prepare(0, img)
     keys = last_block_keys(pred.vit, p.tensor[None])
     expect = official_tokencut(keys, (9, 13)).repeat(8, 0).repeat(8, 1)[:70, :100]
-    assert np.array_equal(pred.run([p])[0].astype(bool), expect)
+    assert np.array_equal(pred.run([p])[0][0].astype(bool), expect)

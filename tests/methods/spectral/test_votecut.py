@@ -1,13 +1,18 @@
 """VoteCut: the exact 1-D k-means, the proposal rules, the greedy IoU vote and the score (group size over
-the largest group) on hand-built fixtures; the predictor end to end on random DINO and DINOv2 files."""
+the largest group) on hand-built fixtures; the predictor end to end on random DINO and DINOv2 files; the optional
+CRF (crop, constants, box gate) on known CRF outputs and on a generated image."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from unsegcli.methods import method_options
-from unsegcli.methods.spectral.votecut import VoteCutPredictor, kmeans_1d, proposals, vote
+from unsegcli.methods.spectral.votecut import VoteCutPredictor, crf_refine, kmeans_1d, proposals, vote
+from unsegcli.refine import RefineOptions
 
 from ...helpers import save_dino_backbone
 from .files import save_dinov2
@@ -86,3 +91,70 @@ def test_votecut_predictor_on_dino_and_dinov2(tmp_path):
     for (labels, scores), one in zip(both, [img, img[:, ::-1].copy()], strict=True):
         single, single_scores = dino.run([dino.prepare(0, one)])[0]
         assert np.array_equal(labels, single) and scores == single_scores
+
+
+def test_votecut_crf_crop_and_box_gate_on_known_crf_outputs(monkeypatch):
+    """CuVLER mask_post_processing: the CRF sees the mask's box widened by a third on each side (clipped), and its
+    mask is kept unless it is empty or its box IoU with the raw mask's box is below 0.5."""
+    import unsegcli.refine.crf as crf
+
+    image = np.zeros((40, 40, 3), np.uint8)
+    raw = np.zeros((40, 40), bool)
+    raw[12:28, 3:19] = True  # box 16 x 16 at x 3: the crop is x [0, 24) (clipped), y [7, 33)
+    seen = []
+
+    def fake(img, mask, *constants, answer):
+        seen.append((img.shape, float(mask.sum()), constants))
+        return answer(mask.shape)
+
+    def shifted(shape):
+        out = np.zeros(shape, bool)
+        out[6:22, 4:20] = True  # in the crop: the raw box moved 1 px down, 1 right; box IoU 225/287
+        return out
+
+    monkeypatch.setattr(crf, "dense_crf", partial(fake, answer=shifted))
+    refined = crf_refine(raw, image, RefineOptions(method="crf"))
+    assert seen[0][0] == (26, 24, 3) and seen[0][1] == 256  # the crop, and the raw mask inside it
+    assert seen[0][2] == (10, 7.0, 3.0, 10.0, 50.0, 5.0)  # CutLER's constants, from RefineOptions
+    assert np.array_equal(np.argwhere(refined)[[0, -1]], [[13, 4], [28, 19]])  # pasted back: y 7 + 6, x 0 + 4
+    monkeypatch.setattr(crf, "dense_crf", partial(fake, answer=lambda s: np.zeros(s, bool)))
+    assert crf_refine(raw, image, RefineOptions(method="crf")) is raw  # empty: the raw mask
+    corner = lambda s: np.eye(*s, dtype=bool) & (np.arange(s[1]) < 3)  # noqa: E731  a 3-px diagonal, box IoU < 0.5
+    monkeypatch.setattr(crf, "dense_crf", partial(fake, answer=corner))
+    assert crf_refine(raw, image, RefineOptions(method="crf")) is raw
+
+
+def test_votecut_crf_snaps_a_coarse_vote_to_the_object(tmp_path, cli):
+    pytest.importorskip("pydensecrf")
+    img = np.full((48, 48, 3), 20, np.uint8)
+    img[10:38, 12:36] = (235, 220, 40)
+    coarse = np.zeros((48, 48), bool)
+    coarse[8:40, 8:40] = True  # the vote at patch resolution: too large on every side
+    refined = crf_refine(coarse, img, RefineOptions(method="crf"))
+    truth = np.zeros((48, 48), bool)
+    truth[10:38, 12:36] = True
+    assert np.count_nonzero(refined & truth) / np.count_nonzero(refined | truth) > 0.95
+    # through the command: --refine crf is VoteCut's own; --refine bilateral is not
+    backbone = save_dino_backbone(tmp_path / "dino.pth", patch_size=16, seed=1)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(img).save(tmp_path / "images" / "a.png")
+    base = ["--method", "votecut", "--backbone", backbone, "--fixed-size", 64, "--workers", 0, "--device", "cpu", "-q"]
+    res = cli("predict", tmp_path / "images", "--out", tmp_path / "crf", "--refine", "crf", *base)
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "crf" / "a.png").exists()
+    res = cli("predict", tmp_path / "images", "--out", tmp_path / "bs", "--refine", "bilateral", *base)
+    assert res.exit_code == 2 and "it applies --refine crf" in res.stderr
+
+
+def test_backbones_is_the_same_option_as_backbone(tmp_path, cli):
+    files = [save_dino_backbone(tmp_path / "a.pth", patch_size=16, seed=1), save_dinov2(tmp_path / "b.pth", seed=2)]
+    (tmp_path / "images").mkdir()
+    img = np.full((40, 40, 3), 20, np.uint8)
+    img[8:30, 10:32] = (230, 40, 40)
+    Image.fromarray(img).save(tmp_path / "images" / "a.png")
+    listed = ",".join(str(f) for f in files)
+    common = ["--method", "votecut", "--fixed-size", 64, "--workers", 0, "--device", "cpu", "-q"]
+    for flag in ("--backbone", "--backbones"):
+        res = cli("predict", tmp_path / "images", "--out", tmp_path / flag, flag, listed, *common)
+        assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "--backbone" / "a.png").read_bytes() == (tmp_path / "--backbones" / "a.png").read_bytes()

@@ -15,12 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from ...config import BackboneConfig, checked_fields, option
+from ...config import WEIGHTS_METAVAR, BackboneConfig, checked_fields, option
 
 Mode = Literal["multi", "single"]
-Bilateral = Literal["none", "fixed", "official"]
 MODES: tuple[str, ...] = get_args(Mode)
-BILATERAL: tuple[str, ...] = get_args(Bilateral)
 
 # The DINO file FOUND reads (model.py get_vit_encoder: vit_small, patch 8 -> dino_deitsmall8_300ep_pretrain.pth)
 BACKBONE = "dino-vits8-300ep"
@@ -61,27 +59,20 @@ _MODE = (
     "FOUND: multi = the soft mask, every component (the official default evaluation mode); single = the largest "
     "4-connected component of the > 0.5 mask, as a binary mask (evaluation/saliency.py 'single')."
 )
-_BILATERAL = (
-    "FOUND's '+BS' rows: the bilateral solver on the > 0.5 mask, its result kept only if its IoU with that mask "
-    "is > 0.5 (misc.py). fixed = holes filled, then in single mode the largest foreground component, in multi "
-    "mode all foreground; official = the official binary_solver rule, whose single mode keeps the second-largest "
-    "label counting the background, i.e. the BACKGROUND whenever the object is larger (for parity only)."
-)
 
 
 @dataclass(frozen=True)
 class FoundOptions:
     mode: Mode = option("multi", _MODE, cite="main_found_evaluate.py --evaluation-mode multi")
-    bilateral: Bilateral = option("none", _BILATERAL, cite="main_found_evaluate.py: --apply-bilateral is off")
     decoder: str = option(
         DECODER,
         "FOUND: the 1x1 decoder, a known name (`unseg weights fetch found-decoder`) or a file in the official "
         "format ({'decoder': Conv2d state dict}).",
         cite="official data/weights/decoder_weights.pt",
-        metavar="NAME|PATH",
+        metavar=WEIGHTS_METAVAR,
     )
     backbone: str = option(
-        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar="NAME|PATH"
+        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar=WEIGHTS_METAVAR
     )
 
 
@@ -96,7 +87,7 @@ class FoundBkgOptions:
         cite="configs/found_DUTS-TR.yaml found.bkg_th 0.3",
     )
     backbone: str = option(
-        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar="NAME|PATH"
+        BACKBONE, _BACKBONE, cite="configs/found_DUTS-TR.yaml: vit_small, patch 8", metavar=WEIGHTS_METAVAR
     )
 
 

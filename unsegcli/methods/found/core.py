@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from ...errors import CheckpointError
 from ...model.dino_keys import last_block_qk
-from ...refine.postprocess import GATE_IOU, fill_holes, iou, largest_component
+from ...refine import RefineOptions
+from ...refine.postprocess import GATE_IOU, fill_holes, iou, largest_component, official_component
 from .config import THRESHOLD
 
 EPSILON = 1e-10  # bkg_seg.py compute_img_bkg_seg(epsilon=1e-10)
@@ -76,30 +77,16 @@ def single(binary: np.ndarray) -> np.ndarray:
     return largest_component(binary)
 
 
-def official_binary_solver(solved: np.ndarray, all_components: bool) -> np.ndarray:
-    """The official ``binary_solver`` (bilateral_solver.py): holes filled, 4-connected labels counted with the
-    background label 0 and sorted by size. Single: the second-largest label, the background whenever it is
-    smaller than the object; one label only gives all ones. Multi: every label but the largest."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(fill_holes(solved > 0.5))
-    order = np.argsort(np.bincount(labels.ravel(), minlength=n + 1), kind="stable")
-    if all_components:
-        return np.isin(labels, order[:-1])
-    if n == 0:
-        return np.ones_like(labels, dtype=bool)
-    return labels == order[-2]
-
-
-def solve_binary(image: np.ndarray, target: np.ndarray, rule: str, all_components: bool) -> np.ndarray:
-    """The bilateral solver (σ 16/16/8 and the official constants of ``refine.RefineOptions``) on ``target`` with
-    the image as reference, binarised by FOUND's ``binary_solver``: ``rule`` "fixed": holes filled, then the
-    largest foreground component (single) or all foreground (``all_components``); "official":
-    ``official_binary_solver``."""
-    from ...refine import RefineOptions
+def solve_binary(
+    image: np.ndarray, target: np.ndarray, rule: str, all_components: bool, options: RefineOptions | None = None
+) -> np.ndarray:
+    """The bilateral solver (σ 16/16/8 and the official constants of ``refine.RefineOptions``, or ``options``') on
+    ``target`` with the image as reference, binarised by FOUND's ``binary_solver``: ``rule`` "fixed": holes
+    filled, then the largest foreground component (single) or all foreground (``all_components``); "official":
+    the published rule (``refine.postprocess.official_component``)."""
     from ...refine.bilateral import bilateral_solve
 
-    o = RefineOptions()
+    o = options if options is not None else RefineOptions()
     solved = bilateral_solve(
         image,
         target.astype(np.float32),
@@ -114,7 +101,7 @@ def solve_binary(image: np.ndarray, target: np.ndarray, rule: str, all_component
         o.bistochastic_iterations,
     )
     if rule == "official":
-        return official_binary_solver(solved, all_components)
+        return official_component(solved, all_components)
     filled = fill_holes(solved > 0.5)
     return filled if all_components else largest_component(filled)
 
@@ -125,20 +112,25 @@ def solver_agrees(given: np.ndarray, result: np.ndarray) -> bool:
     return bool(np.count_nonzero(given | result)) and iou(given, result) > GATE_IOU
 
 
-def found_bilateral(image: np.ndarray, binary: np.ndarray, rule: str, all_components: bool) -> np.ndarray:
+def found_bilateral(
+    image: np.ndarray, binary: np.ndarray, rule: str, all_components: bool, options: RefineOptions | None = None
+) -> np.ndarray:
     """FOUND's '+BS' at inference: the solver on the binary mask; its result replaces the mask only if the gate
     passes, else the mask is kept (misc.py apply_bilateral_solver)."""
-    result = solve_binary(image, binary, rule, all_components)
+    result = solve_binary(image, binary, rule, all_components, options)
     return result if solver_agrees(binary, result) else binary
 
 
-def soft_to_output(soft: np.ndarray, image: np.ndarray | None, mode: str, bilateral: str) -> np.ndarray:
+def soft_to_output(soft: np.ndarray, image: np.ndarray | None, mode: str, refine: RefineOptions | None) -> np.ndarray:
     """The soft mask at image size -> what ``unseg predict --method found`` writes: the soft mask (multi), or
-    a {0, 1} float32 mask (single, or with the solver: FOUND's '+BS' masks are binary)."""
+    a {0, 1} float32 mask (single; or with ``refine``, the bilateral solver with FOUND's gate: FOUND's '+BS'
+    masks are binary, single mode's the largest component, multi mode's all foreground; ``refine.output``
+    "official" = the published binary_solver rule)."""
     binary = soft > THRESHOLD
-    if bilateral != "none":
-        assert image is not None
-        return found_bilateral(image, binary, bilateral, mode == "multi").astype(np.float32)
+    if refine is not None:
+        assert image is not None and refine.method == "bilateral", refine
+        rule = "official" if refine.output == "official" else "fixed"
+        return found_bilateral(image, binary, rule, mode == "multi", refine).astype(np.float32)
     if mode == "single":
         return single(binary).astype(np.float32)
     return soft

@@ -1,6 +1,7 @@
 """FOUND's checkpoint family (see ``unsegcli.methods``): a FOUND model trained by unseg, loaded by
 ``unseg predict --method move --weights run/last.pt``. It predicts in the official evaluation geometry (full
-resolution, zero-padded to a patch multiple), so the stored ``size`` and ``max_size`` do not apply."""
+resolution, zero-padded to a patch multiple), so ``--size`` and ``--max-size`` are refused (``FIXED_GEOMETRY``),
+and in float32 without torch.compile, so ``--precision`` bf16/fp16 and ``--compile`` are refused too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ from .config import FoundConfig
 from .model import FoundModel
 from .predictor import FoundPredictor
 
+# methods.loading refuses --size / --max-size for this family, saying why
+FIXED_GEOMETRY = (
+    "FOUND predicts at full resolution, zero-padded to a patch multiple (its official evaluation geometry); "
+    "resize the images beforehand to predict at another size"
+)
+
 
 def config_from_dict(data: dict[str, Any]) -> FoundConfig:
     return FoundConfig.from_dict(data)
@@ -26,6 +33,10 @@ def build(cfg: FoundConfig) -> FoundModel:
 def predictor(
     model: FoundModel, prep: PreprocessConfig, device: torch.device, precision: str, compile: bool, **options: Any
 ) -> FoundPredictor:
-    if options:
-        raise UsageError(f"{', '.join(param(n) for n in sorted(options))} does not apply to FOUND checkpoints")
+    given = sorted(options) + (["compile"] if compile else []) + (["precision"] if precision != "fp32" else [])
+    if given:
+        raise UsageError(
+            f"{', '.join(param(n) for n in given)} does not apply to FOUND checkpoints",
+            "FOUND predicts in float32 without torch.compile",
+        )
     return FoundPredictor(model, device)

@@ -20,17 +20,20 @@ import torch
 
 from ...config import validate
 from ...engine.predictor import Prepared
-from ...errors import CheckpointError, UsageError
+from ...errors import CheckpointError, UsageError, param
 from ...model.dino_keys import backbone_config_from_state, load_dino_vit, preprocess
+from ...refine import RefineOptions
 from ...runtime import resolve_device
-from .config import BILATERAL, MODES, FoundBkgOptions, FoundConfig, FoundOptions
+from .config import MODES, FoundBkgOptions, FoundConfig, FoundOptions
 from .core import background, read_official_decoder, soft_to_output, upsample_logits
 from .model import FoundModel
 
 
 class FoundPredictor:
     """A FOUND model on a device. ``bkg_threshold`` set: the training-free background discovery instead of the
-    decoder. ``mode`` and ``bilateral``: see ``config.FoundOptions``."""
+    decoder. ``mode``: see ``config.FoundOptions``. ``refine`` (bilateral): FOUND's '+BS', the solver on the
+    binary mask with FOUND's IoU gate (``core.soft_to_output``), what ``unseg predict --method found --refine
+    bilateral`` runs."""
 
     kind: Literal["soft", "instances"] = "soft"
 
@@ -39,19 +42,24 @@ class FoundPredictor:
         model: FoundModel,
         device: torch.device | str = "cpu",
         mode: str = "multi",
-        bilateral: str = "none",
+        refine: RefineOptions | None = None,
         bkg_threshold: float | None = None,
     ):
-        if mode not in MODES or bilateral not in BILATERAL:
-            raise UsageError(f"FOUND mode must be one of {MODES} and bilateral one of {BILATERAL}")
+        if mode not in MODES:
+            raise UsageError(f"FOUND mode must be one of {MODES}")
+        if refine is not None and (refine.method != "bilateral" or refine.output == "soft"):
+            raise UsageError(
+                f"FOUND applies {param('refine')} bilateral itself, with a binary output: "
+                f"{param('refine_output')} component or official, not {refine.method} {refine.output}"
+            )
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.eval().to(self.device)
-        self.mode, self.bilateral, self.bkg_threshold = mode, bilateral, bkg_threshold
+        self.mode, self.refine, self.bkg_threshold = mode, refine, bkg_threshold
 
     def prepare(self, index: int, image: np.ndarray) -> Prepared:
         tensor, content = preprocess(image, "pad", self.model.patch_size)
         # the solver's reference is the image itself (misc.py: ToPILImage of the loader's uint8 image)
-        extra = {"image": image} if self.bilateral != "none" and self.bkg_threshold is None else {}
+        extra = {"image": image} if self.refine is not None and self.bkg_threshold is None else {}
         return Prepared(index, tensor, content, image.shape[:2], extra=extra)
 
     @torch.inference_mode()
@@ -68,7 +76,7 @@ class FoundPredictor:
             return out
         for i, item in enumerate(batch):
             soft = torch.sigmoid(upsample_logits(logits[i : i + 1].float(), p, item.original))[0, 0]
-            out.append(soft_to_output(soft.cpu().numpy(), item.extra.get("image"), self.mode, self.bilateral))
+            out.append(soft_to_output(soft.cpu().numpy(), item.extra.get("image"), self.mode, self.refine))
         return out
 
 
@@ -81,10 +89,14 @@ def _model(backbone: str | Path, explicit_attention: bool = False) -> FoundModel
 
 
 def pretrained(
-    method: str, options: FoundOptions | None = None, backbone: str | Path | None = None, device: Any = "cpu"
+    method: str,
+    options: FoundOptions | None = None,
+    backbone: str | Path | None = None,
+    device: Any = "cpu",
+    refine: RefineOptions | None = None,
 ) -> FoundPredictor:
     """``unseg predict --method found``: the official decoder file on the DINO backbone (both known names or
-    paths; ``backbone`` None = ``options.backbone``)."""
+    paths; ``backbone`` None = ``options.backbone``); ``refine``: FOUND's '+BS' (``FoundPredictor``)."""
     from ...model.registry import resolve_weights
 
     opts = options if options is not None else FoundOptions()
@@ -99,7 +111,7 @@ def pretrained(
             "the official decoder belongs to DINO ViT-S/8 300ep (dino-vits8-300ep)",
         )
     model.decoder.load_state_dict(sd)
-    return FoundPredictor(model, device, opts.mode, opts.bilateral)
+    return FoundPredictor(model, device, opts.mode, refine)
 
 
 def background_discovery(

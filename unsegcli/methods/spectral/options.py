@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ...config import option
+from ...config import WEIGHTS_METAVAR, option
 
 Geometry = Literal["pad", "resize", "fixed"]
 Eigensolver = Literal["exact", "fast"]
@@ -62,7 +62,7 @@ class TokenCutOptions:
     geometry: Geometry = option("pad", _GEOMETRY, cite="main_tokencut.py pads for CorLoc; get_saliency.py resizes")
     fixed_size: int = _fixed_size("MaskCut's README command --fixed_size 480")
     backbone: str = option(
-        "dino-vits16", _BACKBONE, cite="main_tokencut.py --arch vit_small --patch_size 16", metavar="NAME|PATH"
+        "dino-vits16", _BACKBONE, cite="main_tokencut.py --arch vit_small --patch_size 16", metavar=WEIGHTS_METAVAR
     )
 
 
@@ -74,7 +74,7 @@ class LostOptions:
     geometry: Geometry = option("pad", _GEOMETRY, cite="main_lost.py pads the full-resolution image")
     fixed_size: int = _fixed_size("MaskCut's README command --fixed_size 480")
     backbone: str = option(
-        "dino-vits16", _BACKBONE, cite="main_lost.py --arch vit_small --patch_size 16", metavar="NAME|PATH"
+        "dino-vits16", _BACKBONE, cite="main_lost.py --arch vit_small --patch_size 16", metavar=WEIGHTS_METAVAR
     )
 
 
@@ -113,7 +113,7 @@ class MaskCutOptions:
     geometry: Geometry = option("fixed", _GEOMETRY, cite="maskcut(): LANCZOS resize to fixed_size x fixed_size")
     fixed_size: int = _fixed_size("CutLER README command: --fixed_size 480")
     backbone: str = option(
-        "dino-vitb8", _BACKBONE, cite="CutLER README command: --vit-arch base --patch-size 8", metavar="NAME|PATH"
+        "dino-vitb8", _BACKBONE, cite="CutLER README command: --vit-arch base --patch-size 8", metavar=WEIGHTS_METAVAR
     )
 
 
@@ -121,9 +121,10 @@ class MaskCutOptions:
 class VoteCutOptions:
     backbone: str = option(
         "dino-vits16,dinov2-vitb14,dinov2-vits14,dino-vitb16,dino-vits8-300ep,dino-vitb8",
-        _BACKBONE,
+        _BACKBONE + " --backbones is the same option, the spelling for VoteCut's list.",
         cite="CuVLER extract_eig_vecs.py --models dino_s16 dinov2_b14 dinov2_s14 dino_b16 dino_s8 dino_b8",
-        metavar="NAME|PATH",
+        metavar=WEIGHTS_METAVAR,
+        aliases=("--backbones",),
     )
     tau: float = _tau(0.15, "CuVLER extract_eig_vecs.py ncut(features, tau=0.15)")
     eps: float = _eps("CuVLER votecut/ncut.py ncut(eps=1e-5)")

@@ -94,8 +94,8 @@ class SpectralPredictor:
 
     @torch.inference_mode()
     def run(self, batch: Sequence[Prepared]) -> list[Output]:
-        """Same-shape batch -> per item at its original size: float32 0/1 mask ("soft") or (uint8 labels,
-        their objects' scores)."""
+        """Same-shape batch -> per item at its original size: (float32 0/1 mask, {1: its score}) ("soft") or
+        (uint8 labels, their objects' scores)."""
         x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
         p = self.patch_size
         grid = (x.shape[2] // p, x.shape[3] // p)
@@ -105,8 +105,8 @@ class SpectralPredictor:
             full = upsample_labels(lab, self.options.geometry, p, item.resized, item.original)
             if self.kind == "instances":
                 out.append((full, {int(k): float(score[k - 1]) for k in np.unique(full) if k}))
-            else:
-                out.append((full > 0).astype(np.float32))
+            else:  # one object: the score goes with the mask (io.masks.write_mask stores it)
+                out.append(((full > 0).astype(np.float32), {1: float(score[0])}))
         return out
 
 

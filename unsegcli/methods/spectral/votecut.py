@@ -21,7 +21,13 @@ Our own code from the official rules (shahaf-arica/CuVLER ``extract_eig_vecs.py`
 
 Ties the official code leaves to an unstable sort (equal vote counts) are broken by proposal order here, the
 lower index first. The voted masks may overlap; the instance map holds one object per pixel, so where two
-overlap the smaller one is kept on top (``instance_map``). The optional CRF of the official code is not run.
+overlap the smaller one is kept on top (``instance_map``).
+
+5. optional (``unseg predict --method votecut --refine crf``, the ``crf`` extra): each voted mask, upsampled
+   to the image, is refined by CutLER's dense CRF (``refine.crf.dense_crf`` with ``RefineOptions``' constants)
+   on a crop of the image around its box, holes filled; the raw mask is kept when the CRF's mask is empty or
+   its box moved (box IoU < 0.5) (``crf_refine``, CuVLER votecut.py mask_post_processing). Off by default, as
+   unseg's other methods: the official output without a CRF is the raw upsampled vote.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from ...engine.predictor import Output, Prepared
 from ...errors import UsageError, param
 from ...labels.components import label_components
 from ...model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
+from ...refine import RefineOptions
+from ...refine.postprocess import GATE_IOU, fill_holes
 from ...runtime import resolve_device
 from .core import binary_cosine_affinity, fiedler
 from .options import VoteCutOptions
@@ -174,16 +182,67 @@ def vote(
     return sorted(out, key=lambda m: -m[1])
 
 
-def instance_map(voted: Sequence[tuple[np.ndarray, int]], original: tuple[int, int]) -> Output:
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bool mask (not empty) -> (x0, y0, x1, y1), exclusive ends (CuVLER bbox_from_mask's x, y, w, h)."""
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two non-empty masks' boxes (CuVLER votecut.py IoU_bbox)."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = box_of(a), box_of(b)
+    inter = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0))
+    return inter / ((ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter)
+
+
+def crf_refine(mask: np.ndarray, image: np.ndarray, options: RefineOptions) -> np.ndarray:
+    """A voted mask at image size (bool, not empty) + the HxWx3 uint8 image -> the mask refined as CuVLER's
+    mask_post_processing does: the crop is the mask's box widened by a third of its width (height) on each side,
+    clipped to the image; CutLER's dense CRF on that crop, holes filled, pasted into an empty mask. The raw mask
+    is kept when the result is empty or its box IoU with the raw mask's is below 0.5."""
+    from ...refine.crf import dense_crf
+
+    h, w = mask.shape
+    x0, y0, x1, y1 = box_of(mask)
+    bw, bh = x1 - x0, y1 - y0
+    cx0, cx1, cy0, cy1 = max(x0 - bw // 3, 0), min(x1 + bw // 3, w), max(y0 - bh // 3, 0), min(y1 + bh // 3, h)
+    o = options
+    crop = dense_crf(
+        np.ascontiguousarray(image[cy0:cy1, cx0:cx1]),
+        mask[cy0:cy1, cx0:cx1].astype(np.float32),
+        o.crf_iterations,
+        o.crf_pos_w,
+        o.crf_pos_xy_std,
+        o.crf_bi_w,
+        o.crf_bi_xy_std,
+        o.crf_bi_rgb_std,
+    )
+    refined = np.zeros_like(mask)
+    refined[cy0:cy1, cx0:cx1] = fill_holes(crop)
+    if not refined.any() or box_iou(mask, refined) < GATE_IOU:  # votecut.py: IoU_bbox(...) < 0.5
+        return mask
+    return refined
+
+
+def instance_map(
+    voted: Sequence[tuple[np.ndarray, int]],
+    original: tuple[int, int],
+    image: np.ndarray | None = None,
+    refine: RefineOptions | None = None,
+) -> Output:
     """Voted masks (sorted by group size) -> (H, W) uint8 labels, object k = the k-th mask, and its score =
-    group size / the largest group size. Masks are upsampled nearest (CuVLER mask_post_processing); where
-    they overlap the smaller mask lies on top, so an object inside another keeps its pixels."""
+    group size / the largest group size. Masks are upsampled nearest (CuVLER mask_post_processing), then each
+    refined by ``crf_refine`` with ``refine`` (and ``image``) if given; where they overlap the smaller mask lies
+    on top, so an object inside another keeps its pixels."""
     h, w = original
     labels = np.zeros((h, w), np.uint8)
     if not voted:
         return labels, {}
     stack = torch.from_numpy(np.stack([m for m, _ in voted]).astype(np.float32))[None]
     full = F.interpolate(stack, size=(h, w), mode="nearest")[0].numpy() > 0
+    if refine is not None:
+        assert image is not None
+        full = np.stack([crf_refine(m, image, refine) for m in full])
     for k in sorted(range(len(voted)), key=lambda k: -int(full[k].sum())):  # largest first, smaller on top
         labels[full[k]] = k + 1
     top = max(size for _, size in voted)
@@ -191,7 +250,8 @@ def instance_map(voted: Sequence[tuple[np.ndarray, int]], original: tuple[int, i
 
 
 class VoteCutPredictor:
-    """MaskPredictor of VoteCut: every backbone runs once per batch; the vote is per image."""
+    """MaskPredictor of VoteCut: every backbone runs once per batch; the vote is per image. ``refine`` (crf):
+    each mask refined by ``crf_refine``."""
 
     kind = "instances"
 
@@ -201,7 +261,15 @@ class VoteCutPredictor:
         options: VoteCutOptions | None = None,
         backbone: Any = None,
         device: str | torch.device = "cpu",
+        refine: RefineOptions | None = None,
     ):
+        if refine is not None:
+            if refine.method != "crf":
+                raise UsageError(f"{param('method')} {method} applies {param('refine')} crf, not {refine.method}")
+            from ...refine.crf import require_crf
+
+            require_crf()
+        self.refine = refine
         self.options = options if options is not None else VoteCutOptions()
         if not isinstance(self.options, VoteCutOptions):
             raise UsageError(f"options for {method} must be VoteCutOptions")
@@ -227,7 +295,10 @@ class VoteCutPredictor:
     def prepare(self, index: int, image: np.ndarray) -> Prepared:
         inputs = {s: preprocess(image, "fixed", 1, s)[0] for s in sorted(set(self.sizes))}
         first = inputs[self.sizes[0]]
-        return Prepared(index, first, (first.shape[1], first.shape[2]), image.shape[:2], extra={"inputs": inputs})
+        extra: dict[str, Any] = {"inputs": inputs}
+        if self.refine is not None:
+            extra["image"] = image  # the CRF's reference, at the original size
+        return Prepared(index, first, (first.shape[1], first.shape[2]), image.shape[:2], extra=extra)
 
     def eigenvectors(self, batch: Sequence[Prepared]) -> list[list[np.ndarray]]:
         """-> per backbone, per image, the (g, g) float64 eigenvector u."""
@@ -252,5 +323,5 @@ class VoteCutPredictor:
         for i, item in enumerate(batch):
             labellings = [kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in per_backbone for k in self.ks]
             voted = vote(proposals(labellings), o.tau_m, o.cluster_iou, o.max_objects)
-            out.append(instance_map(voted, item.original))
+            out.append(instance_map(voted, item.original, item.extra.get("image"), self.refine))
         return out
