@@ -72,7 +72,7 @@ def bench(
         typer.Option(
             "--methods",
             metavar=",".join(predict_methods()),
-            show_default="every training-free method, plus the --weights runs",
+            show_default="every method run on a backbone (the training-free ones, FOUND), plus the --weights runs",
             help="Methods of the method table (move: a checkpoint, see --weights).",
         ),
     ] = None,

@@ -116,12 +116,15 @@ def plan_runs(req: BenchRequest) -> list[Run]:
             f"choose from {', '.join(known)}, or name a checkpoint with {param('weights')} NAME=PATH",
         )
     runs: list[Run] = []
-    free = [m for m in req.methods if m in METHODS and METHODS[m].kind == "training-free"]
+    # the methods that run from a backbone (the training-free ones, and FOUND's published decoder)
+    free = [m for m in req.methods if m in known and m != CHECKPOINT]
     if req.backbones and not free:
-        raise UsageError(f"{param('backbones')} applies to the training-free methods; none is in {param('methods')}")
+        raise UsageError(
+            f"{param('backbones')} applies to the methods run on a backbone; none is in {param('methods')}"
+        )
     foreign = sorted(set(req.options) - set(free))
     if foreign:
-        raise UsageError(f"{param('option')} {', '.join(foreign)}: not a training-free method of {param('methods')}")
+        raise UsageError(f"{param('option')} {', '.join(foreign)}: not a method of {param('methods')} with options")
     for m in free:
         opts = _typed_options(m, req.options.get(m, {}))
         runs += [Run(m, m, b, options=opts) for b in req.backbones] if req.backbones else [Run(m, m, options=opts)]
@@ -222,6 +225,7 @@ class _Job:
     masks: Path  # the masks folder (or the external predictions)
     tag: str
     settings: dict[str, Any]
+    refine: RefineMethod | None = None  # predicted with `unseg predict --refine` (a method that refines itself)
 
 
 def _json(path: Path, obj: Any) -> None:
@@ -339,7 +343,8 @@ def _predict(job: _Job, req: BenchRequest, log: _Log, mine: list[str], shard: Sh
     if not inputs:
         return 0
     whole = Shard()  # the share is taken already: no process group, no second split
-    plan = plan_prediction(job.run.request(req.device), inputs, job.masks, root=str(job.bench.images), shard=whole)
+    request = dataclasses.replace(job.run.request(req.device), refine=job.refine)
+    plan = plan_prediction(request, inputs, job.masks, root=str(job.bench.images), shard=whole)
     with peak_memory(plan.device) as memory:
         predictor = build_predictor(plan)
         summary = predict_files(
@@ -358,8 +363,13 @@ def _predict(job: _Job, req: BenchRequest, log: _Log, mine: list[str], shard: Sh
 
 def _refine(job: _Job, req: BenchRequest, log: _Log, mine: list[str], shard: Shard) -> None:
     """Refine the masks of ``mine`` that are not refined yet by `unseg refine --method bilateral`'s call (the
-    "+Bilateral" rows); add the time to the refined folder's timing."""
+    "+Bilateral" rows), or, for a method that applies the solver itself by its published rule (FOUND's gate,
+    ``Method.refines``), predict them with `unseg predict --refine bilateral`'s call; add the time to the
+    refined folder's timing."""
     out = _refined_folder(job)
+    if job.run.method is not None and REFINE in getattr(METHODS.get(job.run.method), "refines", ()):
+        _predict(dataclasses.replace(job, masks=out, refine=REFINE), req, log, mine, shard)
+        return
     masks = [str(job.masks / mask_path_for(f)) for f in mine]
     todo = [m for m, f in zip(masks, mine, strict=True) if os.path.exists(m) and not (out / mask_path_for(f)).exists()]
     if not todo:

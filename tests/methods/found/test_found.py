@@ -309,3 +309,23 @@ def test_settings_tag_records_the_decoder_by_content_and_checkpoints_refuse_size
     res = cli("predict", tmp_path / "images", "--out", tmp_path / "m", "--weights", ckpt, "--size", 64, "-q")
     assert res.exit_code == 2 and "--size does not apply to found checkpoints" in res.stderr
     assert not (tmp_path / "m" / "a.png").exists()
+
+
+def test_bench_runs_found_and_its_bs_row_is_founds_gated_solver(tmp_path, weights, cli):
+    """`unseg bench --methods found`: FOUND is in the table (it was left out), and its "+Bilateral" saliency row
+    is what `unseg predict --method found --refine bilateral` writes (FOUND's gate), not the generic solver."""
+    backbone, decoder, _ = weights
+    assert cli("synth", tmp_path / "d", "--n", "2", "--size", "48", "--benchmarks", "-q").exit_code == 0
+    out = tmp_path / "bench"
+    res = cli("bench", "--data", tmp_path / "d", "--methods", "found", "--backbones", backbone, "--option",
+              f"found.decoder={decoder}", "--datasets", "ecssd", "--out", out, "--device", "cpu")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cells = {c["refine"]: c for c in json.loads((out / "results.json").read_text())["cells"]}
+    assert set(cells) == {None, "bilateral"} and cells[None]["method"] == "found"
+    images = tmp_path / "d" / "ECSSD" / "images"
+    res = cli("predict", images, "--out", tmp_path / "bs", "--method", "found", "--backbone", backbone,
+              "--decoder", decoder, "--refine", "bilateral", "--device", "cpu", "-q")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    bench_bs = Path(cells["bilateral"]["predictions"])
+    for p in sorted((tmp_path / "bs").glob("*.png")):
+        assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(bench_bs / p.name)))
