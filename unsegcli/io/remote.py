@@ -16,9 +16,8 @@ from typing import IO, Any
 from ..errors import InputError, UsageError
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-# a range {000..099} (zero-padded to the width of its first bound) or a list {a,b,c}; innermost first
-_RANGE = re.compile(r"\{(-?\d+)\.\.(-?\d+)\}")
-_LIST = re.compile(r"\{([^{}]*,[^{}]*)\}")
+# a range {000..099} (zero-padded to the width of its first bound) or a list {a,b,c}
+_BRACES = re.compile(r"\{(?:(\d+)\.\.(\d+)|([^{}]*,[^{}]*))\}")
 
 # object stores make an object visible only once its upload is complete: an upload is already atomic
 ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"})
@@ -35,21 +34,19 @@ def expand_braces(spec: str) -> list[str]:
     """Expand the braces of one argument as a shell would, for arguments quoted to keep them from the shell
     (WebDataset's convention): ``shards/train-{000..002}.tar`` -> three names, zero-padded like the first
     bound; ``{a,b}`` -> both. Without braces: ``[spec]``."""
-    for pattern in (_RANGE, _LIST):
-        m = pattern.search(spec)
-        if m is None:
-            continue
-        if pattern is _RANGE:
-            lo, hi = int(m.group(1)), int(m.group(2))
-            width = len(m.group(1).lstrip("-")) if m.group(1).lstrip("-").startswith("0") else 0
-            if abs(hi - lo) + 1 > MAX_EXPANSION:
-                raise UsageError(f"{spec}: the range {m.group(0)} names more than {MAX_EXPANSION} inputs")
-            step = 1 if hi >= lo else -1
-            parts = [f"{n:0{width}d}" if n >= 0 else f"-{-n:0{width}d}" for n in range(lo, hi + step, step)]
-        else:
-            parts = m.group(1).split(",")
-        return [e for p in parts for e in expand_braces(spec[: m.start()] + p + spec[m.end() :])]
-    return [spec]
+    m = _BRACES.search(spec)  # the leftmost braces first, as a shell: {a,b}-{1..2} -> a-1 a-2 b-1 b-2
+    if m is None:
+        return [spec]
+    if m.group(3) is not None:
+        parts = m.group(3).split(",")
+    else:
+        first, last = m.group(1), m.group(2)
+        lo, hi = int(first), int(last)
+        if abs(hi - lo) + 1 > MAX_EXPANSION:
+            raise UsageError(f"{spec}: the range {m.group(0)} names more than {MAX_EXPANSION} inputs")
+        width = len(first) if first.startswith("0") else 0
+        parts = [f"{n:0{width}d}" for n in (range(lo, hi + 1) if hi >= lo else range(lo, hi - 1, -1))]
+    return [e for p in parts for e in expand_braces(spec[: m.start()] + p + spec[m.end() :])]
 
 
 def expand_inputs(specs: list[str]) -> list[str]:
