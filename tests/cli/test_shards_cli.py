@@ -126,6 +126,25 @@ def test_instance_masks_keep_their_scores_in_shards(data, cli, tmp_path):
     assert shard_boxes.stdout == folder_boxes.stdout and shard_boxes.stdout.count("\n") == 4
 
 
+def test_refine_mask_shards_against_image_shards(data, cli, tmp_path):
+    """Each mask shard pairs with its image shard by {shard}; the refined shards hold the folder path's bytes."""
+    from_folder = tmp_path / "refined"
+    res = cli("refine", data / "masks", "--images", data / "d" / "images", "--out", from_folder, "-j", "0", "-q")
+    assert res.exit_code == 0, res.output
+    masks = tmp_path / "m"
+    for i in range(2):  # mask shards as predict writes them from the image shards
+        make_shard(masks / f"masks-00000{i}.tar", sorted((data / "masks").iterdir())[4 * i : 4 * i + 4])
+    res = cli("refine", str(masks / "masks-{000000..000001}.tar"), "--images", str(data / "shards" / "train-{shard}.tar"),
+              "--out", str(tmp_path / "r-{shard}.tar"), "-j", "0")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "shards 2 · written 2" in res.stderr and "masks 8 · written 8" in res.stderr
+    got = {**members(tmp_path / "r-000000.tar"), **members(tmp_path / "r-000001.tar")}
+    assert got == folder_files(from_folder)
+    res = cli("refine", masks / "masks-000000.tar", "--images", data / "shards" / "train-000001.tar",
+              "--out", tmp_path / "wrong", "-j", "0")  # fmt: skip
+    assert res.exit_code == 1 and f"{masks / 'masks-000000.tar'}:synth_0_000000.png: no image" in res.stderr
+
+
 def test_a_corrupt_member_is_named_and_the_rest_of_the_shard_written(data, cli, tiny_ckpt, tmp_path):
     images = sorted((data / "d" / "images").iterdir())
     shard = make_shard(tmp_path / "in" / "bad-7.tar", images[:2], {"broken.jpg": b"not a jpeg at all"})

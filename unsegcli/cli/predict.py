@@ -239,7 +239,7 @@ def _predict_shards(
     from ..pipelines.predict import build_predictor
     from ..pipelines.shards import plan_shards, predict_shards
     from ..runtime import close_shard
-    from .console import Failures, console, notice, progress_bar
+    from .console import Failures, console, notice, progress_bar, shard_summary
 
     plan = plan_shards(request, inputs, out, shard)
     sh, dev = plan.prediction.shard, plan.prediction.device
@@ -259,16 +259,9 @@ def _predict_shards(
             on_progress=lambda n, total: advance(n, total=total),
         )
     if not quiet:
-        if summary.ignored:
-            n = sum(summary.ignored.values())
-            notice(f"ignored {n} members with other extensions ({' '.join(sorted(summary.ignored))})")
         if summary.too_large:
             notice(f"{summary.too_large} images exceed the pixel limit; raise it with --max-pixels if they are trusted")
-        console.print(
-            f"shards {summary.shards} · written {summary.written_shards} · skipped {summary.skipped_shards} "
-            f"(existing) · unreadable {summary.failed_shards} · images {summary.images} · masks {summary.written} · "
-            f"failed {summary.failed} · {summary.rate:.2f} images/s · device {dev}"
-        )
+        console.print(f"{shard_summary(summary, 'images')} · device {dev}")
     close_shard(sh)
     if summary.failed or summary.failed_shards:
         raise typer.Exit(1)
