@@ -31,7 +31,7 @@ def make_shard(path: Path, files: list[Path], extra: dict[str, bytes] | None = N
 
 
 def members(shard: Path | bytes) -> dict[str, bytes]:
-    src = io.BytesIO(shard) if isinstance(shard, bytes) else open(shard, "rb")  # noqa: SIM115
+    src = io.BytesIO(shard) if isinstance(shard, bytes) else open(shard, "rb")
     with src, tarfile.open(fileobj=src) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
 
@@ -134,7 +134,8 @@ def test_refine_mask_shards_against_image_shards(data, cli, tmp_path):
     masks = tmp_path / "m"
     for i in range(2):  # mask shards as predict writes them from the image shards
         make_shard(masks / f"masks-00000{i}.tar", sorted((data / "masks").iterdir())[4 * i : 4 * i + 4])
-    res = cli("refine", str(masks / "masks-{000000..000001}.tar"), "--images", str(data / "shards" / "train-{shard}.tar"),
+    image_shards = str(data / "shards" / "train-{shard}.tar")
+    res = cli("refine", str(masks / "masks-{000000..000001}.tar"), "--images", image_shards,
               "--out", str(tmp_path / "r-{shard}.tar"), "-j", "0")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "shards 2 · written 2" in res.stderr and "masks 8 · written 8" in res.stderr
@@ -207,6 +208,11 @@ def test_urls_memory_in_and_out_and_http_in(data, cli, tiny_ckpt, tmp_path, http
         assert got == folder_files(data / "masks")
         res = cli("boxes", "memory://h1cli/out/m-000000.tar", "--format", "jsonl", "--out", "-", "-q")
         assert res.exit_code == 0 and res.stdout.count("\n") == 4
+        for mask in (data / "masks").iterdir():  # a folder of masks at a URL: named as the local folder's
+            fs.pipe(f"/h1cli/masks/{mask.name}", mask.read_bytes())
+        res = cli("boxes", "memory://h1cli/masks", "--multi", "--format", "jsonl", "--out", "-", "-q")
+        local = cli("boxes", data / "masks", "--multi", "--format", "jsonl", "--out", "-", "-q")
+        assert res.exit_code == 0 and res.stdout == local.stdout and local.stdout.count("\n") == 8
         res = cli("predict", "memory://h1cli/imgs/", "--out", tmp_path / "from_url", "--weights", tiny_ckpt, "-j", "0")
         assert res.exit_code == 0, res.output
         assert folder_files(tmp_path / "from_url") == folder_files(data / "masks")
@@ -217,7 +223,9 @@ def test_urls_memory_in_and_out_and_http_in(data, cli, tiny_ckpt, tmp_path, http
     root, base = http_root
     for shard in (data / "shards").iterdir():
         (root / shard.name).write_bytes(shard.read_bytes())
-    res = cli("predict", f"{base}/train-{{000000..000001}}.tar", "--out", tmp_path / "h", "--weights", tiny_ckpt, "-j", "0")
+    res = cli(
+        "predict", f"{base}/train-{{000000..000001}}.tar", "--out", tmp_path / "h", "--weights", tiny_ckpt, "-j", "0"
+    )
     assert res.exit_code == 0, res.output
     got = {**members(tmp_path / "h" / "train-000000.tar"), **members(tmp_path / "h" / "train-000001.tar")}
     assert got == folder_files(data / "masks")

@@ -78,9 +78,7 @@ def test_webdataset_names():
 def test_extract_stages_images_names_unsafe_members_and_counts_other_fields(tmp_path):
     shard = tmp_path / "s.tar"
     shard.write_bytes(
-        tar_bytes(
-            {"k1.jpg": png(1), "k1.json": b"{}", "sub/k2.PNG": png(2), "../evil.png": png(3), "k3.cls": b"1"}
-        )
+        tar_bytes({"k1.jpg": png(1), "k1.json": b"{}", "sub/k2.PNG": png(2), "../evil.png": png(3), "k3.cls": b"1"})
     )
     got = extract_shard(str(shard), tmp_path / "st", IMAGE_EXTENSIONS)
     assert got.staged == 2 and got.damaged is None
@@ -93,7 +91,7 @@ def test_extract_stages_images_names_unsafe_members_and_counts_other_fields(tmp_
 def test_a_truncated_shard_keeps_the_members_before_the_damage(tmp_path):
     data = tar_bytes({"a.png": png(1), "b.png": png(2, 64, 64)})
     shard = tmp_path / "cut.tar"
-    shard.write_bytes(data[:1536 + 600])  # the first member whole, the second cut inside its data
+    shard.write_bytes(data[: 1536 + 600])  # the first member whole, the second cut inside its data
     got = extract_shard(str(shard), tmp_path / "st", IMAGE_EXTENSIONS)
     assert got.damaged is not None and "truncated" in got.damaged and str(shard) in got.damaged
     assert (tmp_path / "st" / "a.png").read_bytes() == png(1)

@@ -173,37 +173,51 @@ class StagedInputs:
     specs: list[str]
     problems: list[str]
     ignored: dict[str, int]
-    folders: dict[str, str]  # staged folder -> the shard it holds
+    folders: dict[str, str]  # staged folder -> what its files' names start with in messages ('shard.tar:')
 
     def name(self, message: str) -> str:
-        """A message about a staged file, saying ``shard.tar:member`` instead of the staged path."""
-        for folder, spec in self.folders.items():
-            message = message.replace(folder + os.sep, f"{spec}:")
+        """A message about a staged file, saying ``shard.tar:member`` (or the file's URL) instead of its path."""
+        for folder, prefix in self.folders.items():
+            message = message.replace(folder + os.sep, prefix)
         return message
 
 
 @contextlib.contextmanager
 def staged_inputs(specs: list[str], exts: tuple[str, ...]) -> Iterator[StagedInputs]:
-    """The arguments ``specs`` with each shard (see ``is_shard``) staged into a temp folder for the length of
-    the block (removed after it, also on errors and signals); other arguments pass as they are."""
-    from .remote import expand_inputs
+    """The arguments ``specs`` with each shard (see ``is_shard``) and each folder URL staged into a temp folder
+    for the length of the block (removed after it, also on errors and signals); other arguments pass as they
+    are. For readers that open local files (masks for `unseg boxes`)."""
+    from .remote import expand_inputs, list_url_folder, read_url
 
     with tempfile.TemporaryDirectory(prefix="unseg-shards-") as tmp:
         staged = StagedInputs([], [], {}, {})
         for i, spec in enumerate(expand_inputs(specs)):
+            folder = os.path.join(tmp, str(i))
+            listed = list_url_folder(spec, exts) if is_url(spec) and not is_shard(spec) else None
+            if listed is not None and listed[0] != [(spec, "")]:  # a folder URL: its files, named relative to it
+                for url, rel in listed[0]:
+                    target = Path(folder, rel)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        target.write_bytes(read_url(url))
+                    except InputError as e:  # one unreadable file is named; the others go on
+                        staged.problems.append(e.message)
+                os.makedirs(folder, exist_ok=True)
+                staged.specs.append(folder)
+                staged.folders[folder] = spec.rstrip("/") + "/"
+                continue
             if not is_shard(spec) or (not is_url(spec) and os.path.isdir(spec)):
                 staged.specs.append(spec)
                 continue
             if not is_url(spec) and not os.path.exists(spec):
                 raise UsageError(f"input not found: {spec}")
-            folder = os.path.join(tmp, str(i))
             os.mkdir(folder)
             contents = extract_shard(spec, folder, exts)
             staged.problems.extend(contents.problems + ([contents.damaged] if contents.damaged else []))
             for ext, n in contents.ignored.items():
                 staged.ignored[ext] = staged.ignored.get(ext, 0) + n
             staged.specs.append(folder)
-            staged.folders[folder] = spec
+            staged.folders[folder] = f"{spec}:"
         yield staged
 
 
