@@ -67,7 +67,7 @@ def test_shards_in_shards_out_equal_the_folder_path_byte_for_byte(data, cli, tin
     shards = str(data / "shards" / "train-{000000..000001}.tar")
     res = cli("predict", shards, "--out", out, "--weights", tiny_ckpt, "-j", "0")
     assert res.exit_code == 0, res.output
-    assert "shards 2 · written 2" in res.stderr and "masks 8" in res.stderr
+    assert "shards 2 · written 2" in res.stderr and "images 8 · written 8" in res.stderr
     assert "ignored 8 members with other extensions (.json)" in res.stderr
     written = {**members(tmp_path / "masks-000000.tar"), **members(tmp_path / "masks-000001.tar")}
     assert written == folder_files(data / "masks")
@@ -152,7 +152,7 @@ def test_a_corrupt_member_is_named_and_the_rest_of_the_shard_written(data, cli, 
     res = cli("predict", shard, "--out", tmp_path / "out", "--weights", tiny_ckpt, "-j", "0")
     assert res.exit_code == 1
     assert f"{shard}:broken.jpg: not a readable image" in res.stderr
-    assert "masks 2 · failed 1" in res.stderr
+    assert "written 2 · failed 1" in res.stderr
     expected = folder_files(data / "masks")
     assert members(tmp_path / "out" / "bad-7.tar") == {k: expected[k] for k in sorted(expected)[:2]}
 

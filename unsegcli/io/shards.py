@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, OutputError, UsageError
 from .files import open_output
 from .masks import TAG_HEAD, tag_of_head
 from .remote import is_url, open_source, upload
@@ -105,6 +105,8 @@ def extract_shard(spec: str, dest: str | os.PathLike, exts: tuple[str, ...]) -> 
         raise InputError(f"{spec}: no such shard") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, OSError) and e.errno is not None and not isinstance(e, tarfile.TarError):
+            if e.filename is not None and str(e.filename).startswith(str(dest)):  # staging: a full temp disk
+                raise OutputError(f"{e.filename}: cannot stage a member of {spec} ({e.strerror or e})") from None
             raise InputError(f"{spec}: cannot read the shard ({e.strerror or e})") from None
         done = f" after {contents.staged} members" if contents.staged else ""
         contents.damaged = f"{spec}: truncated or not a tar shard{done} ({type(e).__name__}: {e})"

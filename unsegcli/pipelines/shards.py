@@ -1,9 +1,10 @@
-"""`unseg predict` on WebDataset shards: one output shard of masks per input shard.
+"""`unseg predict` and `unseg refine` on WebDataset shards: one output shard of masks per input shard.
 
-Each input shard is streamed into a local staging folder (``io.shards.extract_shard``), predicted by the
-folder path itself (``engine.predict.predict_files``: the same decoding, naming, collision and error rules,
-the same PNG bytes), and the staged masks are packed into the output shard (``io.shards.write_shard``), which
-appears whole or not at all. A shard is the unit of resume: a re-run skips every output shard that exists.
+Each input shard is streamed into a local staging folder (``io.shards.extract_shard``), run through the folder
+path itself (``engine.predict.predict_files``, ``refine.runner.refine_files``: the same decoding, naming,
+collision and error rules, the same PNG bytes), and the staged outputs are packed into the output shard
+(``io.shards.write_shard``), which appears whole or not at all. A shard is the unit of resume: a re-run skips
+every output shard that exists.
 """
 
 from __future__ import annotations
