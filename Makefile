@@ -9,6 +9,7 @@ DEMO ?= demo_out
 
 install: $(VENV)/.installed
 
+# the cloud extra (fsspec, aiohttp) lets the URL tests run (memory://, a loopback http server).
 # the crf extra (pydensecrf2 builds from source: needs a C++ compiler) lets the CRF tests run instead of skipping;
 # without a compiler the install goes on and says so (CI checks that it is there: .ci/run)
 $(VENV)/.installed: pyproject.toml
@@ -16,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q -e '.[crf]' || echo "note: the crf extra did not build (no C++ compiler?); its tests will skip" >&2
+	$(PY) -m pip install -q -e '.[cloud]' || echo "note: the cloud extra did not install; the URL tests will skip" >&2
 	touch $@
 
 # ruff (lint + format check) on everything, mypy on the package, the import contract (pyproject's

@@ -1,4 +1,4 @@
-"""`unseg --help` in a fresh interpreter imports no torch (it stays fast)."""
+"""`unseg --help` in a fresh interpreter imports no torch (it stays fast), nor the optional fsspec."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 
 
 @pytest.mark.slow
-def test_help_does_not_import_torch():
-    code = "import sys; from unsegcli.cli.app import main; sys.argv = ['unseg', '--help']\n"
-    code += "try:\n    main()\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'"
+@pytest.mark.parametrize("command", [[], ["predict"], ["boxes"]])
+def test_help_does_not_import_torch(command):
+    code = f"import sys; from unsegcli.cli.app import main; sys.argv = ['unseg', *{command!r}, '--help']\n"
+    code += "try:\n    main()\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
+    code += "assert 'fsspec' not in sys.modules, 'fsspec imported'"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr

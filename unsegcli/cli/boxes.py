@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..config import DEFAULT_WORKERS
 from ..labels.components import DEFAULT_MIN_AREA
-from ..labels.formats import Segmentation
-from ..labels.runner import BoxOptions
+from ..labels.formats import LabelFormat, Segmentation
+from ..labels.runner import BoxOptions, LabelCounts, Plan
 from .console import Failures, console, notice, progress_bar
 from .options import (
     ConnectivityOpt,
@@ -24,6 +25,9 @@ from .options import (
     ThresholdOpt,
     WorkersOpt,
 )
+
+if TYPE_CHECKING:
+    from ..runtime import Shard
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -50,7 +54,11 @@ EXAMPLES = """
 
 def boxes(
     masks: Annotated[
-        list[str], typer.Argument(help="Mask PNGs (as written by `unseg predict`), folders, or '-' for paths on stdin.")
+        list[str],
+        typer.Argument(
+            help="Mask PNGs (as written by `unseg predict`), folders, '-' for paths on stdin, or shards of masks "
+            "(.tar, as `unseg predict` writes them from shards); paths or fsspec URLs."
+        ),
     ],
     out: Annotated[
         str,
@@ -66,9 +74,9 @@ def boxes(
         typer.Option(
             "--images",
             metavar="DIR",
-            help="Image root: file_name becomes the image's path relative to it, and image "
-            "and mask sizes are checked. Without it, file_name is the mask's relative path (.png), since the image's "
-            "own extension is unknown.",
+            help="Image root (a folder, or a shard of images): file_name becomes the image's path relative to it, "
+            "and image and mask sizes are checked. Without it, file_name is the mask's relative path (.png), since "
+            "the image's own extension is unknown.",
         ),
     ] = None,
     format: LabelFormatOpt = "coco",
@@ -135,19 +143,21 @@ def boxes(
     writes a part file for `unseg merge`; under torchrun rank 0 gathers and writes one file."""
     from ..errors import UsageError
     from ..io.files import check_output_dir, check_output_file
-    from ..io.images import TOO_LARGE
+    from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE
     from ..io.outputs import check_outside_inputs
+    from ..io.shards import is_shard, renamed, staged_inputs
     from ..labels.components import COLOUR_IMAGE
     from ..labels.formats import writer_class
-    from ..labels.runner import label_files, plan_tasks
+    from ..labels.runner import plan_tasks
     from ..runtime import close_shard, init_shard
 
-    if images is not None and not os.path.isdir(images):
-        raise UsageError(f"--images must be a folder: {images}")
+    image_shard = images is not None and is_shard(images) and not os.path.isdir(images)
+    if images is not None and not os.path.isdir(images) and not image_shard:
+        raise UsageError(f"--images must be a folder or a shard: {images}")
     if segmentation != "rle" and format != "coco":
         raise UsageError("--segmentation applies to --format coco only")
-    if format in ("yolo", "yolo-seg") and images is None:
-        raise UsageError(f"--format {format} needs --images: the dataset links to the images")
+    if format in ("yolo", "yolo-seg") and (images is None or image_shard):
+        raise UsageError(f"--format {format} needs --images, a folder: the dataset links to the images")
     if writer_class(format).writes_folder:  # every output location is checked before any input is read
         if out == "-":
             raise UsageError(f"--format {format} writes a folder: --out cannot be '-'")
@@ -157,33 +167,37 @@ def boxes(
         check_output_file(out, "--out")
     sh = init_shard(shard)
     quiet = quiet or not sh.shows_progress
-    # image ids are positions in the full list: shards agree with one run
-    plan = plan_tasks(masks, images, sh, root=root, null=null)
     failed = Failures()
-    opts = BoxOptions(
-        threshold,
-        connectivity,
-        min_area,
-        multi,
-        min_score,
-        max_boxes,
-        allow_color=allow_color,
-        max_pixels=max_pixels,
-        split_components=split_components,
-    )
-    with progress_bar(len(plan.tasks), "boxes", quiet) as advance:
-        counts = label_files(
+    # shards of masks (and an --images shard) are read into temp folders for the length of the run
+    with staged_inputs(masks, (".png",)) as staged, staged_inputs([images] if images else [], IMAGE_EXTENSIONS) as imgs:
+        report = renamed(imgs, renamed(staged, failed))
+        for problem in staged.problems + imgs.problems:
+            report(problem)
+        # image ids are positions in the full list: shards agree with one run
+        plan = plan_tasks(staged.specs, imgs.specs[0] if images else None, sh, root=root, null=null)
+        counts = _label(
             plan,
             out,
             format,
-            opts,
+            segmentation,
+            images,
             workers,
             sh,
-            dirname=images or "",
-            segmentation=segmentation,
-            on_error=failed,
-            on_progress=advance,
+            report,
+            quiet,
+            BoxOptions(
+                threshold,
+                connectivity,
+                min_area,
+                multi,
+                min_score,
+                max_boxes,
+                allow_color=allow_color,
+                max_pixels=max_pixels,
+                split_components=split_components,
+            ),
         )
+        counts.failed += len(staged.problems) + len(imgs.problems)
     if not quiet:
         console.print(
             f"images {counts.images} · boxes {counts.boxes} · without any box {counts.empty} · "
@@ -205,3 +219,32 @@ def boxes(
     close_shard(sh)
     if counts.failed:
         raise typer.Exit(1)
+
+
+def _label(
+    plan: Plan,
+    out: str,
+    format: LabelFormat,
+    segmentation: Segmentation,
+    images: str | None,
+    workers: int,
+    sh: Shard,
+    report: Callable[[str], None],
+    quiet: bool,
+    opts: BoxOptions,
+) -> LabelCounts:
+    from ..labels.runner import label_files
+
+    with progress_bar(len(plan.tasks), "boxes", quiet) as advance:
+        return label_files(
+            plan,
+            out,
+            format,
+            opts,
+            workers,
+            sh,
+            dirname=images or "",
+            segmentation=segmentation,
+            on_error=report,
+            on_progress=advance,
+        )

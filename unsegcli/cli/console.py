@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -163,3 +164,15 @@ def show_result(title: str, columns: dict[str, str], json_out: str | None, paylo
         from ..io.files import dumps_json, write_output
 
         write_output(json_out, dumps_json(payload))
+
+
+def shard_summary(summary: Any, noun: str) -> str:
+    """The summary line of a run over shards (``pipelines.shards.ShardSummary``), its ignored members noticed."""
+    if summary.ignored:
+        n = sum(summary.ignored.values())
+        notice(f"ignored {n} members with other extensions ({' '.join(sorted(summary.ignored))})")
+    return (
+        f"shards {summary.shards} · written {summary.written_shards} · skipped {summary.skipped_shards} (existing) · "
+        f"unreadable {summary.failed_shards} · {noun} {summary.images} · written {summary.written} · "
+        f"failed {summary.failed} · {summary.rate:.2f} {noun}/s"
+    )

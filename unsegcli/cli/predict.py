@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -79,11 +78,22 @@ def _known_method(value: str) -> str:
 
 @declared_flags(_OPTIONS, _PANEL)
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or '-' for paths on stdin.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders (recursive), '-' for paths on stdin, or WebDataset shards (.tar); paths or "
+            "fsspec URLs (s3://, https://: the cloud extra); quoted braces expand: 'shards/train-{000000..000099}.tar'."
+        ),
+    ],
     out: Annotated[
-        Path,
+        str,
         typer.Option(
-            "--out", "-o", metavar="DIR", help="Output folder; masks keep the inputs' relative paths, as .png."
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="Output folder; masks keep the inputs' relative paths, as .png. Shard inputs write one shard of "
+            "masks per input shard: a folder, or a name with {shard} (the input's number) or {name}: "
+            "masks-{shard}.tar.",
         ),
     ],
     method: Annotated[
@@ -163,7 +173,9 @@ def predict(
     """Run a segmenter (a checkpoint, or a training-free method) on images and write one mask PNG per image
     (same relative path, .png)."""
     from ..engine.predict import predict_files
+    from ..errors import UsageError
     from ..pipelines.predict import PredictRequest, build_predictor, plan_prediction
+    from ..pipelines.shards import shard_inputs
     from ..runtime import close_shard
     from .console import Failures, console, notice, progress_bar
 
@@ -172,6 +184,11 @@ def predict(
         compile=compile, precision=precision, device=device, binary=binary, threshold=threshold,
         refine=refine, refine_output=refine_output, overwrite=overwrite,
     )  # fmt: skip
+    if shard_inputs(inputs):
+        if root is not None or null:
+            raise UsageError("--root and --null apply to lists of files, not to shards")
+        _predict_shards(request, inputs, out, shard, batch_size, workers, max_pixels, quiet)
+        return
     plan = plan_prediction(request, inputs, out, root=root, null=null, shard=shard)
     sh, dev, listing = plan.shard, plan.device, plan.listing
     quiet = quiet or not sh.shows_progress  # under torchrun, one progress bar and summary: rank 0's
@@ -213,4 +230,46 @@ def predict(
         )
     close_shard(sh)
     if summary.failed or listing.problems:
+        raise typer.Exit(1)
+
+
+def _predict_shards(
+    request: Any,
+    inputs: list[str],
+    out: str,
+    shard: str | None,
+    batch_size: int,
+    workers: int,
+    max_pixels: int | None,
+    quiet: bool,
+) -> None:
+    """Shards in, shards out (``pipelines.shards``): one output shard per input shard."""
+    from ..pipelines.predict import build_predictor
+    from ..pipelines.shards import plan_shards, predict_shards
+    from ..runtime import close_shard
+    from .console import Failures, console, notice, progress_bar, shard_summary
+
+    plan = plan_shards(request, inputs, out, shard)
+    sh, dev = plan.prediction.shard, plan.prediction.device
+    quiet = quiet or not sh.shows_progress
+    if request.device == "auto" and dev.type == "cpu" and not quiet:
+        notice("no CUDA device found; running on CPU")
+    predictor = build_predictor(plan.prediction)
+    failed = Failures()
+    with progress_bar(None, "predict", quiet) as advance:
+        summary = predict_shards(
+            plan,
+            predictor,
+            batch_size=batch_size,
+            workers=workers,
+            max_pixels=max_pixels,
+            on_error=failed,
+            on_progress=lambda n, total: advance(n, total=total),
+        )
+    if not quiet:
+        if summary.too_large:
+            notice(f"{summary.too_large} images exceed the pixel limit; raise it with --max-pixels if they are trusted")
+        console.print(f"{shard_summary(summary, 'images')} · device {dev}")
+    close_shard(sh)
+    if summary.failed or summary.failed_shards:
         raise typer.Exit(1)

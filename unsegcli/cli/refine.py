@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -39,7 +38,8 @@ def refine(
     masks: Annotated[
         list[str],
         typer.Argument(
-            help="Mask PNGs (any tool's: 0-255 soft or binary), folders (recursive), or '-' for paths on stdin."
+            help="Mask PNGs (any tool's: 0-255 soft or binary), folders (recursive), '-' for paths on stdin, or "
+            "shards of masks (.tar; paths, fsspec URLs, quoted brace lists): one refined shard per mask shard."
         ),
     ],
     images: Annotated[
@@ -48,11 +48,20 @@ def refine(
             "--images",
             metavar="DIR",
             help="Image root: the mask a/b.png pairs with the image a/b.* "
-            "under it. A mask of another size is resized bilinearly to its image, as MOVE's solver does.",
+            "under it. A mask of another size is resized bilinearly to its image, as MOVE's solver does. With "
+            "mask shards: a folder, a shard, or each mask shard's image shard by {shard} or {name}: "
+            "'shards/train-{shard}.tar'.",
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder; outputs keep the masks' relative paths.")
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="Output folder; outputs keep the masks' relative paths. With mask shards: a folder of shards, or a "
+            "name with {shard} or {name} (as `unseg predict`).",
+        ),
     ],
     method: Annotated[
         RefineMethod,
@@ -113,7 +122,9 @@ def refine(
     quiet: QuietOpt = False,
 ) -> None:
     """Refine masks against their images: bilateral solver (TokenCut/MOVE "+BS", FOUND) or dense CRF (CutLER)."""
+    from ..errors import UsageError
     from ..pipelines.refine import refine_masks
+    from ..pipelines.shards import shard_inputs
     from .console import Failures, console, notice, progress_bar
 
     opts = RefineOptions(
@@ -126,6 +137,11 @@ def refine(
         sigma_chroma=sigma_chroma,
     )
     failed = Failures()
+    if shard_inputs(masks):
+        if root is not None or null:
+            raise UsageError("--root and --null apply to lists of files, not to shards")
+        _refine_shards(masks, images, out, opts, workers, overwrite, max_pixels, shard, quiet, failed)
+        return
     with contextlib.ExitStack() as bars:
         advance: list[Callable[..., None]] = []
 
@@ -155,4 +171,48 @@ def refine(
             + (f" · {run.shard.world} processes" if run.shard.world > 1 else "")
         )
     if run.failed:
+        raise typer.Exit(1)
+
+
+def _refine_shards(
+    masks: list[str],
+    images: str,
+    out: str,
+    opts: RefineOptions,
+    workers: int,
+    overwrite: bool,
+    max_pixels: int | None,
+    shard: str | None,
+    quiet: bool,
+    failed: Callable[[str], None],
+) -> None:
+    """Mask shards in, refined shards out (``pipelines.shards.refine_shards``)."""
+    from ..pipelines.shards import refine_shards
+    from .console import console, notice, progress_bar, shard_summary
+
+    with contextlib.ExitStack() as bars:
+        advance: list[Callable[..., None]] = []
+
+        def start(sh: Shard) -> None:
+            nonlocal quiet
+            quiet = quiet or not sh.shows_progress
+            advance.append(bars.enter_context(progress_bar(None, "refine", quiet)))
+
+        summary = refine_shards(
+            masks,
+            images,
+            out,
+            opts,
+            workers=workers,
+            overwrite=overwrite,
+            max_pixels=max_pixels,
+            shard=shard,
+            on_start=start,
+            on_progress=lambda n, total: advance[0](n, total=total),
+            on_error=failed,
+            on_notice=notice,
+        )
+    if not quiet:
+        console.print(shard_summary(summary, "masks"))
+    if summary.failed or summary.failed_shards:
         raise typer.Exit(1)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import InputError, UsageError
+from .remote import expand_inputs, is_url, list_url_folder, read_url, url_name
 
 if TYPE_CHECKING:
     import torch
@@ -129,7 +130,9 @@ def scan_inputs(
     key: Any = None,
 ) -> InputListing:
     """Expand files, folders (recursive) and '-' (paths on stdin, one per line or NUL-separated when
-    ``null``) into sorted items.
+    ``null``) into sorted items. Arguments are brace-expanded (``io.remote.expand_braces``); files, folders
+    and listed paths may be fsspec URLs (a URL is named like a path: relative to its folder argument, to a
+    URL ``root``, or without its scheme).
 
     Names: a folder's files are named relative to that folder, a file or stdin path by ``relative_name``
     (relative to ``root`` or the current folder); with ``root``, folders are named relative to it too.
@@ -143,23 +146,26 @@ def scan_inputs(
     ignored: dict[str, int] = {}
 
     def add_file(path: str) -> None:
-        rel = relative_name(path, root)
+        rel = url_name(path, root) if is_url(path) else relative_name(path, root)
         if rel is None:
             problems.append(f"{path}: outside the root folder {root}")
         else:
             items.append(InputItem(path, rel))
 
-    for spec in inputs:
+    for spec in expand_inputs(list(inputs)):
         if spec == "-":
             for line in _read_list(stdin or sys.stdin, null):
                 # a listed entry is one file: a NUL byte (a binary list) is no path at all, and a folder is
                 # not walked (its files would have no name relative to anything the list says)
                 if "\0" in line:
                     problems.append(f"{line!r}: not a path (it holds a NUL byte)")
-                elif os.path.isdir(line):
+                elif not is_url(line) and os.path.isdir(line):
                     problems.append(f"{line}: a folder in a list of files (pass folders as arguments)")
                 else:
                     add_file(line)
+            continue
+        if is_url(spec):
+            _add_url(spec, exts, root, items, problems, ignored)
             continue
         p = Path(spec)
         if p.is_dir():
@@ -190,6 +196,36 @@ def scan_inputs(
             )
             problems.append(collisions[name])
     return InputListing(kept, problems, ignored, collisions)
+
+
+def _add_url(
+    spec: str,
+    exts: tuple[str, ...],
+    root: str | None,
+    items: list[InputItem],
+    problems: list[str],
+    ignored: dict[str, int],
+) -> None:
+    """A URL argument: one file, or a folder's files named relative to it (to ``root`` with ``root``)."""
+    listed = list_url_folder(spec, exts)
+    if listed is None:
+        raise UsageError(f"input not found: {spec}")
+    files, other = listed
+    for ext, n in other.items():
+        ignored[ext] = ignored.get(ext, 0) + n
+    if len(files) == 1 and files[0][1] == "":  # a file
+        rel = url_name(spec, root)
+        if rel is None:
+            problems.append(f"{spec}: outside the root folder {root}")
+        else:
+            items.append(InputItem(spec, rel))
+        return
+    base = "" if root is None else url_name(spec.rstrip("/"), root)
+    if base is None:
+        problems.append(f"{spec}: outside the root folder {root}")
+        return
+    prefix = base + "/" if base else ""
+    items.extend(InputItem(url, prefix + rel) for url, rel in files)
 
 
 def list_inputs(
@@ -292,13 +328,20 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
+def _source(path: str) -> Any:
+    """What Pillow opens: a local path, or the bytes of a URL (read whole: an image is small)."""
+    import io
+
+    return io.BytesIO(read_url(path)) if is_url(path) else path
+
+
 def check_image(path: str, max_pixels: int | None = None) -> None:
     """Raise InputError (with a reason) for a file that cannot be an image we decode: its header and, where the
     format has them, its checksums (PNG). Cheap: runs before a long job so that a bad file is named up front."""
     from PIL import Image
 
     with pil_errors(path, too_large="; raise max_pixels if the file is trusted"), _pixel_limit(max_pixels):
-        with Image.open(path) as img:
+        with Image.open(_source(path)) as img:
             img.verify()
 
 
@@ -311,7 +354,7 @@ def decode_image(path: str, max_pixels: int | None = None) -> np.ndarray:
     try:
         with pil_errors(path, too_large=RAISE_LIMIT), warnings.catch_warnings(), _pixel_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(_source(path)) as img:
                 img = ImageOps.exif_transpose(img)
                 img.load()
                 arr = to_rgb_array(img)

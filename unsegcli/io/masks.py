@@ -72,13 +72,21 @@ def with_tag(png: bytes, tag: str | None) -> bytes:
     return png if tag is None else with_text(png, TAG_KEYWORD, tag)
 
 
+TAG_HEAD = _HEADER_END + 8 + len(TAG_KEYWORD) + 1 + 64  # bytes of a PNG's start that hold its tag
+
+
 def read_tag(path: str) -> str | None:
     """The settings tag of a mask written by ``with_tag`` (None: untagged, not a PNG, or unreadable)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_HEADER_END + 8 + len(TAG_KEYWORD) + 1 + 64)
+            head = f.read(TAG_HEAD)
     except OSError:
         return None
+    return tag_of_head(head)
+
+
+def tag_of_head(head: bytes) -> str | None:
+    """The settings tag in the first ``TAG_HEAD`` bytes of a PNG (``read_tag`` on bytes), or None."""
     if head[:8] != PNG_SIGNATURE or head[_HEADER_END + 4 : _HEADER_END + 8] != b"tEXt":
         return None
     (n,) = struct.unpack(">I", head[_HEADER_END : _HEADER_END + 4])

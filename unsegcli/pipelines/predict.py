@@ -10,6 +10,7 @@ which the CLI says as its flags.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -185,21 +186,38 @@ def plan_prediction(
     ``engine.predict.list_prediction_inputs``), and refuse to resume into ``out`` when its existing masks
     carry another settings tag (unless ``req.overwrite``). Then start this process's shard (``shard``: "i/N",
     or torchrun's rank) and pick its device; close the shard with ``runtime.close_shard`` after the run."""
-    check_request(req)
-    if req.refine == "crf":  # a missing extra is one usage error before the run, not one failure per mask
-        from ..refine.crf import require_crf
-
-        require_crf()
+    check_prediction(req)
     check_output_dir(out, param("out"))
     check_not_an_input(inputs, out, param("out"))
     if root is not None and not Path(root).is_dir():
         raise UsageError(f"{param('root')} {root} is not a folder")
     listing = list_prediction_inputs(inputs, out, root=root, null=null, stdin=stdin)
+
+    def same_settings(tag: str) -> None:  # every output, this shard's or not: all shards of a run must agree
+        check_same_settings((os.path.join(out, mask_path_for(it.rel)) for it in listing.items), tag)
+
+    return start_prediction(req, listing, same_settings, shard)
+
+
+def check_prediction(req: PredictRequest) -> None:
+    """``check_request``, and a missing extra that the request needs (crf): one usage error before the run,
+    not one failure per mask."""
+    check_request(req)
+    if req.refine == "crf":
+        from ..refine.crf import require_crf
+
+        require_crf()
+
+
+def start_prediction(
+    req: PredictRequest, listing: InputListing, same_settings: Callable[[str], None], shard: str | Shard | None = None
+) -> PredictionPlan:
+    """The plan of a checked request: its settings and tag (``same_settings(tag)`` refuses existing outputs
+    made with other settings, unless ``req.overwrite``), this process's shard and its device."""
     settings, weights, opts = _settings(req)
     tag = settings_tag(settings)
-    if not req.overwrite:  # every output, this shard's or not: all shards of a run must agree
-        outputs = (os.path.join(out, mask_path_for(it.rel)) for it in listing.items)
-        check_same_settings(outputs, tag)
+    if not req.overwrite:
+        same_settings(tag)
     sh = init_shard(shard)
     dev = resolve_device(local_device(req.device, sh))
     return PredictionPlan(req, listing, settings, tag, sh, dev, effective_precision(dev, req.precision), weights, opts)
