@@ -21,7 +21,7 @@ import torch
 from ..errors import InputError, UsageError
 from ..io.files import BackgroundWriter, atomic_write_bytes, remove_stale_temps
 from ..io.images import TOO_LARGE, InputItem, InputListing, decode_image, scan_inputs
-from ..io.masks import binary_to_uint8, mask_path_for, soft_to_uint8, with_tag, write_mask
+from ..io.masks import binary_to_uint8, encode_png, mask_path_for, soft_to_uint8, with_tag, write_mask
 from ..parallel import held_signals
 from ..runtime import Shard, sum_across
 from .predictor import MaskPredictor, Output, Prepared, bucketed
@@ -126,11 +126,20 @@ class PredictSummary:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
 
-def _write_instances(path: str, output: Output, tag: str | None) -> None:
+def encode_output(kind: str, output: Output, tag: str | None) -> bytes:
+    """One predictor output -> the PNG bytes ``predict_files`` writes for it (a soft mask as floor(m * 255); an
+    instance map as a palette PNG with its objects' scores), carrying the settings ``tag``."""
+    if kind != "instances":
+        assert isinstance(output, np.ndarray)
+        return with_tag(encode_png(soft_to_uint8(output)), tag)
     from ..io.instances import encode_instances  # only instance predictors need it
 
     labels, scores = output if isinstance(output, tuple) else (output, None)
-    atomic_write_bytes(path, with_tag(encode_instances(labels, scores), tag))
+    return with_tag(encode_instances(labels, scores), tag)
+
+
+def _write_instances(path: str, output: Output, tag: str | None) -> None:
+    atomic_write_bytes(path, encode_output("instances", output, tag))
 
 
 def predict_files(
