@@ -84,9 +84,11 @@ def read_tag(path: str) -> str | None:
 
 def first_with_other_tag(paths: Iterable[str], tag: str) -> str | None:
     """The first existing file among ``paths`` whose tag is not ``tag`` (untagged files pass: made by
-    another tool or an older unseg, their settings are unknown)."""
+    another tool or an older unseg, their settings are unknown). Feature files (``io.features``) carry theirs too."""
+    from .features import is_feature_file, read_features_tag
+
     for path in paths:
-        found = read_tag(path)
+        found = read_features_tag(path) if is_feature_file(path) else read_tag(path)
         if found is not None and found != tag:
             return path
     return None

@@ -50,6 +50,10 @@ class Method:
     predictor: str | None = None
     options: str | None = None  # with predictor: "module:Class" of its options
     writes: Literal["soft", "instances"] = "soft"  # one object as a soft mask, or an instance label map
+    # the stage split (`unseg predict --save-features`, then `--from-features`): the options the backbone's
+    # features depend on, besides the backbone; () = the method runs in one stage only. Its predictor takes
+    # stage="features" (returns io.features.FeatureRecord) and stage="cuts" (prepares FeatureRecords)
+    features: tuple[str, ...] = ()
     training: dict[str, Training] = field(default_factory=dict)
 
 
@@ -109,18 +113,21 @@ METHODS: dict[str, Method] = {
         "TokenCut: one normalised cut of the DINO key graph; the seed's component",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:TokenCutOptions",
+        features=("geometry", "fixed_size", "eigensolver"),  # the grid; the exact solver's parity attention
     ),
     "lost": Method(
         "training-free",
         "LOST: lowest-degree seed expanded over similar low-degree patches; no eigenvectors",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:LostOptions",
+        features=("geometry", "fixed_size"),  # the grid (LOST always runs the parity attention)
     ),
     "maskcut": Method(
         "training-free",
         "MaskCut (CutLER): up to max_objects cuts, painting out each object found",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:MaskCutOptions",
+        features=("geometry", "fixed_size", "eigensolver"),  # the grid; the exact solver's parity attention
         writes="instances",
     ),
     "votecut": Method(
@@ -128,6 +135,7 @@ METHODS: dict[str, Method] = {
         "VoteCut (CuVLER): normalised cuts on several DINO/DINOv2 backbones, k-means, and a vote; score = vote share",
         predictor=f"{_SPECTRAL}.votecut:VoteCutPredictor",
         options=f"{_SPECTRAL}.options:VoteCutOptions",
+        features=("fixed_size", "eigensolver"),  # the square; the exact solver's parity attention
         writes="instances",
     ),
 }
