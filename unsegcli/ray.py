@@ -41,12 +41,17 @@ __all__ = ["Boxes", "MaskPredictor", "pseudo_labels"]
 def image_key(path: str, root: str | None) -> str:
     """The name an image's labels carry (COCO ``file_name``): its path relative to ``root`` (as ``unseg predict
     --root``), else its file name. Ray's ``path`` column holds a local path absolute and a URL without its
-    scheme (``s3://b/x.jpg`` -> ``b/x.jpg``): ``root`` is compared in the same form. A path outside ``root`` is
-    an InputError."""
+    scheme (``s3://b/x.jpg`` -> ``b/x.jpg``), a local path as it was given (relative or absolute): ``root`` is
+    compared in the same form. A path outside ``root`` is an InputError."""
     full = path.split("://", 1)[-1]
     if root is None:
         return full.rsplit("/", 1)[-1]
-    base = (root.split("://", 1)[1] if "://" in root else os.path.abspath(root)).rstrip("/")
+    if "://" in root:
+        base = root.split("://", 1)[1].rstrip("/")
+    else:  # a local root: read_images keeps a relative path relative, an absolute one absolute
+        base, full = os.path.normpath(root), os.path.normpath(full)
+        if os.path.isabs(base) != os.path.isabs(full):
+            base, full = os.path.abspath(base), os.path.abspath(full)
     if not full.startswith(base + "/"):
         raise InputError(f"{path}: not under the root {root}")
     return full[len(base) + 1 :]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unsegcli.labels.rows import COLUMNS, merge_rows, RowParts
+from unsegcli.labels.rows import COLUMNS, RowParts, merge_rows
 from unsegcli.labels.runner import write_labels
 from unsegcli.ray import Boxes, MaskPredictor, image_key
 
@@ -66,14 +66,15 @@ def test_callables_equal_predict_and_boxes(cli, data, tiny_ckpt, tmp_path, name)
     predictor = MaskPredictor(**{"batch_size": 4, **method["kwargs"]}, device="cpu", root=str(data / "imgs"))
     out = predictor(_batch(data / "imgs", names))
     assert list(out["key"]) == names and out["error"].tolist() == [""] * len(names)
-    assert [(int(h), int(w)) for h, w in zip(out["height"], out["width"])] == [
+    assert [(int(h), int(w)) for h, w in zip(out["height"], out["width"], strict=True)] == [
         Image.open(data / "imgs" / n).size[::-1] for n in names
     ]
-    for key, png in zip(out["key"], out["mask"]):  # the PNG unseg predict writes, settings tag included
+    for key, png in zip(out["key"], out["mask"], strict=True):  # the PNG unseg predict writes, settings tag included
         assert png == (masks / key).read_bytes(), key
     rows = Boxes()(out)
     assert set(rows) == set(COLUMNS) and len(set(rows["settings"])) == 1
-    labels, errors = merge_rows(RowParts(["p"], [dict(zip(rows, v)) for v in zip(*rows.values())], [0] * len(names)))
+    listed = [dict(zip(rows, v, strict=True)) for v in zip(*rows.values(), strict=True)]
+    labels, errors = merge_rows(RowParts(["p"], listed, [0] * len(names)))
     got = tmp_path / "got.json"
     write_labels(labels, str(got), "coco")
     expected = json.loads(ref.read_text())
@@ -95,6 +96,8 @@ def test_keys():
     assert image_key("/data/imgs/a/b.jpg", "/data/imgs") == "a/b.jpg"
     assert image_key("bucket/imgs/a.jpg", "s3://bucket/imgs/") == "a.jpg"
     assert image_key("/data/imgs/a/b.jpg", None) == "b.jpg"
+    assert image_key("data/imgs/b.jpg", "data/imgs/") == image_key("data/imgs/b.jpg", "./data/imgs") == "b.jpg"
+    assert image_key(str(Path("data/imgs/b.jpg").resolve()), "data/imgs") == "b.jpg"
     with pytest.raises(Exception, match="not under the root"):
         image_key("/elsewhere/b.jpg", "/data/imgs")
 

@@ -154,8 +154,8 @@ def predict(
         typer.Option(
             "--save-features",
             metavar="",
-            help="The GPU stage of a split run (tokencut, lost, maskcut, votecut): write each image's backbone features "
-            "to --out as NAME.safetensors instead of its mask; then --from-features cuts them on CPU.",
+            help="The GPU stage of a split run (tokencut, lost, maskcut, votecut): write each image's backbone "
+            "features to --out as NAME.safetensors instead of its mask; then --from-features cuts them on CPU.",
         ),
     ] = False,
     from_features: Annotated[

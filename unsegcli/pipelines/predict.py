@@ -21,8 +21,8 @@ from ..config import Precision
 from ..engine.predict import list_prediction_inputs, output_path_for
 from ..engine.predictor import MaskPredictor
 from ..errors import UsageError, param
-from ..io.files import check_output_dir
 from ..io.features import FEATURES_EXT, check_features, differences, read_features
+from ..io.files import check_output_dir
 from ..io.images import IMAGE_EXTENSIONS, InputListing, decode_image
 from ..io.masks import settings_tag
 from ..io.outputs import check_not_an_input, check_same_settings, weights_identity

@@ -273,19 +273,19 @@ class VoteCutPredictor:
     def run(self, batch: Sequence[Prepared]) -> list[Any]:
         o = self.options
         if self.stage == "features":
-            per_backbone = self.features(batch)
-            grids = [g for _, g in per_backbone]
+            feats = self.features(batch)
+            grids = [g for _, g in feats]
             return [
                 FeatureRecord(
-                    {f"keys_{b}": feats[i].cpu().numpy() for b, (feats, _) in enumerate(per_backbone)},
+                    {f"keys_{b}": f[i].cpu().numpy() for b, (f, _) in enumerate(feats)},
                     {"grids": grids, "original": list(item.original)},
                 )
                 for i, item in enumerate(batch)
             ]
-        per_backbone = self.eigenvectors(batch)
+        eig = self.eigenvectors(batch)
         out: list[Any] = []
         for i, item in enumerate(batch):
-            labellings = [kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in per_backbone for k in self.ks]
+            labellings = [kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in eig for k in self.ks]
             voted = vote(proposals(labellings), o.tau_m, o.cluster_iou, o.max_objects)
             out.append(instance_map(voted, item.original))
         return out
