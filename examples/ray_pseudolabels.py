@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("images", help="folder or URL of images (read_images)")
     ap.add_argument("out", help="folder or URL for the parquet parts")
     ap.add_argument("--method", default="move", help="as `unseg predict --method` (default: the demo checkpoint)")
-    ap.add_argument("--options", default="{}", help='JSON of MaskPredictor keywords, e.g. \'{"max_objects": 3}\'')
+    ap.add_argument("--options", default="{}", help="JSON of MaskPredictor keywords, e.g. '{\"max_objects\": 3}'")
     ap.add_argument("--concurrency", type=int, default=1, help="MaskPredictor actors")
     ap.add_argument("--num-gpus", type=float, default=0, help="GPUs per actor")
     ap.add_argument("--num-cpus", type=int, default=None, help="start a local Ray with this many CPUs")
