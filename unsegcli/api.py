@@ -121,6 +121,8 @@ class Model:
                 workers=workers,
                 tag=plan.tag,
                 on_error=on_error,
+                decode=plan.decode,
+                settings=plan.settings,
             )
         finally:
             close_shard(plan.shard)

@@ -47,3 +47,12 @@ def test_merge_renumbers_and_rejects_conflicts(tmp_path, cli):
     (tmp_path / "det.json").write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]))
     res = cli("merge", tmp_path / "det.json", "--out", "-")
     assert res.exit_code == 1 and "detector results" in res.stderr
+
+
+def test_coco_parts_merge_to_coco_only(tmp_path, cli):
+    """--format converts parquet parts (tests/integrations/test_ray.py); COCO parts keep their format."""
+    doc = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "fg", "supercategory": "fg"}]}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    res = cli("merge", tmp_path / "a.json", "--format", "jsonl", "--out", tmp_path / "m.jsonl")
+    assert res.exit_code == 2 and "coco parts merge to coco" in res.output and not (tmp_path / "m.jsonl").exists()
+    assert cli("merge", tmp_path / "a.json", "--format", "coco", "--out", tmp_path / "m.json").exit_code == 0

@@ -49,6 +49,9 @@ EXAMPLES = """
   unseg predict images/ --out masks_lost/ --method lost --backbone dino-vits8
 
   unseg predict images/ --out inst/ --method maskcut --max-objects 3   # instance PNGs: one index per object
+
+  unseg predict images/ --out feats/ --method maskcut --save-features --device cuda   # GPU stage: features
+  unseg predict feats/ --out inst/ --method maskcut --from-features --device cpu      # CPU stage: the cuts
 """
 
 _PANEL = "Training-free methods"
@@ -164,6 +167,24 @@ def predict(
     compile: Annotated[
         bool, typer.Option("--compile", metavar="", help="torch.compile the model (GPU; pays off on large runs).")
     ] = False,
+    save_features: Annotated[
+        bool,
+        typer.Option(
+            "--save-features",
+            metavar="",
+            help="The GPU stage of a split run (tokencut, lost, maskcut, votecut): write each image's backbone "
+            "features to --out as NAME.safetensors instead of its mask; then --from-features cuts them on CPU.",
+        ),
+    ] = False,
+    from_features: Annotated[
+        bool,
+        typer.Option(
+            "--from-features",
+            metavar="",
+            help="The CPU stage: the inputs are the feature files of --save-features (same --method and "
+            "options); writes the masks of the one-stage run, without loading the backbone.",
+        ),
+    ] = False,
     shard: ShardOpt = None,
     root: RootOpt = None,
     null: NullOpt = False,
@@ -179,10 +200,15 @@ def predict(
     from ..runtime import close_shard
     from .console import Failures, console, notice, progress_bar
 
+    if save_features and from_features:
+        from ..errors import UsageError
+
+        raise UsageError("--save-features and --from-features are the two stages: give one")
+    stage: Literal["features", "cuts"] | None = "features" if save_features else "cuts" if from_features else None
     request = PredictRequest(
         method=method, weights=weights, options=options, size=size, max_size=max_size, branch=branch,
         compile=compile, precision=precision, device=device, binary=binary, threshold=threshold,
-        refine=refine, refine_output=refine_output, overwrite=overwrite,
+        refine=refine, refine_output=refine_output, overwrite=overwrite, stage=stage,
     )  # fmt: skip
     if shard_inputs(inputs):
         if root is not None or null:
@@ -218,6 +244,8 @@ def predict(
             tag=plan.tag,
             on_error=failed,
             on_progress=lambda n, total: advance(n, total=total),
+            decode=plan.decode,
+            settings=plan.settings,
         )
     if not quiet:
         if summary.too_large:

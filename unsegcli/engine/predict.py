@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError, UsageError
+from ..io.features import encode_features, features_path_for
 from ..io.files import BackgroundWriter, atomic_write_bytes, remove_stale_temps
-from ..io.images import TOO_LARGE, InputItem, InputListing, decode_image, scan_inputs
-from ..io.masks import binary_to_uint8, mask_path_for, soft_to_uint8, with_tag, write_mask
+from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE, InputItem, InputListing, decode_image, scan_inputs
+from ..io.masks import binary_to_uint8, mask_path_for, mask_png, soft_to_uint8, with_tag, write_mask
 from ..parallel import loader_workers
 from ..runtime import Shard, sum_across
 from .predictor import MaskPredictor, Output, Prepared, bucketed
@@ -30,18 +31,27 @@ if TYPE_CHECKING:
     from ..refine import RefineOptions
 
 
+Decode = Callable[[str, int | None], Any]  # (path, max_pixels) -> what the predictor's prepare takes
+
+
+def output_path_for(kind: str, rel: str) -> str:
+    """Where ``predict_files`` writes the output of the input at relative path ``rel``: its mask PNG, or its
+    feature file for a predictor of kind "features" (the GPU stage of a split run, ``io.features``)."""
+    return features_path_for(rel) if kind == "features" else mask_path_for(rel)
+
+
 class _DecodeDataset(torch.utils.data.Dataset):
     """Decode + ``predictor.prepare`` in DataLoader workers; a bad file becomes a Prepared with an error."""
 
-    def __init__(self, paths: Sequence[str], predictor: MaskPredictor, max_pixels: int | None):
-        self.paths, self.predictor, self.max_pixels = paths, predictor, max_pixels
+    def __init__(self, paths: Sequence[str], predictor: MaskPredictor, max_pixels: int | None, decode: Decode):
+        self.paths, self.predictor, self.max_pixels, self.decode = paths, predictor, max_pixels, decode
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Prepared:
         try:
-            return self.predictor.prepare(i, decode_image(self.paths[i], self.max_pixels))
+            return self.predictor.prepare(i, self.decode(self.paths[i], self.max_pixels))
         except InputError as e:  # decoding names the file; a predictor's prepare may not
             message = str(e) if self.paths[i] in e.message else f"{self.paths[i]}: {e}"
             return Prepared(i, None, error=message)
@@ -58,11 +68,13 @@ def run_prediction(
     workers: int = 0,
     on_progress: Callable[[int], None] | None = None,
     max_pixels: int | None = None,
+    decode: Decode = decode_image,
 ) -> None:
-    """Stream ``paths`` through decode workers, buckets and the predictor; call back per image."""
+    """Stream ``paths`` through decode workers, buckets and the predictor; call back per image. ``decode``
+    reads one input for ``predictor.prepare`` (an image; a feature file in the CPU stage of a split run)."""
     if not paths:
         return
-    ds = _DecodeDataset(paths, predictor, max_pixels)
+    ds = _DecodeDataset(paths, predictor, max_pixels, decode)
     # enough decoded images in flight to fill two batches, no more (each is ~3 MB at 448 px)
     prefetch = max(2, -(-2 * batch_size // workers)) if workers else None
     loader = torch.utils.data.DataLoader(
@@ -87,16 +99,23 @@ def run_prediction(
 
 
 def list_prediction_inputs(
-    inputs: Sequence[str], out_dir: str | Path, *, root: str | None = None, null: bool = False, stdin: Any = None
+    inputs: Sequence[str],
+    out_dir: str | Path,
+    *,
+    root: str | None = None,
+    null: bool = False,
+    stdin: Any = None,
+    exts: tuple[str, ...] = IMAGE_EXTENSIONS,
 ) -> InputListing:
     """The images of ``inputs`` (files, folders, '-'), without any under ``out_dir``: an output folder
     inside an input folder must not feed its own masks back in on a re-run. Inputs whose names collide
     are left out and listed in ``problems`` (see ``io.images.scan_inputs``)."""
     out_real = os.path.realpath(out_dir)
-    listing = scan_inputs(inputs, stdin=stdin, root=root, null=null)
+    listing = scan_inputs(inputs, exts, stdin=stdin, root=root, null=null)
     listing.items = [it for it in listing.items if not os.path.realpath(it.path).startswith(out_real + os.sep)]
     if not listing.items and not listing.problems:
-        raise UsageError("no images found in the inputs", "accepted extensions: jpg jpeg png bmp webp tif tiff")
+        what = "images" if exts == IMAGE_EXTENSIONS else "inputs"
+        raise UsageError(f"no {what} found in the inputs", f"accepted extensions: {' '.join(e[1:] for e in exts)}")
     return listing
 
 
@@ -124,11 +143,25 @@ def soft_score(output: Output) -> tuple[np.ndarray, float | None]:
     return output, None
 
 
-def _write_instances(path: str, output: Output, tag: str | None) -> None:
+def encode_output(kind: str, output: Output, tag: str | None) -> bytes:
+    """One predictor output -> the PNG bytes ``predict_files`` writes for it (a soft mask as floor(m * 255) with
+    its score when the method gives one; an instance map as a palette PNG with its objects' scores), carrying
+    the settings ``tag``."""
+    if kind != "instances":
+        mask, score = soft_score(output)
+        return mask_png(soft_to_uint8(mask), tag, score)
     from ..io.instances import encode_instances  # only instance predictors need it
 
     labels, scores = output if isinstance(output, tuple) else (output, None)
-    atomic_write_bytes(path, with_tag(encode_instances(labels, scores), tag))
+    return with_tag(encode_instances(labels, scores), tag)
+
+
+def _write_features(path: str, record: Any, settings: dict[str, Any], tag: str | None) -> None:
+    atomic_write_bytes(path, encode_features(record, settings, tag))
+
+
+def _write_instances(path: str, output: Output, tag: str | None) -> None:
+    atomic_write_bytes(path, encode_output("instances", output, tag))
 
 
 def predict_files(
@@ -147,6 +180,8 @@ def predict_files(
     tag: str | None = None,
     on_error: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    decode: Decode = decode_image,
+    settings: dict[str, Any] | None = None,
 ) -> PredictSummary:
     """Write the mask of each item to ``out_dir/mask_path_for(item.rel)``.
 
@@ -156,7 +191,9 @@ def predict_files(
     ``on_error(message)`` is called per failed image; ``on_progress(n, total)`` once with n = 0 when
     ``total`` is known, then per finished batch. ``refine``: each soft mask is refined with its image
     (bilateral solver or dense CRF) before it is written, in the writer threads. ``tag``: the settings tag
-    every written PNG carries (``io.masks.settings_tag``).
+    every written PNG carries (``io.masks.settings_tag``). A predictor of kind "features" (the GPU stage of a
+    split run) writes feature files instead (``io.features``), recording ``settings`` (what ``tag`` hashes);
+    ``decode`` reads each input (``run_prediction``).
     """
     if binary and predictor.kind != "soft":
         raise UsageError("binary applies to soft masks; this predictor writes instance label maps")
@@ -164,7 +201,7 @@ def predict_files(
         raise UsageError("refine applies to soft masks written without binary")
     shard = shard or Shard()
     mine = shard.take(items)
-    outputs = [os.path.join(out_dir, mask_path_for(it.rel)) for it in mine]
+    outputs = [os.path.join(out_dir, output_path_for(predictor.kind, it.rel)) for it in mine]
     todo = [i for i, o in enumerate(outputs) if overwrite or not os.path.exists(o)]
     for folder in sorted({os.path.dirname(o) for o in outputs}):  # temps a killed run left (SIGKILL)
         remove_stale_temps(folder)
@@ -187,9 +224,12 @@ def predict_files(
         def on_mask(j: int, output: Output) -> None:
             nonlocal written
             out = outputs[todo[j]]
+            written += 1
             if predictor.kind == "instances":
                 writer.submit(_write_instances, out, output, tag)
-                written += 1
+                return
+            if predictor.kind == "features":
+                writer.submit(_write_features, out, output, settings or {}, tag)
                 return
             mask, score = soft_score(output)
             if refine is not None:
@@ -198,7 +238,6 @@ def predict_files(
                 writer.submit(refine_image_file, out, mask, mine[todo[j]].path, refine, max_pixels, tag, score)
             else:
                 writer.submit(write_mask, out, encode(mask), tag, score)
-            written += 1
 
         run_prediction(
             predictor,
@@ -209,6 +248,7 @@ def predict_files(
             workers=workers if len(todo) > 1 else 0,
             on_progress=(lambda n: on_progress(n, len(todo))) if on_progress is not None else None,
             max_pixels=max_pixels,
+            decode=decode,
         )
     written -= len(writer.errors)
     for message in writer.errors:

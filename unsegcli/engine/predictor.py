@@ -36,9 +36,11 @@ class MaskPredictor(Protocol):
     ``tensor.shape`` are batched together. ``run`` returns one output per item at its ORIGINAL (H, W):
     kind "soft": a float32 array in [0, 1]; kind "instances": a uint8 label map (0 = background, k = object
     k), or ``(labels, scores)`` with ``scores[k]`` the score in [0, 1] of object k, which ``predict_files``
-    stores with the mask (``io.instances``) for ``boxes``, ``--min-score`` and ``show`` to read."""
+    stores with the mask (``io.instances``) for ``boxes``, ``--min-score`` and ``show`` to read. Kind
+    "features" is the GPU stage of a split run: one ``io.features.FeatureRecord`` per item, which
+    ``predict_files`` writes as a feature file instead of a mask."""
 
-    kind: Literal["soft", "instances"]
+    kind: Literal["soft", "instances", "features"]
     device: torch.device
 
     def prepare(self, index: int, image: np.ndarray) -> Prepared: ...

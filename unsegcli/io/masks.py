@@ -96,23 +96,30 @@ def tag_of_head(head: bytes) -> str | None:
 
 def first_with_other_tag(paths: Iterable[str], tag: str) -> str | None:
     """The first existing file among ``paths`` whose tag is not ``tag`` (untagged files pass: made by
-    another tool or an older unseg, their settings are unknown)."""
+    another tool or an older unseg, their settings are unknown). Feature files (``io.features``) carry theirs too."""
+    from .features import is_feature_file, read_features_tag
+
     for path in paths:
-        found = read_tag(path)
+        found = read_features_tag(path) if is_feature_file(path) else read_tag(path)
         if found is not None and found != tag:
             return path
     return None
 
 
-def write_mask(path: str, arr_u8: np.ndarray, tag: str | None = None, score: float | None = None) -> None:
-    """A grayscale mask PNG, atomically, with the settings tag and, if given, its method's score for its one
-    object (``io.instances``: the ``unseg-scores`` chunk ``{"1": score}``)."""
+def mask_png(arr_u8: np.ndarray, tag: str | None = None, score: float | None = None) -> bytes:
+    """A grayscale mask's PNG bytes with the settings tag and, if given, its method's score for its one object
+    (``io.instances``: the ``unseg-scores`` chunk ``{"1": score}``)."""
     from .instances import SCORES_KEYWORD, scores_text
 
     png = encode_png(arr_u8)
     if score is not None:
         png = with_text(png, SCORES_KEYWORD.encode("ascii"), scores_text({1: score}))
-    atomic_write_bytes(path, with_tag(png, tag))
+    return with_tag(png, tag)
+
+
+def write_mask(path: str, arr_u8: np.ndarray, tag: str | None = None, score: float | None = None) -> None:
+    """``mask_png``, written atomically."""
+    atomic_write_bytes(path, mask_png(arr_u8, tag, score))
 
 
 def _read_gray8(path: str) -> np.ndarray | None:

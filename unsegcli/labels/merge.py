@@ -1,9 +1,11 @@
-"""Combining pseudo-label part files (from sharded `unseg boxes` runs) into one.
+"""Combining pseudo-label part files (from sharded `unseg boxes` runs, or the parquet parts of the Ray Data step)
+into one.
 
 Images are de-duplicated by file_name (the same image in two parts must carry the same size and
 annotations, else it is an error naming both files); ids are renumbered from 1 with images in
 file_name order and annotations in their image's order, so the merge of a complete set of shards
-equals a single-process run.
+equals a single-process run. Parquet parts (``labels.rows``) are converted to any label format through the
+writers of ``unseg boxes`` (``labels.runner.write_labels``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from ..errors import InputError, UsageError
 from ..io.files import dumps_json, dumps_jsonl, write_output
 from ..io.labels import CocoFile, DetectorResults, JsonlRows, read_label_file
-from .formats import coco_dataset
+from .formats import LabelFormat, Segmentation, coco_dataset
+from .rows import is_parquet
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class MergeCounts:
     files: int
     images: int
     boxes: int
+    failed: int = 0  # images of parquet parts that failed upstream (their rows carry an error), each named
 
 
 def _ann_key(a: dict) -> str:
@@ -90,13 +94,27 @@ def _is_empty_file(path: str) -> bool:
         return False
 
 
-def merge_files(paths: Sequence[str], out: str, on_error: Callable[[str], None] = _raise) -> MergeCounts:
-    """Merge COCO files or JSON-lines files (not a mix) and write the result to ``out`` ('-' = stdout).
+def merge_files(
+    paths: Sequence[str],
+    out: str,
+    on_error: Callable[[str], None] = _raise,
+    *,
+    format: LabelFormat | None = None,
+    images: str = "",
+    segmentation: Segmentation = "rle",
+) -> MergeCounts:
+    """Merge COCO files or JSON-lines files (not a mix), or parquet parts, and write the result to ``out``
+    ('-' = stdout).
 
     Every part is read before anything is written: each one that cannot be merged (unreadable, not
-    one of our formats, detector results) goes to ``on_error``, and then nothing is written (an
-    InputError says how many). A zero-byte part is an empty JSON-lines part (a shard without
-    masks writes one); beside COCO parts, or alone, it is an error."""
+    one of our formats, detector results, a parquet part without the label columns) goes to ``on_error``,
+    and then nothing is written (an InputError says how many). A zero-byte part is an empty JSON-lines
+    part (a shard without masks writes one); beside COCO parts, or alone, it is an error. COCO and JSON-lines
+    parts merge to their own format (``format`` may only repeat it); parquet parts to ``format`` (default
+    coco), ``images`` being the image root the keys are relative to (the yolo and voc formats link or name
+    the images from it), ``segmentation`` the coco format's mask encoding."""
+    if paths and any(p != "-" and is_parquet(p) for p in paths):
+        return _merge_parquet(paths, out, on_error, format or "coco", images, segmentation)
     loaded: list[CocoFile | JsonlRows] = []
     empty: list[str] = []
     bad = 0
@@ -131,6 +149,11 @@ def merge_files(paths: Sequence[str], out: str, on_error: Callable[[str], None] 
         raise UsageError(
             f"cannot merge COCO files with JSON-lines files ({coco[0].path} is COCO, {jsonl[0].path} JSON lines)"
         )
+    kind = "coco" if coco else "jsonl"
+    if format is not None and format != kind and not bad:
+        raise UsageError(
+            f"format {format}: {kind} parts merge to {kind}; other formats come from parquet parts or `unseg boxes`"
+        )
     if empty and not jsonl:
         for p in empty:
             fail(f"{p}: empty file" + (", not a COCO part" if coco else " (no labels in it)"))
@@ -143,6 +166,37 @@ def merge_files(paths: Sequence[str], out: str, on_error: Callable[[str], None] 
     rows = merge_jsonl(jsonl)
     write_output(out, dumps_jsonl(rows))
     return MergeCounts(len(paths), len(rows), sum(len(r["boxes"]) for r in rows))
+
+
+def _merge_parquet(
+    paths: Sequence[str],
+    out: str,
+    on_error: Callable[[str], None],
+    format: LabelFormat,
+    images: str,
+    segmentation: Segmentation,
+) -> MergeCounts:
+    from .rows import merge_rows, read_rows
+    from .runner import write_labels
+
+    other = [p for p in paths if p == "-" or not is_parquet(p)]
+    if other:
+        raise UsageError(f"cannot merge parquet parts with other files ({other[0]} is not parquet)")
+    bad = 0
+
+    def fail(message: str) -> None:
+        nonlocal bad
+        bad += 1
+        on_error(message)
+
+    parts = read_rows(paths, fail)
+    if bad:
+        raise InputError(f"{bad} of {len(paths)} parts cannot be merged; nothing written")
+    labels, errors = merge_rows(parts)
+    for message in errors:
+        on_error(message)
+    counts = write_labels(labels, out, format, images, segmentation, on_error)
+    return MergeCounts(len(paths), counts.images, counts.boxes, len(errors) + counts.failed)
 
 
 def _check_segmentations(part: CocoFile, limit: int = 1000) -> None:

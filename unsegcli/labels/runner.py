@@ -179,19 +179,57 @@ def label_one(task: MaskTask, opts: BoxOptions, rle: bool = False, union: bool =
     h, w = mask.shape
     if task.image_path is not None:
         check_mask_size(task.mask_path, (w, h), task.image_path, opts.max_pixels)
-    if kind == "instances":  # a palette PNG: one box per object (or per piece), largest first like components
-        scores = instance_scores(task.mask_path)  # the method's own, stored with the mask
+    scores = instance_scores(task.mask_path)  # the method's own, stored with the mask (a soft mask's: object 1)
+    return label_mask(kind, mask, scores, opts, task.index, task.file_name, rle, union)
+
+
+def label_png(data: bytes, file_name: str, opts: BoxOptions, index: int = 0, rle: bool = False) -> ImageLabels:
+    """A mask PNG as ``unseg predict`` writes it, in memory (8-bit grayscale, or a palette instance map with its
+    scores) -> its labels, as ``label_one`` gives them for the same file. Anything else is an InputError."""
+    import io
+
+    from PIL import Image
+
+    from ..io.images import pil_errors
+    from ..io.instances import decode_instances
+
+    with pil_errors(file_name, "mask"), Image.open(io.BytesIO(data)) as img:
+        mode = img.mode
+        if mode == "L":
+            img.load()
+            mask = np.asarray(img, dtype=np.uint8).copy()
+    if mode == "P":
+        return label_mask("instances", decode_instances(data), instance_scores(data), opts, index, file_name, rle)
+    if mode != "L":
+        raise InputError(f"{file_name}: not a mask PNG of `unseg predict` (mode {mode}, not L or P)")
+    return label_mask("mask", mask, instance_scores(data), opts, index, file_name, rle)
+
+
+def label_mask(
+    kind: str,
+    mask: np.ndarray,
+    scores: dict[int, float] | None,
+    opts: BoxOptions,
+    index: int,
+    file_name: str,
+    rle: bool = False,
+    union: bool = False,
+) -> ImageLabels:
+    """A decoded mask (``read_box_mask``'s kind and array; the ``scores`` stored with it: an instance map's per
+    object, a soft mask's for its one object) -> its labels."""
+    h, w = mask.shape
+    if kind == "instances":  # one box per object (or per piece), largest first like components
         every, labels, n_objects = instance_components(
             mask, opts.min_area, opts.split_components, opts.connectivity, scores
         )
     else:  # a soft mask: its components, scored by their mean value and the method's stored score if any
         every, labels = extract_boxes(mask, opts.threshold, opts.connectivity, opts.min_area, multi=True)
-        every = scored_by_method(every, instance_scores(task.mask_path).get(1))
+        every = scored_by_method(every, (scores or {}).get(1))
         n_objects = int(labels.max(initial=0))
     comps, removed = select_components(every, n_objects, opts)
     out = ImageLabels(
-        task.index,
-        task.file_name,
+        index,
+        file_name,
         w,
         h,
         [list(c.xyxy) for c in comps],

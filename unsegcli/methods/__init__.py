@@ -55,6 +55,10 @@ class Method:
     # kept if IoU > 0.5), VoteCut's CRF (per mask on a crop, kept if the box moved little). Other `--refine`s
     # run on the written soft mask (`refine.refine_mask`).
     refines: tuple[str, ...] = ()
+    # the stage split (`unseg predict --save-features`, then `--from-features`): the options the backbone's
+    # features depend on, besides the backbone; () = the method runs in one stage only. Its predictor takes
+    # stage="features" (returns io.features.FeatureRecord) and stage="cuts" (prepares FeatureRecords)
+    features: tuple[str, ...] = ()
     training: dict[str, Training] = field(default_factory=dict)
 
 
@@ -115,18 +119,21 @@ METHODS: dict[str, Method] = {
         "TokenCut: one normalised cut of the DINO key graph; the seed's component; score 1 - its Ncut on that graph",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:TokenCutOptions",
+        features=("geometry", "fixed_size", "eigensolver"),  # the grid; the exact solver's parity attention
     ),
     "lost": Method(
         "training-free",
         "LOST: lowest-degree seed expanded over similar low-degree patches; score 1 - its Ncut on LOST's graph",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:LostOptions",
+        features=("geometry", "fixed_size"),  # the grid (LOST always runs the parity attention)
     ),
     "maskcut": Method(
         "training-free",
         "MaskCut (CutLER): up to max_objects cuts, painting out each object found; score 1 - each cut's Ncut",
         predictor=f"{_SPECTRAL}.predictor:SpectralPredictor",
         options=f"{_SPECTRAL}.options:MaskCutOptions",
+        features=("geometry", "fixed_size", "eigensolver"),  # the grid; the exact solver's parity attention
         writes="instances",
     ),
     "votecut": Method(
@@ -134,6 +141,7 @@ METHODS: dict[str, Method] = {
         "VoteCut (CuVLER): normalised cuts on several DINO/DINOv2 backbones, k-means, and a vote; score = vote share",
         predictor=f"{_SPECTRAL}.votecut:VoteCutPredictor",
         options=f"{_SPECTRAL}.options:VoteCutOptions",
+        features=("fixed_size", "eigensolver"),  # the square; the exact solver's parity attention
         writes="instances",
         refines=("crf",),
     ),

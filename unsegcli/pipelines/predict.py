@@ -13,22 +13,25 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from ..config import WEIGHTS_METAVAR, Precision
-from ..engine.predict import list_prediction_inputs
+from ..engine.predict import list_prediction_inputs, output_path_for
 from ..engine.predictor import MaskPredictor
 from ..errors import UsageError, param
+from ..io.features import FEATURES_EXT, check_features, differences, read_features
 from ..io.files import check_output_dir
-from ..io.images import InputListing
-from ..io.masks import mask_path_for, settings_tag
+from ..io.images import IMAGE_EXTENSIONS, InputListing, decode_image
+from ..io.masks import settings_tag
 from ..io.outputs import check_not_an_input, check_same_settings, weights_identity
 from ..methods import CHECKPOINT, load, method_options, predict_method, predict_methods
 from ..model.registry import resolve_weights
 from ..refine import RefineMethod, RefineOptions, RefineOutput
 from ..runtime import Shard, effective_precision, init_shard, local_device, resolve_device
+
+Stage = Literal["features", "cuts"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class PredictRequest:
     refine: RefineMethod | None = None
     refine_output: RefineOutput | None = None  # with ``refine``; None = RefineOptions' default
     overwrite: bool = False
+    # the stage split of the methods with ``features`` (method table): "features" writes each image's backbone
+    # features (io.features) instead of its mask; "cuts" reads such files as its inputs and writes the masks
+    stage: Stage | None = None
 
     def given_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.options.items() if v is not None}
@@ -75,6 +81,9 @@ class PredictRequest:
         return None if self.own_refine() else self.refine_options()
 
 
+_STAGE_FLAG = {"features": "save_features", "cuts": "from_features"}  # the parameter each stage is asked with
+
+
 def check_request(req: PredictRequest) -> None:
     """Parameters that do not fit ``req.method`` are usage errors, before any input is read."""
 
@@ -86,6 +95,8 @@ def check_request(req: PredictRequest) -> None:
         raise UsageError(f"{param('refine_output')} applies with {param('refine')}, which was not given")
     if req.refine == "crf" and req.refine_output not in (None, "soft"):
         raise UsageError(f"{param('refine_output')} {req.refine_output} applies to {param('refine')} bilateral")
+    if req.stage is not None and method == CHECKPOINT:
+        raise UsageError(f"{param(_STAGE_FLAG[req.stage])} applies to the training-free methods, not {m} {method}")
     if method == CHECKPOINT:
         if given:
             raise UsageError(
@@ -105,6 +116,14 @@ def check_request(req: PredictRequest) -> None:
         raise UsageError(
             f"{names(checkpoint)}: options of checkpoints ({m} {CHECKPOINT}), not of {m} {method}",
             f"the training-free methods run in float32 at the size {param('geometry')} gives",
+        )
+    if req.stage is not None and not entry.features:
+        split = ", ".join(n for n in predict_methods()[1:] if predict_method(n).features)
+        raise UsageError(f"{param(_STAGE_FLAG[req.stage])}: {m} {method} runs in one stage; these run in two: {split}")
+    if req.stage is not None and (req.binary or req.refine is not None):
+        raise UsageError(
+            f"{param('binary') if req.binary else param('refine')} applies to masks written in one stage, "
+            f"not with {param(_STAGE_FLAG[req.stage])}"
         )
     own = req.own_refine()
     if entry.writes == "instances" and (req.binary or (req.refine is not None and not own)):
@@ -132,11 +151,14 @@ class PredictionPlan:
     precision: str  # the precision that runs: fp32 on CPU whatever was asked
     weights: Any  # the checkpoint, or the method's backbone (a file or timm:NAME; a tuple of them for several)
     method_options: Any = None  # the training-free method's options (None for checkpoints)
+    decode: Callable[[str, int | None], Any] = decode_image  # reads one input: an image, or a feature file
 
 
-def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
+def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[str, Any], Path | str, Any]:
     """The settings record of the outputs' tag, the weights file (or timm:NAME) and the method's options.
-    Weights enter by identity (size and a hash), so a retrained checkpoint under the same name differs."""
+    Weights enter by identity (size and a hash), so a retrained checkpoint under the same name differs.
+    ``identity``: the backbone's, as feature files record it (the CPU stage of a split run, which loads no
+    backbone; its weights are then not resolved unless the backbone was given)."""
     written = {
         "binary": req.binary,
         "threshold": req.threshold if req.binary else None,
@@ -150,8 +172,11 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
     opts = method_options(req.method, **req.given_options())  # the official defaults, the given ones over them
     settings: dict[str, Any] = {"method": req.method, **asdict(opts), **written}
     resolved: dict[str, list[Any]] = {}
+    if identity is not None and "backbone" not in req.given_options():
+        settings["backbone"] = identity
+        resolved["backbone"] = [None]
     for f in fields(opts):  # every weights file (backbone, FOUND's decoder) enters by content, not by name
-        if f.metadata.get("metavar") == WEIGHTS_METAVAR:
+        if f.metadata.get("metavar") == WEIGHTS_METAVAR and f.name not in resolved:
             # a method that votes over several backbones takes a comma-separated list (each resolved alike)
             specs = [s.strip() for s in getattr(opts, f.name).split(",")]
             paths = [s if s.startswith("timm:") else resolve_weights(s, env_var=None, default=None) for s in specs]
@@ -162,6 +187,13 @@ def _settings(req: PredictRequest) -> tuple[dict[str, Any], Path | str, Any]:
     paths = resolved["backbone"]
     backbone: Any = paths[0] if len(paths) == 1 else tuple(paths)
     return settings, backbone, opts
+
+
+def feature_settings(req: PredictRequest, settings: dict[str, Any]) -> dict[str, Any]:
+    """What a split run's features depend on (``io.features``): the method, the backbone's identity and the
+    options the method table names; ``settings`` is the full record (``_settings``)."""
+    names = ("method", "backbone", *predict_method(req.method).features)
+    return {k: settings[k] for k in names}
 
 
 def prediction_settings(req: PredictRequest) -> tuple[dict[str, Any], str]:
@@ -191,10 +223,12 @@ def plan_prediction(
     check_not_an_input(inputs, out, param("out"))
     if root is not None and not Path(root).is_dir():
         raise UsageError(f"{param('root')} {root} is not a folder")
-    listing = list_prediction_inputs(inputs, out, root=root, null=null, stdin=stdin)
+    exts = (FEATURES_EXT,) if req.stage == "cuts" else IMAGE_EXTENSIONS
+    listing = list_prediction_inputs(inputs, out, root=root, null=null, stdin=stdin, exts=exts)
+    kind = "features" if req.stage == "features" else "masks"
 
     def same_settings(tag: str) -> None:  # every output, this shard's or not: all shards of a run must agree
-        check_same_settings((os.path.join(out, mask_path_for(it.rel)) for it in listing.items), tag)
+        check_same_settings((os.path.join(out, output_path_for(kind, it.rel)) for it in listing.items), tag)
 
     return start_prediction(req, listing, same_settings, shard)
 
@@ -213,14 +247,42 @@ def start_prediction(
     req: PredictRequest, listing: InputListing, same_settings: Callable[[str], None], shard: str | Shard | None = None
 ) -> PredictionPlan:
     """The plan of a checked request: its settings and tag (``same_settings(tag)`` refuses existing outputs
-    made with other settings, unless ``req.overwrite``), this process's shard and its device."""
-    settings, weights, opts = _settings(req)
+    made with other settings, unless ``req.overwrite``), this process's shard and its device. The CPU stage of a
+    split run (``req.stage`` "cuts") reads feature files; the first must fit the request (else a usage error)."""
+    decode: Callable[[str, int | None], Any] = decode_image
+    if req.stage == "cuts":  # the backbone is the one the features were made with; the options must agree
+        first = read_features(listing.items[0].path) if listing.items else None
+        settings, weights, opts = _settings(req, first.settings.get("backbone", "") if first else "")
+        wanted = feature_settings(req, settings)
+        if first is not None and differences(first.settings, wanted):
+            raise UsageError(
+                f"{listing.items[0].path}: features made with other settings: "
+                + "; ".join(differences(first.settings, wanted)),
+                f"give {param('method')} and the options of the {param('save_features')} run that made them",
+            )
+        decode = _FeatureReader(wanted)
+    else:
+        settings, weights, opts = _settings(req)
+    if req.stage == "features":
+        settings = feature_settings(req, settings)
     tag = settings_tag(settings)
     if not req.overwrite:
         same_settings(tag)
     sh = init_shard(shard)
     dev = resolve_device(local_device(req.device, sh))
-    return PredictionPlan(req, listing, settings, tag, sh, dev, effective_precision(dev, req.precision), weights, opts)
+    precision = effective_precision(dev, req.precision)
+    return PredictionPlan(req, listing, settings, tag, sh, dev, precision, weights, opts, decode)
+
+
+@dataclass(frozen=True)
+class _FeatureReader:
+    """Reads a feature file for the CPU stage, refusing one made with other settings (a picklable callable:
+    it runs in the decode workers)."""
+
+    wanted: dict[str, Any]
+
+    def __call__(self, path: str, max_pixels: int | None = None) -> Any:
+        return check_features(path, self.wanted)
 
 
 def build_predictor(plan: PredictionPlan) -> MaskPredictor:
@@ -252,6 +314,7 @@ def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, p
             options={"branch": req.branch} if req.branch else None,
         )
     predictor = load(predict_method(req.method).predictor or "")
+    extra: dict[str, Any] = {"stage": req.stage} if req.stage is not None else {}
     if req.own_refine():
-        return predictor(req.method, opts, backbone=weights, device=device, refine=req.refine_options())
-    return predictor(req.method, opts, backbone=weights, device=device)
+        extra["refine"] = req.refine_options()
+    return predictor(req.method, opts, backbone=weights, device=device, **extra)

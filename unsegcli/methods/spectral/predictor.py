@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import InputError, UsageError, param
+from ...io.features import FeatureRecord
 from ...model.dino_keys import last_block_keys, load_backbone, preprocess
 from ...runtime import resolve_device
 from .. import options_class, predict_method
@@ -48,7 +49,11 @@ CUTS: dict[str, Callable[[torch.Tensor, tuple[int, int], Any], tuple[np.ndarray,
 
 class SpectralPredictor:
     """MaskPredictor for the training-free methods. ``backbone`` is a weights name or path (DINO's
-    original .pth, a timm file, or ``timm:NAME``); None = ``options.backbone``, the official one."""
+    original .pth, a timm file, or ``timm:NAME``); None = ``options.backbone``, the official one.
+
+    ``stage`` splits the run in two (``io.features``): "features" runs the backbone only and returns each
+    image's last-block keys as a ``FeatureRecord`` (kind "features"); "cuts" loads no backbone and cuts the keys
+    of such records (``prepare`` takes a record instead of an image), giving the masks of the one-stage run."""
 
     def __init__(
         self,
@@ -57,6 +62,7 @@ class SpectralPredictor:
         backbone: str | Path | None = None,
         device: str | torch.device = "cpu",
         num_heads: int | None = None,
+        stage: str | None = None,
     ):
         entry = predict_method(method)
         cls = options_class(method)
@@ -65,14 +71,18 @@ class SpectralPredictor:
             raise UsageError(f"options for {method} must be {cls.__name__}")
         validate(self.options)
         self.cut = CUTS[method]
-        self.kind = entry.writes
+        self.stage = stage
+        self.kind: Any = "features" if stage == "features" else entry.writes
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        if stage == "cuts":
+            self.vit: Any = None
+            return
         spec = backbone if backbone is not None else self.options.backbone
         if isinstance(spec, tuple) or "," in str(spec):
             raise UsageError(f"{param('method')} {method} cuts one {param('backbone')}, not a list")
         # parity mode (the exact solver; LOST has no other) also computes attention as DINO does
         parity = getattr(self.options, "eigensolver", "exact") == "exact"
-        self.vit: Any = load_backbone(spec, num_heads, explicit_attention=parity).to(self.device)
+        self.vit = load_backbone(spec, num_heads, explicit_attention=parity).to(self.device)
         self.patch_size = int(self.vit.patch_embed.proj.kernel_size[0])
         if self.options.geometry == "fixed" and self.options.fixed_size < self.patch_size:
             raise UsageError(
@@ -80,7 +90,12 @@ class SpectralPredictor:
                 f"({self.patch_size} px)"
             )
 
-    def prepare(self, index: int, image: np.ndarray) -> Prepared:
+    def prepare(self, index: int, image: Any) -> Prepared:
+        if self.stage == "cuts":  # a FeatureRecord: the keys are the batch's tensor, so equal grids share a batch
+            g = image.geometry
+            keys = torch.from_numpy(image.tensors["keys"])
+            extra = {"grid": tuple(g["grid"]), "patch_size": g["patch_size"]}
+            return Prepared(index, keys, tuple(g["content"]), tuple(g["original"]), extra=extra)
         o = self.options
         tensor, content = preprocess(image, o.geometry, self.patch_size, o.fixed_size)
         n = (tensor.shape[1] // self.patch_size) * (tensor.shape[2] // self.patch_size)
@@ -93,13 +108,25 @@ class SpectralPredictor:
         return Prepared(index, tensor, content, image.shape[:2])
 
     @torch.inference_mode()
-    def run(self, batch: Sequence[Prepared]) -> list[Output]:
+    def run(self, batch: Sequence[Prepared]) -> list[Any]:
         """Same-shape batch -> per item at its original size: (float32 0/1 mask, {1: its score}) ("soft") or
-        (uint8 labels, their objects' scores)."""
+        (uint8 labels, their objects' scores); the stage "features": its keys and geometry."""
         x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
-        p = self.patch_size
-        grid = (x.shape[2] // p, x.shape[3] // p)
-        labels, scores = self.cut(last_block_keys(self.vit, x), grid, self.options)
+        if self.stage == "cuts":
+            keys, grid, p = x, batch[0].extra["grid"], batch[0].extra["patch_size"]
+        else:
+            p = self.patch_size
+            grid = (x.shape[2] // p, x.shape[3] // p)
+            keys = last_block_keys(self.vit, x)
+        if self.stage == "features":
+            return [
+                FeatureRecord(
+                    {"keys": k.cpu().numpy()},
+                    {"grid": list(grid), "patch_size": p, "content": list(it.resized), "original": list(it.original)},
+                )
+                for it, k in zip(batch, keys, strict=True)
+            ]
+        labels, scores = self.cut(keys, grid, self.options)
         out: list[Output] = []
         for item, lab, score in zip(batch, labels, scores, strict=True):
             full = upsample_labels(lab, self.options.geometry, p, item.resized, item.original)

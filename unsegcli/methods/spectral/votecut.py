@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import UsageError, param
+from ...io.features import FeatureRecord
 from ...labels.components import label_components
 from ...model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
 from ...refine import RefineOptions
@@ -251,7 +252,9 @@ def instance_map(
 
 class VoteCutPredictor:
     """MaskPredictor of VoteCut: every backbone runs once per batch; the vote is per image. ``refine`` (crf):
-    each mask refined by ``crf_refine``."""
+    each mask refined by ``crf_refine``. ``stage`` splits the run (``io.features``, as ``SpectralPredictor``):
+    "features" returns each image's keys or tokens per backbone; "cuts" loads no backbone and runs the
+    eigenvectors, k-means and vote on such records."""
 
     kind = "instances"
 
@@ -262,6 +265,7 @@ class VoteCutPredictor:
         backbone: Any = None,
         device: str | torch.device = "cpu",
         refine: RefineOptions | None = None,
+        stage: str | None = None,
     ):
         if refine is not None:
             if refine.method != "crf":
@@ -277,22 +281,33 @@ class VoteCutPredictor:
         self.ks = parse_ks(self.options.ks)
         for k in self.ks:
             kmeans_1d(np.zeros(3), k)  # K outside 2, 3: a usage error now, not per image
+        self.stage = stage
+        if stage == "features":
+            self.kind = "features"
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.vits: list[Any] = []
+        self.sizes: list[int] = []
+        if stage == "cuts":
+            return
         specs: Sequence[str | Path] = (
             backbone if isinstance(backbone, (tuple, list))
             else [backbone] if backbone is not None
             else [s.strip() for s in self.options.backbone.split(",")]
         )  # fmt: skip
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
         exact = self.options.eigensolver == "exact"
         self.vits = [load_backbone(s, explicit_attention=exact).to(self.device) for s in specs]
-        self.sizes = []
         for vit in self.vits:
             p = int(vit.patch_embed.proj.kernel_size[0])
             if self.options.fixed_size < p:
                 raise UsageError(f"{param('fixed_size')} {self.options.fixed_size} is smaller than a {p}-px patch")
             self.sizes.append(self.options.fixed_size // p * p)
 
-    def prepare(self, index: int, image: np.ndarray) -> Prepared:
+    def prepare(self, index: int, image: Any) -> Prepared:
+        if self.stage == "cuts":  # a FeatureRecord: one (N, D) array per backbone
+            keys = [torch.from_numpy(image.tensors[f"keys_{b}"]) for b in range(len(image.geometry["grids"]))]
+            grids = image.geometry["grids"]
+            original = tuple(image.geometry["original"])
+            return Prepared(index, keys[0], (0, 0), original, extra={"keys": keys, "grids": grids})
         inputs = {s: preprocess(image, "fixed", 1, s)[0] for s in sorted(set(self.sizes))}
         first = inputs[self.sizes[0]]
         extra: dict[str, Any] = {"inputs": inputs}
@@ -300,9 +315,13 @@ class VoteCutPredictor:
             extra["image"] = image  # the CRF's reference, at the original size
         return Prepared(index, first, (first.shape[1], first.shape[2]), image.shape[:2], extra=extra)
 
-    def eigenvectors(self, batch: Sequence[Prepared]) -> list[list[np.ndarray]]:
-        """-> per backbone, per image, the (g, g) float64 eigenvector u."""
-        o = self.options
+    def features(self, batch: Sequence[Prepared]) -> list[tuple[torch.Tensor, int]]:
+        """-> per backbone, the (B, N, D) keys (DINO) or final tokens (DINOv2) of the batch and its grid side."""
+        if self.stage == "cuts":
+            return [
+                (torch.stack([p.extra["keys"][b] for p in batch]).to(self.device), int(g))
+                for b, g in enumerate(batch[0].extra["grids"])
+            ]
         out = []
         for vit, size in zip(self.vits, self.sizes, strict=True):
             x = torch.stack([p.extra["inputs"][size] for p in batch]).to(self.device)
@@ -310,18 +329,35 @@ class VoteCutPredictor:
                 feats = final_tokens(vit, x, "size-antialias" if register_count(vit) else "size")
             else:
                 feats = last_block_keys(vit, x)
-            g = size // int(vit.patch_embed.proj.kernel_size[0])
+            out.append((feats, size // int(vit.patch_embed.proj.kernel_size[0])))
+        return out
+
+    def eigenvectors(self, batch: Sequence[Prepared]) -> list[list[np.ndarray]]:
+        """-> per backbone, per image, the (g, g) float64 eigenvector u."""
+        o = self.options
+        out = []
+        for feats, g in self.features(batch):
             u = fiedler(binary_cosine_affinity(feats, o.tau, o.eps), o.eigensolver, normalised=True)
             out.append(list(u.cpu().numpy().reshape(len(batch), g, g)))
         return out
 
     @torch.inference_mode()
-    def run(self, batch: Sequence[Prepared]) -> list[Output]:
+    def run(self, batch: Sequence[Prepared]) -> list[Any]:
         o = self.options
-        per_backbone = self.eigenvectors(batch)
-        out = []
+        if self.stage == "features":
+            feats = self.features(batch)
+            grids = [g for _, g in feats]
+            return [
+                FeatureRecord(
+                    {f"keys_{b}": f[i].cpu().numpy() for b, (f, _) in enumerate(feats)},
+                    {"grids": grids, "original": list(item.original)},
+                )
+                for i, item in enumerate(batch)
+            ]
+        eig = self.eigenvectors(batch)
+        out: list[Any] = []
         for i, item in enumerate(batch):
-            labellings = [kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in per_backbone for k in self.ks]
+            labellings = [kmeans_1d(u[i].ravel(), k).reshape(u[i].shape) for u in eig for k in self.ks]
             voted = vote(proposals(labellings), o.tau_m, o.cluster_iou, o.max_objects)
             out.append(instance_map(voted, item.original, item.extra.get("image"), self.refine))
         return out
