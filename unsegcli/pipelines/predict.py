@@ -69,10 +69,11 @@ class PredictRequest:
         return self.refine in predict_method(self.method).refines
 
     def refine_options(self) -> RefineOptions | None:
-        """The refinement asked; a method that refines itself writes binary masks (default output component)."""
+        """The refinement asked; a method that applies the bilateral solver itself writes binary masks (default
+        output component)."""
         if self.refine is None:
             return None
-        default = "component" if self.own_refine() else RefineOptions.output
+        default = "component" if self.own_refine() and self.refine == "bilateral" else RefineOptions.output
         return RefineOptions(method=self.refine, output=self.refine_output or default)
 
     def post_refine(self) -> RefineOptions | None:
@@ -131,7 +132,7 @@ def check_request(req: PredictRequest) -> None:
             f"{param('binary') if req.binary else param('refine')} applies to soft masks; {m} {method} writes "
             "instance masks" + (f" (it applies {param('refine')} {', '.join(entry.refines)})" if entry.refines else "")
         )
-    if own and req.refine_output == "soft":
+    if own and req.refine == "bilateral" and req.refine_output == "soft":
         raise UsageError(
             f"{m} {method} applies {param('refine')} {req.refine} itself and writes binary masks: "
             f"{param('refine_output')} component or official, not soft"
