@@ -26,18 +26,30 @@ from ..helpers import write_images
 from .toy_method import ToyConfig, ToyNet, image_tensor
 
 REPO = Path(__file__).resolve().parents[2]
-# the toy entry joins the table before the CLI module builds its flags, then `unseg ARGS...` runs
-BOOT = (
-    "import sys; from tests.contracts.toy_method import ENTRY, NAME; from unsegcli.methods import METHODS; "
-    "METHODS[NAME] = ENTRY; from unsegcli.cli.app import main; main()"
-)
+# the toy entry joins the table before the CLI module builds its flags; then each `unseg ARGS...` of the JSON list
+# on stdin runs in that one process (one interpreter and torch start-up for the whole story)
+BOOT = """
+import json, sys
+from tests.contracts.toy_method import ENTRY, NAME
+from unsegcli.methods import METHODS
+METHODS[NAME] = ENTRY
+from typer.testing import CliRunner
+from unsegcli.cli.app import app
+runner = CliRunner()
+results = [runner.invoke(app, args) for args in json.load(sys.stdin)]
+json.dump([{"code": r.exit_code, "stderr": r.stderr} for r in results], sys.stdout)
+"""
 
 
-def unseg(*args: object) -> subprocess.CompletedProcess:
+def unseg_all(*commands: list) -> list[dict]:
+    """Run each command (a list of `unseg` arguments) in one fresh interpreter that has the toy entry."""
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run(
-        [sys.executable, "-c", BOOT, *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+    stdin = json.dumps([[str(a) for a in c] for c in commands])
+    proc = subprocess.run(
+        [sys.executable, "-c", BOOT], input=stdin, cwd=REPO, env=env, capture_output=True, text=True, timeout=240
     )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 @pytest.mark.slow
@@ -48,17 +60,20 @@ def test_a_new_method_is_one_table_entry(tmp_path):
     common = ["--method", "toy", "--crop", 32, "--batch-size", 2, "--workers", 0, "--device", "cpu"]
     common += ["--log-images-every", 0, "--width", 6]
 
-    res = unseg("train", images, "--out", run, "--steps", 2, *common)
-    assert res.returncode == 0, res.stderr
-    res = unseg("train", images, "--out", run, "--steps", 4, "--resume", *common)
-    assert res.returncode == 0, res.stderr
+    first, resumed, predicted, boxed, refused = unseg_all(
+        ["train", images, "--out", run, "--steps", 2, *common],
+        ["train", images, "--out", run, "--steps", 4, "--resume", *common],
+        ["predict", images, "--out", masks, "--weights", run / "last.pt", "--workers", 0],
+        ["boxes", masks, "--out", tmp_path / "boxes.json", "--images", images],
+        ["train", images, "--out", tmp_path / "run2", "--steps", 1, "--method", "move", "--width", 6],
+    )
+    assert first["code"] == 0, first["stderr"]
+    assert resumed["code"] == 0 and "resumed from" in resumed["stderr"], resumed["stderr"]
     ckpt = read_checkpoint(run / "last.pt")
-    assert ckpt["family"] == "toy" and ckpt["train_state"]["step"] == 4 and "resumed from" in res.stderr
+    assert ckpt["family"] == "toy" and ckpt["train_state"]["step"] == 4
     config = json.loads((run / "config.json").read_text())
     assert config["objective"] == "toy" and config["options"] == {"width": 6}  # the generated --width flag
-
-    res = unseg("predict", images, "--out", masks, "--weights", run / "last.pt", "--workers", 0)
-    assert res.returncode == 0, res.stderr
+    assert predicted["code"] == 0, predicted["stderr"]
     net = ToyNet(ToyConfig(**ckpt["model_config"]))
     net.load_state_dict(ckpt["state_dict"])
     prep = PreprocessConfig.from_dict(ckpt["preprocess"])
@@ -68,11 +83,7 @@ def test_a_new_method_is_one_table_entry(tmp_path):
             expected = torch.sigmoid(net(image_tensor(image, prep)[None]))[0, 0].numpy()
         written = np.asarray(Image.open(masks / path.name))
         assert np.abs(written.astype(int) - np.floor(expected * 255).astype(int)).max() <= 1
-
-    res = unseg("boxes", masks, "--out", tmp_path / "boxes.json", "--images", images)
-    assert res.returncode == 0, res.stderr
+    assert boxed["code"] == 0, boxed["stderr"]
     coco = json.loads((tmp_path / "boxes.json").read_text())
     assert len(coco["images"]) == 3
-
-    res = unseg("train", images, "--out", tmp_path / "run2", "--steps", 1, "--method", "move", "--width", 6)
-    assert res.returncode == 2 and "--width: not an option of --method move" in res.stderr
+    assert refused["code"] == 2 and "--width: not an option of --method move" in refused["stderr"]
