@@ -10,12 +10,14 @@ DEMO ?= demo_out
 install: $(VENV)/.installed
 
 # the crf extra (pydensecrf2 builds from source: needs a C++ compiler) lets the CRF tests run instead of skipping;
-# without a compiler the install goes on and says so (CI checks that it is there: .ci/run)
+# without a compiler the install goes on and says so (CI checks that it is there: .ci/run); the openvino extra
+# (--engine openvino) likewise
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q -e '.[crf]' || echo "note: the crf extra did not build (no C++ compiler?); its tests will skip" >&2
+	$(PY) -m pip install -q -e '.[openvino]' || echo "note: the openvino extra did not install; its tests will skip" >&2
 	touch $@
 
 # ruff (lint + format check) on everything, mypy on the package, the import contract (pyproject's

@@ -13,10 +13,11 @@ from ..refine import RefineMethod, RefineOptions, RefineOutput
 from .options import (
     BatchSizeOpt,
     DeviceOpt,
+    EngineOpt,
+    InferencePrecisionOpt,
     MaxPixelsOpt,
     NullOpt,
     OverwriteOpt,
-    PrecisionOpt,
     QuietOpt,
     RootOpt,
     ShardOpt,
@@ -50,6 +51,8 @@ EXAMPLES = """
   unseg predict images/ --out masks_lost/ --method lost --backbone dino-vits8
 
   unseg predict images/ --out inst/ --method maskcut --max-objects 3   # instance PNGs: one index per object
+
+  unseg predict images/ --out masks/ --engine openvino --precision bf16   # CPU: OpenVINO, native bf16
 """
 
 _PANEL = "Training-free methods"
@@ -115,7 +118,8 @@ def predict(
         ),
     ] = None,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
+    precision: InferencePrecisionOpt = "fp32",
+    engine: EngineOpt = "torch",
     batch_size: BatchSizeOpt = 1,
     workers: WorkersOpt = DEFAULT_WORKERS,
     overwrite: OverwriteOpt = False,
@@ -161,7 +165,7 @@ def predict(
 
     request = PredictRequest(
         method=method, weights=weights, options=options, size=size, max_size=max_size, branch=branch,
-        compile=compile, precision=precision, device=device, binary=binary, threshold=threshold,
+        compile=compile, precision=precision, engine=engine, device=device, binary=binary, threshold=threshold,
         refine=refine, refine_output=refine_output, overwrite=overwrite,
     )  # fmt: skip
     plan = plan_prediction(request, inputs, out, root=root, null=null, shard=shard)
@@ -169,8 +173,6 @@ def predict(
     quiet = quiet or not sh.shows_progress  # under torchrun, one progress bar and summary: rank 0's
     if device == "auto" and dev.type == "cpu" and not quiet:
         notice("no CUDA device found; running on CPU")
-    if plan.precision != precision and not quiet:
-        notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
     predictor = build_predictor(plan)
     failed = Failures()
     for problem in listing.problems if sh.shows_progress else ():  # every rank lists them; rank 0 reports
@@ -200,7 +202,8 @@ def predict(
         console.print(
             f"images {summary.images} · written {summary.written} · skipped {summary.skipped} (existing) · "
             f"failed {summary.failed + len(listing.problems)} · {summary.rate:.2f} images/s · device {dev}"
-            + (f" {plan.precision}" if dev.type == "cuda" else "")
+            + (f" {plan.precision}" if dev.type == "cuda" or plan.precision != "fp32" else "")
+            + (f" · engine {engine}" if engine != "torch" else "")
             + (f" · {sh.world} processes" if sh.world > 1 else "")
         )
     close_shard(sh)

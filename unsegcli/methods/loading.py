@@ -28,16 +28,19 @@ def load_predictor(
     size: int | None = None,
     max_size: int | None = None,
     compile: bool = False,
+    engine: str = "torch",
     options: dict[str, Any] | None = None,
 ) -> MaskPredictor:
-    """A checkpoint -> its family's MaskPredictor on ``device``. ``size`` / ``max_size`` override the
-    preprocessing stored in the checkpoint."""
+    """A checkpoint -> its family's MaskPredictor on ``device``, its forward run by ``engine`` at ``precision``
+    (``model.forward.inference_forward``). ``size`` / ``max_size`` override the preprocessing stored in the
+    checkpoint."""
     loaded = load_model(path)
     prep = loaded.preprocess
     prep = dataclasses.replace(
         prep, size=prep.size if size is None else size, max_size=prep.max_size if max_size is None else max_size
     )
-    return family(loaded.family).predictor(loaded.model, prep, device, precision, compile, **(options or {}))
+    fam = family(loaded.family)
+    return fam.predictor(loaded.model, prep, device, precision, compile, engine=engine, **(options or {}))
 
 
 @dataclass

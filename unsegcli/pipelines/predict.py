@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..config import Precision
+from ..config import Engine, Precision
 from ..engine.predict import list_prediction_inputs
 from ..engine.predictor import MaskPredictor
 from ..errors import UsageError, param
@@ -25,6 +25,7 @@ from ..io.images import InputListing
 from ..io.masks import mask_path_for, settings_tag
 from ..io.outputs import check_not_an_input, check_same_settings, weights_identity
 from ..methods import CHECKPOINT, load, method_options, predict_method, predict_methods
+from ..model.forward import require_openvino
 from ..model.registry import resolve_weights
 from ..refine import RefineMethod, RefineOptions, RefineOutput
 from ..runtime import Shard, effective_precision, init_shard, local_device, resolve_device
@@ -33,9 +34,10 @@ from ..runtime import Shard, effective_precision, init_shard, local_device, reso
 @dataclass(frozen=True)
 class PredictRequest:
     """What predicts and how its masks are written. ``method`` "move" is a checkpoint (``weights``: a path
-    or known name; None = $UNSEG_WEIGHTS, then the default) with ``size``, ``max_size``, ``branch``,
-    ``compile`` and ``precision``; "tokencut", "lost" and "maskcut" are training-free, with ``options``
-    (the fields of the method's options class in ``unsegcli.methods``; None or absent = the official default)."""
+    or known name; None = $UNSEG_WEIGHTS, then the default) with ``size``, ``max_size``, ``branch`` and
+    ``compile``; the other methods (the method table) with ``options`` (the fields of the method's options class
+    in ``unsegcli.methods``; None or absent = the official default). ``precision`` and ``engine`` apply to every
+    method: how its ViT forward runs (``model.forward.inference_forward``; bf16 on CPU where it is native)."""
 
     method: str = "move"
     weights: str | None = None
@@ -45,6 +47,7 @@ class PredictRequest:
     branch: str | None = None
     compile: bool = False
     precision: Precision = "fp32"
+    engine: Engine = "torch"
     device: str = "auto"
     binary: bool = False
     threshold: float = 0.5
@@ -84,11 +87,11 @@ def check_request(req: PredictRequest) -> None:
             f"{param('weights')} names a checkpoint ({m} {CHECKPOINT}); {m} {method} takes {param('backbone')}"
         )
     checkpoint = [n for n in ("size", "max_size", "branch") if getattr(req, n) is not None]
-    checkpoint += [n for n, on in (("compile", req.compile), ("precision", req.precision != "fp32")) if on]
+    checkpoint += ["compile"] if req.compile else []
     if checkpoint:
         raise UsageError(
             f"{names(checkpoint)}: options of checkpoints ({m} {CHECKPOINT}), not of {m} {method}",
-            f"the training-free methods run in float32 at the size {param('geometry')} gives",
+            f"the training-free methods run at the size {param('geometry')} gives",
         )
     if entry.writes == "instances" and (req.binary or req.refine is not None):
         raise UsageError(
@@ -107,7 +110,7 @@ class PredictionPlan:
     tag: str
     shard: Shard
     device: torch.device
-    precision: str  # the precision that runs: fp32 on CPU whatever was asked
+    precision: str  # the precision that runs (runtime.effective_precision)
     weights: Any  # the checkpoint, or the method's backbone (a file or timm:NAME; a tuple of them for several)
     method_options: Any = None  # the training-free method's options (None for checkpoints)
 
@@ -161,6 +164,8 @@ def plan_prediction(
         from ..refine.crf import require_crf
 
         require_crf()
+    if req.engine == "openvino":
+        require_openvino()
     check_output_dir(out, param("out"))
     check_not_an_input(inputs, out, param("out"))
     if root is not None and not Path(root).is_dir():
@@ -173,7 +178,8 @@ def plan_prediction(
         check_same_settings(outputs, tag)
     sh = init_shard(shard)
     dev = resolve_device(local_device(req.device, sh))
-    return PredictionPlan(req, listing, settings, tag, sh, dev, effective_precision(dev, req.precision), weights, opts)
+    precision = effective_precision(dev, req.precision, cpu_bf16=True)
+    return PredictionPlan(req, listing, settings, tag, sh, dev, precision, weights, opts)
 
 
 def build_predictor(plan: PredictionPlan) -> MaskPredictor:
@@ -187,7 +193,7 @@ def load_request_predictor(req: PredictRequest) -> MaskPredictor:
     check_request(req)
     _, weights, opts = _settings(req)
     dev = resolve_device(req.device)
-    return _build(req, weights, opts, dev, effective_precision(dev, req.precision))
+    return _build(req, weights, opts, dev, effective_precision(dev, req.precision, cpu_bf16=True))
 
 
 def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, precision: str) -> MaskPredictor:
@@ -202,7 +208,8 @@ def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, p
             size=req.size,
             max_size=req.max_size,
             compile=req.compile,
+            engine=req.engine,
             options={"branch": req.branch} if req.branch else None,
         )
     predictor = load(predict_method(req.method).predictor or "")
-    return predictor(req.method, opts, backbone=weights, device=device)
+    return predictor(req.method, opts, backbone=weights, device=device, precision=precision, engine=req.engine)

@@ -24,8 +24,14 @@ def build(cfg: FoundConfig) -> FoundModel:
 
 
 def predictor(
-    model: FoundModel, prep: PreprocessConfig, device: torch.device, precision: str, compile: bool, **options: Any
+    model: FoundModel,
+    prep: PreprocessConfig,
+    device: torch.device,
+    precision: str,
+    compile: bool,
+    engine: str = "torch",
+    **options: Any,
 ) -> FoundPredictor:
     if options:
         raise UsageError(f"{', '.join(param(n) for n in sorted(options))} does not apply to FOUND checkpoints")
-    return FoundPredictor(model, device)
+    return FoundPredictor(model, device, precision=precision, engine=engine, compile=compile)

@@ -22,6 +22,7 @@ from ...config import validate
 from ...engine.predictor import Prepared
 from ...errors import CheckpointError, UsageError
 from ...model.dino_keys import backbone_config_from_state, load_dino_vit, preprocess
+from ...model.forward import inference_forward
 from ...runtime import resolve_device
 from .config import BILATERAL, MODES, FoundBkgOptions, FoundConfig, FoundOptions
 from .core import background, read_official_decoder, soft_to_output, upsample_logits
@@ -30,7 +31,8 @@ from .model import FoundModel
 
 class FoundPredictor:
     """A FOUND model on a device. ``bkg_threshold`` set: the training-free background discovery instead of the
-    decoder. ``mode`` and ``bilateral``: see ``config.FoundOptions``."""
+    decoder. ``mode`` and ``bilateral``: see ``config.FoundOptions``; ``precision``, ``engine`` and ``compile``:
+    how the model runs (``model.forward.inference_forward``)."""
 
     kind: Literal["soft", "instances"] = "soft"
 
@@ -41,11 +43,15 @@ class FoundPredictor:
         mode: str = "multi",
         bilateral: str = "none",
         bkg_threshold: float | None = None,
+        precision: str = "fp32",
+        engine: str = "torch",
+        compile: bool = False,
     ):
         if mode not in MODES or bilateral not in BILATERAL:
             raise UsageError(f"FOUND mode must be one of {MODES} and bilateral one of {BILATERAL}")
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.eval().to(self.device)
+        self.forward = inference_forward(self.model, self.device, precision, engine, compile)
         self.mode, self.bilateral, self.bkg_threshold = mode, bilateral, bkg_threshold
 
     def prepare(self, index: int, image: np.ndarray) -> Prepared:
@@ -56,9 +62,9 @@ class FoundPredictor:
 
     @torch.inference_mode()
     def run(self, batch: Sequence[Prepared]) -> list[np.ndarray]:
-        x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
+        x = torch.stack([p.tensor for p in batch if p.tensor is not None])
         p = self.model.patch_size
-        logits, keys, att = self.model(x)
+        logits, keys, att = (t.to(self.device) for t in self.forward(x))
         out = []
         if self.bkg_threshold is not None:
             objects = (~background(keys, att, self.bkg_threshold)).to(torch.uint8).cpu().numpy()
@@ -81,7 +87,12 @@ def _model(backbone: str | Path, explicit_attention: bool = False) -> FoundModel
 
 
 def pretrained(
-    method: str, options: FoundOptions | None = None, backbone: str | Path | None = None, device: Any = "cpu"
+    method: str,
+    options: FoundOptions | None = None,
+    backbone: str | Path | None = None,
+    device: Any = "cpu",
+    precision: str = "fp32",
+    engine: str = "torch",
 ) -> FoundPredictor:
     """``unseg predict --method found``: the official decoder file on the DINO backbone (both known names or
     paths; ``backbone`` None = ``options.backbone``)."""
@@ -99,11 +110,16 @@ def pretrained(
             "the official decoder belongs to DINO ViT-S/8 300ep (dino-vits8-300ep)",
         )
     model.decoder.load_state_dict(sd)
-    return FoundPredictor(model, device, opts.mode, opts.bilateral)
+    return FoundPredictor(model, device, opts.mode, opts.bilateral, precision=precision, engine=engine)
 
 
 def background_discovery(
-    method: str, options: FoundBkgOptions | None = None, backbone: str | Path | None = None, device: Any = "cpu"
+    method: str,
+    options: FoundBkgOptions | None = None,
+    backbone: str | Path | None = None,
+    device: Any = "cpu",
+    precision: str = "fp32",
+    engine: str = "torch",
 ) -> FoundPredictor:
     """``unseg predict --method found-bkg``: FOUND's training-free object mask (no decoder)."""
     from ...model.registry import resolve_weights
@@ -113,4 +129,4 @@ def background_discovery(
     # the seed and the 0.3 cut are sharp rules: DINO's explicit attention keeps the keys bit-equal to the official
     path = backbone if backbone is not None else resolve_weights(opts.backbone, env_var=None, default=None)
     model = _model(path, explicit_attention=True)
-    return FoundPredictor(model, device, bkg_threshold=opts.bkg_threshold)
+    return FoundPredictor(model, device, bkg_threshold=opts.bkg_threshold, precision=precision, engine=engine)

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import InputError, UsageError, param
-from ...model.dino_keys import last_block_keys, load_backbone, preprocess
+from ...model.dino_keys import LastBlockKeys, load_backbone, preprocess
+from ...model.forward import inference_forward
 from ...runtime import resolve_device
 from .. import options_class, predict_method
 from .lost import lost_masks
@@ -48,7 +49,8 @@ CUTS: dict[str, Callable[[torch.Tensor, tuple[int, int], Any], tuple[np.ndarray,
 
 class SpectralPredictor:
     """MaskPredictor for the training-free methods. ``backbone`` is a weights name or path (DINO's
-    original .pth, a timm file, or ``timm:NAME``); None = ``options.backbone``, the official one."""
+    original .pth, a timm file, or ``timm:NAME``); None = ``options.backbone``, the official one. ``precision``
+    and ``engine``: how the keys are computed (``model.forward.inference_forward``)."""
 
     def __init__(
         self,
@@ -57,6 +59,8 @@ class SpectralPredictor:
         backbone: str | Path | None = None,
         device: str | torch.device = "cpu",
         num_heads: int | None = None,
+        precision: str = "fp32",
+        engine: str = "torch",
     ):
         entry = predict_method(method)
         cls = options_class(method)
@@ -73,6 +77,7 @@ class SpectralPredictor:
         # parity mode (the exact solver; LOST has no other) also computes attention as DINO does
         parity = getattr(self.options, "eigensolver", "exact") == "exact"
         self.vit: Any = load_backbone(spec, num_heads, explicit_attention=parity).to(self.device)
+        self.keys = inference_forward(LastBlockKeys(self.vit), self.device, precision, engine)
         self.patch_size = int(self.vit.patch_embed.proj.kernel_size[0])
         if self.options.geometry == "fixed" and self.options.fixed_size < self.patch_size:
             raise UsageError(
@@ -96,10 +101,10 @@ class SpectralPredictor:
     def run(self, batch: Sequence[Prepared]) -> list[Output]:
         """Same-shape batch -> per item at its original size: float32 0/1 mask ("soft") or (uint8 labels,
         their objects' scores)."""
-        x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
+        x = torch.stack([p.tensor for p in batch if p.tensor is not None])
         p = self.patch_size
         grid = (x.shape[2] // p, x.shape[3] // p)
-        labels, scores = self.cut(last_block_keys(self.vit, x), grid, self.options)
+        labels, scores = self.cut(self.keys(x).to(self.device), grid, self.options)
         out: list[Output] = []
         for item, lab, score in zip(batch, labels, scores, strict=True):
             full = upsample_labels(lab, self.options.geometry, p, item.resized, item.original)

@@ -38,7 +38,8 @@ from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import UsageError, param
 from ...labels.components import label_components
-from ...model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
+from ...model.dino_keys import FinalTokens, LastBlockKeys, is_dinov2, load_backbone, preprocess, register_count
+from ...model.forward import inference_forward
 from ...runtime import resolve_device
 from .core import binary_cosine_affinity, fiedler
 from .options import VoteCutOptions
@@ -201,6 +202,8 @@ class VoteCutPredictor:
         options: VoteCutOptions | None = None,
         backbone: Any = None,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        engine: str = "torch",
     ):
         self.options = options if options is not None else VoteCutOptions()
         if not isinstance(self.options, VoteCutOptions):
@@ -217,6 +220,19 @@ class VoteCutPredictor:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         exact = self.options.eigensolver == "exact"
         self.vits = [load_backbone(s, explicit_attention=exact).to(self.device) for s in specs]
+        # per backbone what it cuts: CuVLER's DINOv2 copy resizes the position table plainly (no antialias) and
+        # cuts the final tokens; DINO, the last block's keys (``precision``, ``engine``: model.forward)
+        self.features = [
+            inference_forward(
+                FinalTokens(vit, "size-antialias" if register_count(vit) else "size")
+                if is_dinov2(vit)
+                else LastBlockKeys(vit),
+                self.device,
+                precision,
+                engine,
+            )
+            for vit in self.vits
+        ]
         self.sizes = []
         for vit in self.vits:
             p = int(vit.patch_embed.proj.kernel_size[0])
@@ -233,12 +249,9 @@ class VoteCutPredictor:
         """-> per backbone, per image, the (g, g) float64 eigenvector u."""
         o = self.options
         out = []
-        for vit, size in zip(self.vits, self.sizes, strict=True):
-            x = torch.stack([p.extra["inputs"][size] for p in batch]).to(self.device)
-            if is_dinov2(vit):  # CuVLER's DINOv2 copy: plain resize of the position table, no antialias
-                feats = final_tokens(vit, x, "size-antialias" if register_count(vit) else "size")
-            else:
-                feats = last_block_keys(vit, x)
+        for vit, features, size in zip(self.vits, self.features, self.sizes, strict=True):
+            x = torch.stack([p.extra["inputs"][size] for p in batch])
+            feats = features(x).to(self.device)
             g = size // int(vit.patch_embed.proj.kernel_size[0])
             u = fiedler(binary_cosine_affinity(feats, o.tau, o.eps), o.eigensolver, normalised=True)
             out.append(list(u.cpu().numpy().reshape(len(batch), g, g)))
