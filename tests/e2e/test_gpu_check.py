@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # ~1-3 min on 2 cores: a few training steps of three methods, torchrun, five methods
+@pytest.mark.timeout(900)
 def test_gpu_check_dry_run_runs_every_part_and_writes_the_report(tmp_path):
     report = tmp_path / "report.md"
     res = subprocess.run(
