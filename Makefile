@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 # the cloud extra (fsspec, aiohttp) lets the URL tests run (memory://, a loopback http server).
 # the crf extra (pydensecrf2 builds from source: needs a C++ compiler) lets the CRF tests run instead of skipping;
 # without a compiler the install goes on and says so (CI checks that it is there: .ci/run); the ray extra
-# (Ray Data, pyarrow) likewise, best effort
+# (Ray Data, pyarrow) and the openvino extra (--engine openvino) likewise, best effort
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[crf]' || echo "note: the crf extra did not build (no C++ compiler?); its tests will skip" >&2
 	$(PY) -m pip install -q -e '.[cloud]' || echo "note: the cloud extra did not install; the URL tests will skip" >&2
 	$(PY) -m pip install -q -e '.[ray]' || echo "note: the ray extra did not install; tests/integrations/test_ray.py's Ray tests will skip" >&2
+	$(PY) -m pip install -q -e '.[openvino]' || echo "note: the openvino extra did not install; its tests will skip" >&2
 	touch $@
 
 # ruff (lint + format check) on everything, mypy on the package, the import contract (pyproject's

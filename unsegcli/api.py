@@ -149,7 +149,7 @@ def load(
     Traceback (most recent call last):
     ...
     unsegcli.errors.UsageError: size: options of checkpoints (method move), not of method tokencut
-      hint: the training-free methods run in float32 at the size geometry gives
+      hint: the training-free methods run at the size geometry gives
     """
     from .pipelines.predict import PredictRequest, load_request_predictor
 

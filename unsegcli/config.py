@@ -22,6 +22,8 @@ DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 # autocast precision names; runtime.AUTOCAST_DTYPES maps them to torch dtypes
 Precision = Literal["fp32", "bf16", "fp16"]
+# what runs a model's inference forward (model.forward.inference_forward): torch, or OpenVINO (the openvino extra)
+Engine = Literal["torch", "openvino"]
 # how position embeddings meet a grid other than the native one (model.backbone.POS_RULES)
 PosEmbedRule = Literal["dino", "timm", "size", "size-antialias"]
 

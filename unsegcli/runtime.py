@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from .config import Precision
-from .errors import UsageError
+from .errors import UsageError, param
 
 if TYPE_CHECKING:
     import torch
@@ -55,11 +56,35 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
-def effective_precision(device: torch.device, precision: str) -> str:
-    """Autocast applies on GPU only: CPU runs fp32 whatever was asked."""
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively: AVX-512 BF16 or AMX (the ``avx512_bf16`` / ``amx_bf16`` flags of
+    /proc/cpuinfo; False where there is none, e.g. off Linux). Without them bf16 is emulated, slower than fp32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def effective_precision(device: torch.device, precision: str, cpu_bf16: bool = False) -> str:
+    """The precision that runs. On GPU, the one asked. On CPU, fp32 whatever was asked, unless ``cpu_bf16``
+    (inference): then bf16 runs on a CPU with native bf16, and bf16 elsewhere or fp16 are usage errors."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
-    return precision if device.type == "cuda" else "fp32"
+    if device.type == "cuda" or precision == "fp32":
+        return precision
+    if not cpu_bf16:
+        return "fp32"
+    if precision == "fp16":
+        raise UsageError(f"{param('precision')} fp16 runs on GPU only", "on CPU use fp32, or bf16 where it is native")
+    if not cpu_native_bf16():
+        raise UsageError(
+            f"{param('precision')} bf16: this CPU has no native bf16 (neither AVX-512 BF16 nor AMX), where it is "
+            "slower than fp32",
+            "use fp32 here",
+        )
+    return precision
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,40 @@ def test_an_extreme_aspect_ratio_is_one_named_failed_input(tmp_path, cli, tiny_c
     assert res.exit_code == 1
     assert "strip.png" in res.stderr and "max-size" in res.stderr.replace("max_size", "max-size")
     assert (tmp_path / "m" / "img_00.png").exists() and not (tmp_path / "m" / "strip.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("unsegcli.model.forward").model.forward.openvino_installed(), reason="no openvino")
+def test_engine_openvino_writes_the_masks_torch_writes(tmp_path, cli, tiny_ckpt, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_images(tmp_path / "imgs", [(40, 60), (40, 60)])
+    for engine in ("torch", "openvino"):
+        res = cli("predict", tmp_path / "imgs", "-o", tmp_path / engine, "-w", tiny_ckpt, "-j", "0", "--engine", engine)
+        assert res.exit_code == 0, res.output
+    assert "engine openvino" in res.stderr
+    for name in ("img_00.png", "img_01.png"):
+        a, b = read(tmp_path / "torch" / name).astype(int), read(tmp_path / "openvino" / name).astype(int)
+        assert np.abs(a - b).max() <= 1  # 8-bit masks: fp32 outputs within 1e-5 round to the same level or the next
+    assert len(list((tmp_path / "cache" / "unseg" / "openvino").iterdir())) == 1  # one shape, one export
+
+
+def test_engine_and_cpu_precision_usage_errors(tmp_path, cli, tiny_ckpt, monkeypatch):
+    import sys
+
+    from unsegcli import runtime
+
+    write_images(tmp_path / "imgs", [(40, 60)])
+    args = ("predict", tmp_path / "imgs", "-o", tmp_path / "m", "-w", tiny_ckpt, "--device", "cpu")
+    res = cli(*args, "--precision", "fp16")
+    assert res.exit_code == 2 and "--precision fp16 runs on GPU only" in res.stderr
+    monkeypatch.setattr(runtime, "cpu_native_bf16", lambda: False)
+    res = cli(*args, "--precision", "bf16")
+    assert res.exit_code == 2 and "no native bf16" in res.stderr
+    monkeypatch.setattr(runtime, "cpu_native_bf16", lambda: True)
+    res = cli(*args, "--precision", "bf16", "--method", "tokencut")
+    assert res.exit_code == 2 and "--precision" not in res.stderr  # allowed for every method (here: no --weights)
+    res = cli(*args, "--precision", "bf16", "-j", "0")
+    assert res.exit_code == 0 and "cpu bf16" in res.stderr
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if the extra were not installed
+    res = cli(*args, "--engine", "openvino")
+    assert res.exit_code == 2 and "pip install 'unseg[openvino]'" in res.stderr

@@ -22,7 +22,7 @@ from typing import Annotated, Any, get_type_hints
 import typer
 from typer.core import TyperCommand
 
-from ..config import Precision, PresetName, check_option, interval
+from ..config import Engine, Precision, PresetName, check_option, interval
 from ..errors import UnsegError, UsageError
 from ..evaluation.inputs import Missing, Pick
 from ..io.datasets import DatasetName
@@ -87,6 +87,23 @@ DeviceOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     Precision, typer.Option("--precision", help="Autocast precision on GPU; CPU always runs fp32.")
+]
+InferencePrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="fp32 (the reference), or autocast bf16/fp16 on GPU; bf16 also on a CPU with native bf16 (AVX-512 "
+        "BF16 or AMX), refused on other CPUs. bf16 moves soft masks by ~1e-4 and ViT features by ~1%: a cut on a "
+        "tie can change (docs/performance.md).",
+    ),
+]
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="What runs the model's forward: torch, or openvino (CPU; ~2x faster at equal fp32 outputs, needs "
+        "pip install 'unseg[openvino]'; exported once per input shape, cached under ~/.cache/unseg/openvino).",
+    ),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
 MaxPixelsOpt = Annotated[

@@ -12,10 +12,11 @@ from ..refine import RefineMethod, RefineOptions, RefineOutput
 from .options import (
     BatchSizeOpt,
     DeviceOpt,
+    EngineOpt,
+    InferencePrecisionOpt,
     MaxPixelsOpt,
     NullOpt,
     OverwriteOpt,
-    PrecisionOpt,
     QuietOpt,
     RootOpt,
     ShardOpt,
@@ -52,6 +53,7 @@ EXAMPLES = """
 
   unseg predict images/ --out feats/ --method maskcut --save-features --device cuda   # GPU stage: features
   unseg predict feats/ --out inst/ --method maskcut --from-features --device cpu      # CPU stage: the cuts
+  unseg predict images/ --out masks/ --engine openvino --precision bf16   # CPU: OpenVINO, native bf16
 """
 
 _PANEL = "Training-free methods"
@@ -129,7 +131,8 @@ def predict(
         ),
     ] = None,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
+    precision: InferencePrecisionOpt = "fp32",
+    engine: EngineOpt = "torch",
     batch_size: BatchSizeOpt = 1,
     workers: WorkersOpt = DEFAULT_WORKERS,
     overwrite: OverwriteOpt = False,
@@ -207,7 +210,7 @@ def predict(
     stage: Literal["features", "cuts"] | None = "features" if save_features else "cuts" if from_features else None
     request = PredictRequest(
         method=method, weights=weights, options=options, size=size, max_size=max_size, branch=branch,
-        compile=compile, precision=precision, device=device, binary=binary, threshold=threshold,
+        compile=compile, precision=precision, engine=engine, device=device, binary=binary, threshold=threshold,
         refine=refine, refine_output=refine_output, overwrite=overwrite, stage=stage,
     )  # fmt: skip
     if shard_inputs(inputs):
@@ -220,8 +223,6 @@ def predict(
     quiet = quiet or not sh.shows_progress  # under torchrun, one progress bar and summary: rank 0's
     if device == "auto" and dev.type == "cpu" and not quiet:
         notice("no CUDA device found; running on CPU")
-    if plan.precision != precision and not quiet:
-        notice(f"--precision {precision} applies on GPU only; CPU runs fp32")
     predictor = build_predictor(plan)
     failed = Failures()
     for problem in listing.problems if sh.shows_progress else ():  # every rank lists them; rank 0 reports
@@ -253,7 +254,8 @@ def predict(
         console.print(
             f"images {summary.images} · written {summary.written} · skipped {summary.skipped} (existing) · "
             f"failed {summary.failed + len(listing.problems)} · {summary.rate:.2f} images/s · device {dev}"
-            + (f" {plan.precision}" if dev.type == "cuda" else "")
+            + (f" {plan.precision}" if dev.type == "cuda" or plan.precision != "fp32" else "")
+            + (f" · engine {engine}" if engine != "torch" else "")
             + (f" · {sh.world} processes" if sh.world > 1 else "")
         )
     close_shard(sh)

@@ -8,11 +8,15 @@ Two kinds of method:
 
 - ``checkpoint``: a trained model. Its ``family`` module (the name stored in a checkpoint's ``"family"`` key)
   has ``config_from_dict(dict)``, ``build(config) -> nn.Module`` and ``predictor(model, preprocess, device,
-  precision, compile, **options) -> MaskPredictor``; ``unseg predict --method move`` loads any family.
+  precision, compile, engine=, **options) -> MaskPredictor``; ``unseg predict --method move`` loads any family.
   ``training`` maps each ``unseg train --method`` name to its ``Objective`` class, its options class and
   its recipe (``TrainConfig`` fields that differ from the defaults, which are MOVE's).
-- ``training-free``: ``predictor(method, options, backbone=, device=)`` makes a MaskPredictor from an
-  ``options`` dataclass whose fields are declared with ``config.option`` (the CLI makes its flags from them).
+- ``training-free``: ``predictor(method, options, backbone=, device=, precision=, engine=)`` makes a MaskPredictor
+  from an ``options`` dataclass whose fields are declared with ``config.option`` (the CLI makes its flags from
+  them).
+
+Every predictor runs its model through ``model.forward.inference_forward(module, device, precision, engine)``,
+so ``--precision`` and ``--engine`` reach every ViT forward without a method knowing how it is computed.
 
 Any method with a ``predictor`` runs by name in ``unseg predict --method NAME`` (``predict_methods``): every
 training-free method, and a checkpoint method with a published model built from known weights (``found``: the

@@ -28,10 +28,12 @@ def load_predictor(
     size: int | None = None,
     max_size: int | None = None,
     compile: bool = False,
+    engine: str = "torch",
     options: dict[str, Any] | None = None,
 ) -> MaskPredictor:
-    """A checkpoint -> its family's MaskPredictor on ``device``. ``size`` / ``max_size`` override the
-    preprocessing stored in the checkpoint."""
+    """A checkpoint -> its family's MaskPredictor on ``device``, its forward run by ``engine`` at ``precision``
+    (``model.forward.inference_forward``). ``size`` / ``max_size`` override the preprocessing stored in the
+    checkpoint."""
     loaded = load_model(path)
     fam = family(loaded.family)
     given = [param(n) for n, v in (("size", size), ("max_size", max_size)) if v is not None]
@@ -43,7 +45,7 @@ def load_predictor(
     prep = dataclasses.replace(
         prep, size=prep.size if size is None else size, max_size=prep.max_size if max_size is None else max_size
     )
-    return fam.predictor(loaded.model, prep, device, precision, compile, **(options or {}))
+    return fam.predictor(loaded.model, prep, device, precision, compile, engine=engine, **(options or {}))
 
 
 @dataclass

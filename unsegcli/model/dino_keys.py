@@ -113,6 +113,28 @@ def final_tokens(vit: Any, x: torch.Tensor, pos_rule: PosEmbedRule | None = None
     return vit.norm(tokens)[:, 1 + register_count(vit) :]
 
 
+class LastBlockKeys(torch.nn.Module):
+    """``last_block_keys`` of ``vit`` as a module: what ``model.forward.inference_forward`` runs (and exports)."""
+
+    def __init__(self, vit: Any, pos_rule: PosEmbedRule | None = None):
+        super().__init__()
+        self.vit, self.pos_rule = vit, pos_rule or pos_rule_of(vit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return last_block_keys(self.vit, x, self.pos_rule)
+
+
+class FinalTokens(torch.nn.Module):
+    """``final_tokens`` of ``vit`` as a module (see ``LastBlockKeys``)."""
+
+    def __init__(self, vit: Any, pos_rule: PosEmbedRule | None = None):
+        super().__init__()
+        self.vit, self.pos_rule = vit, pos_rule or pos_rule_of(vit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return final_tokens(self.vit, x, self.pos_rule)
+
+
 def backbone_config_from_state(sd: dict[str, torch.Tensor], num_heads: int | None = None) -> BackboneConfig:
     """The ViT shape a DINO/timm state dict describes: patch from the patch conv, width from the CLS
     token, depth from the block indices, native size from the position embeddings; heads are not

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..config import WEIGHTS_METAVAR, Precision
+from ..config import WEIGHTS_METAVAR, Engine, Precision
 from ..engine.predict import list_prediction_inputs, output_path_for
 from ..engine.predictor import MaskPredictor
 from ..errors import UsageError, param
@@ -27,6 +27,7 @@ from ..io.images import IMAGE_EXTENSIONS, InputListing, decode_image
 from ..io.masks import settings_tag
 from ..io.outputs import check_not_an_input, check_same_settings, weights_identity
 from ..methods import CHECKPOINT, load, method_options, predict_method, predict_methods
+from ..model.forward import require_openvino
 from ..model.registry import resolve_weights
 from ..refine import RefineMethod, RefineOptions, RefineOutput
 from ..runtime import Shard, effective_precision, init_shard, local_device, resolve_device
@@ -37,9 +38,10 @@ Stage = Literal["features", "cuts"]
 @dataclass(frozen=True)
 class PredictRequest:
     """What predicts and how its masks are written. ``method`` "move" is a checkpoint (``weights``: a path
-    or known name; None = $UNSEG_WEIGHTS, then the default) with ``size``, ``max_size``, ``branch``,
-    ``compile`` and ``precision``; "tokencut", "lost" and "maskcut" are training-free, with ``options``
-    (the fields of the method's options class in ``unsegcli.methods``; None or absent = the official default)."""
+    or known name; None = $UNSEG_WEIGHTS, then the default) with ``size``, ``max_size``, ``branch`` and
+    ``compile``; the other methods (the method table) with ``options`` (the fields of the method's options class
+    in ``unsegcli.methods``; None or absent = the official default). ``precision`` and ``engine`` apply to every
+    method: how its ViT forward runs (``model.forward.inference_forward``; bf16 on CPU where it is native)."""
 
     method: str = "move"
     weights: str | None = None
@@ -49,6 +51,7 @@ class PredictRequest:
     branch: str | None = None
     compile: bool = False
     precision: Precision = "fp32"
+    engine: Engine = "torch"
     device: str = "auto"
     binary: bool = False
     threshold: float = 0.5
@@ -112,11 +115,11 @@ def check_request(req: PredictRequest) -> None:
             f"{param('weights')} names a checkpoint ({m} {CHECKPOINT}); {m} {method} takes {param('backbone')}"
         )
     checkpoint = [n for n in ("size", "max_size", "branch") if getattr(req, n) is not None]
-    checkpoint += [n for n, on in (("compile", req.compile), ("precision", req.precision != "fp32")) if on]
+    checkpoint += ["compile"] if req.compile else []
     if checkpoint:
         raise UsageError(
             f"{names(checkpoint)}: options of checkpoints ({m} {CHECKPOINT}), not of {m} {method}",
-            f"the training-free methods run in float32 at the size {param('geometry')} gives",
+            f"the training-free methods run at the size {param('geometry')} gives",
         )
     if req.stage is not None and not entry.features:
         split = ", ".join(n for n in predict_methods()[1:] if predict_method(n).features)
@@ -149,7 +152,7 @@ class PredictionPlan:
     tag: str
     shard: Shard
     device: torch.device
-    precision: str  # the precision that runs: fp32 on CPU whatever was asked
+    precision: str  # the precision that runs (runtime.effective_precision)
     weights: Any  # the checkpoint, or the method's backbone (a file or timm:NAME; a tuple of them for several)
     method_options: Any = None  # the training-free method's options (None for checkpoints)
     decode: Callable[[str, int | None], Any] = decode_image  # reads one input: an image, or a feature file
@@ -242,6 +245,8 @@ def check_prediction(req: PredictRequest) -> None:
         from ..refine.crf import require_crf
 
         require_crf()
+    if req.engine == "openvino":
+        require_openvino()
 
 
 def start_prediction(
@@ -271,7 +276,7 @@ def start_prediction(
         same_settings(tag)
     sh = init_shard(shard)
     dev = resolve_device(local_device(req.device, sh))
-    precision = effective_precision(dev, req.precision)
+    precision = effective_precision(dev, req.precision, cpu_bf16=True)
     return PredictionPlan(req, listing, settings, tag, sh, dev, precision, weights, opts, decode)
 
 
@@ -297,7 +302,7 @@ def load_request_predictor(req: PredictRequest) -> MaskPredictor:
     check_request(req)
     _, weights, opts = _settings(req)
     dev = resolve_device(req.device)
-    return _build(req, weights, opts, dev, effective_precision(dev, req.precision))
+    return _build(req, weights, opts, dev, effective_precision(dev, req.precision, cpu_bf16=True))
 
 
 def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, precision: str) -> MaskPredictor:
@@ -312,10 +317,11 @@ def _build(req: PredictRequest, weights: Any, opts: Any, device: torch.device, p
             size=req.size,
             max_size=req.max_size,
             compile=req.compile,
+            engine=req.engine,
             options={"branch": req.branch} if req.branch else None,
         )
     predictor = load(predict_method(req.method).predictor or "")
     extra: dict[str, Any] = {"stage": req.stage} if req.stage is not None else {}
     if req.own_refine():
         extra["refine"] = req.refine_options()
-    return predictor(req.method, opts, backbone=weights, device=device, **extra)
+    return predictor(req.method, opts, backbone=weights, device=device, precision=precision, engine=req.engine, **extra)

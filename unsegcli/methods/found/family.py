@@ -31,12 +31,14 @@ def build(cfg: FoundConfig) -> FoundModel:
 
 
 def predictor(
-    model: FoundModel, prep: PreprocessConfig, device: torch.device, precision: str, compile: bool, **options: Any
+    model: FoundModel,
+    prep: PreprocessConfig,
+    device: torch.device,
+    precision: str,
+    compile: bool,
+    engine: str = "torch",
+    **options: Any,
 ) -> FoundPredictor:
-    given = sorted(options) + (["compile"] if compile else []) + (["precision"] if precision != "fp32" else [])
-    if given:
-        raise UsageError(
-            f"{', '.join(param(n) for n in given)} does not apply to FOUND checkpoints",
-            "FOUND predicts in float32 without torch.compile",
-        )
-    return FoundPredictor(model, device)
+    if options:
+        raise UsageError(f"{', '.join(param(n) for n in sorted(options))} does not apply to FOUND checkpoints")
+    return FoundPredictor(model, device, precision=precision, engine=engine, compile=compile)

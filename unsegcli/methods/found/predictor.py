@@ -22,6 +22,7 @@ from ...config import validate
 from ...engine.predictor import Prepared
 from ...errors import CheckpointError, UsageError, param
 from ...model.dino_keys import backbone_config_from_state, load_dino_vit, preprocess
+from ...model.forward import inference_forward
 from ...refine import RefineOptions
 from ...runtime import resolve_device
 from .config import MODES, FoundBkgOptions, FoundConfig, FoundOptions
@@ -33,7 +34,8 @@ class FoundPredictor:
     """A FOUND model on a device. ``bkg_threshold`` set: the training-free background discovery instead of the
     decoder. ``mode``: see ``config.FoundOptions``. ``refine`` (bilateral): FOUND's '+BS', the solver on the
     binary mask with FOUND's IoU gate (``core.soft_to_output``), what ``unseg predict --method found --refine
-    bilateral`` runs."""
+    bilateral`` runs. ``precision``, ``engine`` and ``compile``: how the model runs
+    (``model.forward.inference_forward``)."""
 
     kind: Literal["soft", "instances"] = "soft"
 
@@ -44,6 +46,9 @@ class FoundPredictor:
         mode: str = "multi",
         refine: RefineOptions | None = None,
         bkg_threshold: float | None = None,
+        precision: str = "fp32",
+        engine: str = "torch",
+        compile: bool = False,
     ):
         if mode not in MODES:
             raise UsageError(f"FOUND mode must be one of {MODES}")
@@ -54,6 +59,7 @@ class FoundPredictor:
             )
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.eval().to(self.device)
+        self.forward = inference_forward(self.model, self.device, precision, engine, compile)
         self.mode, self.refine, self.bkg_threshold = mode, refine, bkg_threshold
 
     def prepare(self, index: int, image: np.ndarray) -> Prepared:
@@ -64,9 +70,9 @@ class FoundPredictor:
 
     @torch.inference_mode()
     def run(self, batch: Sequence[Prepared]) -> list[np.ndarray]:
-        x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
+        x = torch.stack([p.tensor for p in batch if p.tensor is not None])
         p = self.model.patch_size
-        logits, keys, att = self.model(x)
+        logits, keys, att = (t.to(self.device) for t in self.forward(x))
         out = []
         if self.bkg_threshold is not None:
             objects = (~background(keys, att, self.bkg_threshold)).to(torch.uint8).cpu().numpy()
@@ -94,6 +100,8 @@ def pretrained(
     backbone: str | Path | None = None,
     device: Any = "cpu",
     refine: RefineOptions | None = None,
+    precision: str = "fp32",
+    engine: str = "torch",
 ) -> FoundPredictor:
     """``unseg predict --method found``: the official decoder file on the DINO backbone (both known names or
     paths; ``backbone`` None = ``options.backbone``); ``refine``: FOUND's '+BS' (``FoundPredictor``)."""
@@ -111,11 +119,16 @@ def pretrained(
             "the official decoder belongs to DINO ViT-S/8 300ep (dino-vits8-300ep)",
         )
     model.decoder.load_state_dict(sd)
-    return FoundPredictor(model, device, opts.mode, refine)
+    return FoundPredictor(model, device, opts.mode, refine, precision=precision, engine=engine)
 
 
 def background_discovery(
-    method: str, options: FoundBkgOptions | None = None, backbone: str | Path | None = None, device: Any = "cpu"
+    method: str,
+    options: FoundBkgOptions | None = None,
+    backbone: str | Path | None = None,
+    device: Any = "cpu",
+    precision: str = "fp32",
+    engine: str = "torch",
 ) -> FoundPredictor:
     """``unseg predict --method found-bkg``: FOUND's training-free object mask (no decoder)."""
     from ...model.registry import resolve_weights
@@ -125,4 +138,4 @@ def background_discovery(
     # the seed and the 0.3 cut are sharp rules: DINO's explicit attention keeps the keys bit-equal to the official
     path = backbone if backbone is not None else resolve_weights(opts.backbone, env_var=None, default=None)
     model = _model(path, explicit_attention=True)
-    return FoundPredictor(model, device, bkg_threshold=opts.bkg_threshold)
+    return FoundPredictor(model, device, bkg_threshold=opts.bkg_threshold, precision=precision, engine=engine)

@@ -22,8 +22,14 @@ def build(cfg: ModelConfig) -> Segmenter:
 
 
 def predictor(
-    model: Segmenter, prep: PreprocessConfig, device: torch.device, precision: str, compile: bool, **options: Any
+    model: Segmenter,
+    prep: PreprocessConfig,
+    device: torch.device,
+    precision: str,
+    compile: bool,
+    engine: str = "torch",
+    **options: Any,
 ) -> Predictor:
     if options:
         raise UsageError(f"{', '.join(param(n) for n in sorted(options))} does not apply to MOVE checkpoints")
-    return Predictor(model, prep, device, precision, compile=compile)
+    return Predictor(model, prep, device, precision, compile=compile, engine=engine)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from ...config import PreprocessConfig
 from ...engine.predictor import Prepared, bucketed
-from ...errors import InputError, UsageError
+from ...errors import InputError
 from ...io.images import normalize
-from ...runtime import AUTOCAST_DTYPES
+from ...model.forward import inference_forward
 from .segmenter import Segmenter, pad_to_multiple
 
 
@@ -55,7 +55,8 @@ def preprocess(image: np.ndarray, cfg: PreprocessConfig, patch_size: int) -> tup
 
 
 class Predictor:
-    """MOVE's segmenter on a device with a precision: prepared batches -> soft masks.
+    """MOVE's segmenter on a device with a precision and an engine (``model.forward.inference_forward``):
+    prepared batches -> soft masks.
 
     It takes the model over: eval mode, moved to ``device``, conv head in channels-last layout, fused
     attention as asked. Pass ``copy.deepcopy(model)`` to keep yours as it was (``predict_masks`` does)."""
@@ -70,16 +71,14 @@ class Predictor:
         precision: str = "fp32",
         fused_attention: bool = True,
         compile: bool = False,
+        engine: str = "torch",
     ):
-        if precision not in AUTOCAST_DTYPES:
-            raise UsageError(f"unknown precision '{precision}'", f"use one of {', '.join(AUTOCAST_DTYPES)}")
         self.device = torch.device(device)
         self.precision = precision
         self.model = model.eval().to(self.device).set_fused_attention(fused_attention).use_channels_last()
         self.cfg = preprocess_cfg
         self.patch_size = model.patch_size  # read here so that decode workers never touch the model
-        # torch.compile specialises per input shape; buckets keep the number of shapes small
-        self.forward = torch.compile(self.model, dynamic=False) if compile else self.model
+        self.forward = inference_forward(self.model, self.device, precision, engine, compile)
 
     def prepare(self, index: int, image: np.ndarray) -> Prepared:
         tensor, resized = preprocess(image, self.cfg, self.patch_size)
@@ -88,11 +87,8 @@ class Predictor:
     @torch.inference_mode()
     def run(self, batch: Sequence[Prepared]) -> list[np.ndarray]:
         """Same-shape prepared images -> float32 masks in [0, 1] at each original size."""
-        x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device, non_blocking=True)
-        dtype = AUTOCAST_DTYPES[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            logits = self.forward(x)
-        probs = torch.sigmoid(logits.float())
+        x = torch.stack([p.tensor for p in batch if p.tensor is not None])
+        probs = torch.sigmoid(self.forward(x).to(self.device))
         out = []
         for i, p in enumerate(batch):
             h, w = p.resized

@@ -25,7 +25,8 @@ def predictor(
     device: torch.device,
     precision: str,
     compile: bool,
+    engine: str = "torch",
     branch: str = "fine",
 ) -> SempartPredictor:
     """``branch`` "fine" (default, Sempart-Fine) or "coarse": `unseg predict --branch`."""
-    return SempartPredictor(model, preprocess, device, precision, branch=branch, compile=compile)
+    return SempartPredictor(model, preprocess, device, precision, branch=branch, compile=compile, engine=engine)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ...config import PreprocessConfig
 from ...engine.predictor import Prepared
 from ...errors import UsageError
-from ...runtime import AUTOCAST_DTYPES
+from ...model.forward import inference_forward
 from .config import BRANCHES
 from .model import SempartModel
 
@@ -40,6 +40,21 @@ def apply_polarity(probs: torch.Tensor) -> torch.Tensor:
     return torch.where(flip, 1 - probs, probs)
 
 
+class BranchForward(torch.nn.Module):
+    """A Sempart model's logits of one branch, as ``inference_forward`` runs them: the coarse branch skips the
+    fine one, which is most of the head's cost."""
+
+    def __init__(self, model: SempartModel, branch: str):
+        super().__init__()
+        self.model, self.branch = model, branch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.model.backbone(x)
+        if self.branch == "coarse":
+            return self.model.coarse(self.model.encoder(feats))
+        return self.model.heads(x, feats)[1]
+
+
 class SempartPredictor:
     """A Sempart model on a device with a precision; ``branch`` "fine" (Sempart-Fine, the paper's headline) or
     "coarse" (the patch-grid mask, bilinearly upsampled, our choice S#14). ``preprocess`` gives the square side
@@ -55,9 +70,8 @@ class SempartPredictor:
         precision: str = "fp32",
         branch: str = "fine",
         compile: bool = False,
+        engine: str = "torch",
     ):
-        if precision not in AUTOCAST_DTYPES:
-            raise UsageError(f"unknown precision '{precision}'", "use fp32, bf16 or fp16")
         if branch not in BRANCHES:
             raise UsageError(f"unknown Sempart branch '{branch}'", f"use one of {', '.join(BRANCHES)}")
         self.device = torch.device(device)
@@ -70,8 +84,7 @@ class SempartPredictor:
             raise UsageError(f"size {self.size} is not a multiple of the patch size {model.patch_size}")
         self._mean = np.array(prep.mean, np.float32)
         self._std = np.array(prep.std, np.float32)
-        # torch.compile specialises per input shape: a single shape here
-        self.forward = torch.compile(self._forward, dynamic=False) if compile else self._forward
+        self.forward = inference_forward(BranchForward(self.model, branch), self.device, precision, engine, compile)
 
     def prepare(self, index: int, image: np.ndarray) -> Prepared:
         """HxWx3 uint8 -> (3, S, S) normalised, PIL bicubic as the training crops. CPU only."""
@@ -84,23 +97,13 @@ class SempartPredictor:
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
         return Prepared(index, tensor, (self.size, self.size), image.shape[:2])
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.model.backbone(x)
-        if self.branch == "coarse":  # the fine branch is skipped: it is most of the head's cost
-            return self.model.coarse(self.model.encoder(feats))
-        return self.model.heads(x, feats)[1]
-
     @torch.inference_mode()
     def run(self, batch: Sequence[Prepared]) -> list[np.ndarray]:
         """Same-shape prepared images -> float32 foreground masks in [0, 1] at each original size."""
         tensors = [p.tensor for p in batch if p.tensor is not None]
         if len(tensors) != len(batch):
             raise ValueError("run() takes prepared images only; failed items have no tensor")
-        x = torch.stack(tensors).to(self.device, non_blocking=True)
-        dtype = AUTOCAST_DTYPES[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            logits = self.forward(x)
-        probs = apply_polarity(torch.sigmoid(logits.float()))
+        probs = apply_polarity(torch.sigmoid(self.forward(torch.stack(tensors)).to(self.device)))
         out = []
         for i, p in enumerate(batch):
             m = F.interpolate(

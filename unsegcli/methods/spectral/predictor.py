@@ -26,7 +26,8 @@ from ...config import validate
 from ...engine.predictor import Output, Prepared
 from ...errors import InputError, UsageError, param
 from ...io.features import FeatureRecord
-from ...model.dino_keys import last_block_keys, load_backbone, preprocess
+from ...model.dino_keys import LastBlockKeys, load_backbone, preprocess
+from ...model.forward import inference_forward
 from ...runtime import resolve_device
 from .. import options_class, predict_method
 from .lost import lost_masks
@@ -49,7 +50,8 @@ CUTS: dict[str, Callable[[torch.Tensor, tuple[int, int], Any], tuple[np.ndarray,
 
 class SpectralPredictor:
     """MaskPredictor for the training-free methods. ``backbone`` is a weights name or path (DINO's
-    original .pth, a timm file, or ``timm:NAME``); None = ``options.backbone``, the official one.
+    original .pth, a timm file, or ``timm:NAME``); None = ``options.backbone``, the official one. ``precision``
+    and ``engine``: how the keys are computed (``model.forward.inference_forward``).
 
     ``stage`` splits the run in two (``io.features``): "features" runs the backbone only and returns each
     image's last-block keys as a ``FeatureRecord`` (kind "features"); "cuts" loads no backbone and cuts the keys
@@ -63,6 +65,8 @@ class SpectralPredictor:
         device: str | torch.device = "cpu",
         num_heads: int | None = None,
         stage: str | None = None,
+        precision: str = "fp32",
+        engine: str = "torch",
     ):
         entry = predict_method(method)
         cls = options_class(method)
@@ -83,6 +87,7 @@ class SpectralPredictor:
         # parity mode (the exact solver; LOST has no other) also computes attention as DINO does
         parity = getattr(self.options, "eigensolver", "exact") == "exact"
         self.vit = load_backbone(spec, num_heads, explicit_attention=parity).to(self.device)
+        self.keys = inference_forward(LastBlockKeys(self.vit), self.device, precision, engine)
         self.patch_size = int(self.vit.patch_embed.proj.kernel_size[0])
         if self.options.geometry == "fixed" and self.options.fixed_size < self.patch_size:
             raise UsageError(
@@ -111,17 +116,17 @@ class SpectralPredictor:
     def run(self, batch: Sequence[Prepared]) -> list[Any]:
         """Same-shape batch -> per item at its original size: (float32 0/1 mask, {1: its score}) ("soft") or
         (uint8 labels, their objects' scores); the stage "features": its keys and geometry."""
-        x = torch.stack([p.tensor for p in batch if p.tensor is not None]).to(self.device)
+        x = torch.stack([p.tensor for p in batch if p.tensor is not None])
         if self.stage == "cuts":
-            keys, grid, p = x, batch[0].extra["grid"], batch[0].extra["patch_size"]
+            keys, grid, p = x.to(self.device), batch[0].extra["grid"], batch[0].extra["patch_size"]
         else:
             p = self.patch_size
             grid = (x.shape[2] // p, x.shape[3] // p)
-            keys = last_block_keys(self.vit, x)
+            keys = self.keys(x).to(self.device)
         if self.stage == "features":
             return [
                 FeatureRecord(
-                    {"keys": k.cpu().numpy()},
+                    {"keys": k.float().cpu().numpy()},
                     {"grid": list(grid), "patch_size": p, "content": list(it.resized), "original": list(it.original)},
                 )
                 for it, k in zip(batch, keys, strict=True)

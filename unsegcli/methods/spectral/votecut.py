@@ -45,7 +45,8 @@ from ...engine.predictor import Output, Prepared
 from ...errors import UsageError, param
 from ...io.features import FeatureRecord
 from ...labels.components import label_components
-from ...model.dino_keys import final_tokens, is_dinov2, last_block_keys, load_backbone, preprocess, register_count
+from ...model.dino_keys import FinalTokens, LastBlockKeys, is_dinov2, load_backbone, preprocess, register_count
+from ...model.forward import inference_forward
 from ...refine import RefineOptions
 from ...refine.postprocess import GATE_IOU, fill_holes
 from ...runtime import resolve_device
@@ -266,6 +267,8 @@ class VoteCutPredictor:
         device: str | torch.device = "cpu",
         refine: RefineOptions | None = None,
         stage: str | None = None,
+        precision: str = "fp32",
+        engine: str = "torch",
     ):
         if refine is not None:
             if refine.method != "crf":
@@ -296,6 +299,19 @@ class VoteCutPredictor:
         )  # fmt: skip
         exact = self.options.eigensolver == "exact"
         self.vits = [load_backbone(s, explicit_attention=exact).to(self.device) for s in specs]
+        # per backbone what it cuts: CuVLER's DINOv2 copy resizes the position table plainly (no antialias) and
+        # cuts the final tokens; DINO, the last block's keys (``precision``, ``engine``: model.forward)
+        self.forwards = [
+            inference_forward(
+                FinalTokens(vit, "size-antialias" if register_count(vit) else "size")
+                if is_dinov2(vit)
+                else LastBlockKeys(vit),
+                self.device,
+                precision,
+                engine,
+            )
+            for vit in self.vits
+        ]
         for vit in self.vits:
             p = int(vit.patch_embed.proj.kernel_size[0])
             if self.options.fixed_size < p:
@@ -323,13 +339,9 @@ class VoteCutPredictor:
                 for b, g in enumerate(batch[0].extra["grids"])
             ]
         out = []
-        for vit, size in zip(self.vits, self.sizes, strict=True):
-            x = torch.stack([p.extra["inputs"][size] for p in batch]).to(self.device)
-            if is_dinov2(vit):  # CuVLER's DINOv2 copy: plain resize of the position table, no antialias
-                feats = final_tokens(vit, x, "size-antialias" if register_count(vit) else "size")
-            else:
-                feats = last_block_keys(vit, x)
-            out.append((feats, size // int(vit.patch_embed.proj.kernel_size[0])))
+        for vit, forward, size in zip(self.vits, self.forwards, self.sizes, strict=True):
+            x = torch.stack([p.extra["inputs"][size] for p in batch])
+            out.append((forward(x).to(self.device), size // int(vit.patch_embed.proj.kernel_size[0])))
         return out
 
     def eigenvectors(self, batch: Sequence[Prepared]) -> list[list[np.ndarray]]:
@@ -349,7 +361,7 @@ class VoteCutPredictor:
             grids = [g for _, g in feats]
             return [
                 FeatureRecord(
-                    {f"keys_{b}": f[i].cpu().numpy() for b, (f, _) in enumerate(feats)},
+                    {f"keys_{b}": f[i].float().cpu().numpy() for b, (f, _) in enumerate(feats)},
                     {"grids": grids, "original": list(item.original)},
                 )
                 for i, item in enumerate(batch)
