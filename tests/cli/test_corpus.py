@@ -286,6 +286,8 @@ SWEEP: list[tuple[tuple[str, ...], set[int]]] = [
     (("boxes", "MASKS", "--format", "yolo", "--out", "OUT"), USAGE | OK),  # no --images: said, or written
     # weights fetch (no network is reached: each is refused first)
     (("weights", "fetch", "nope"), USAGE),
+    (("weights", "fetch", "dino-vits8", "nope"), USAGE),  # every name checked before the first download
+    (("weights", "fetch", "dino-vits8", "found-decoder", "--out", "x.pt"), USAGE),  # --out: one file
     (("weights", "fetch", "demo-synth"), USAGE),
     (("weights", "fetch", "dino-vits8", "--out", "DIR"), USAGE),
     (("weights", "fetch", "dino-vits8", "--out", "-"), USAGE),

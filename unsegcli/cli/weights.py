@@ -32,6 +32,8 @@ FETCH_EXAMPLES = """
 
   unseg weights fetch dino-vits8
 
+  unseg weights fetch dino-vits8-300ep found-decoder          # several at once
+
   unseg weights fetch mae-vitl16-gan --out /data/weights/mae.pth
 """
 IMPORT_EXAMPLES = """
@@ -125,11 +127,17 @@ def _check_out(out: Path) -> None:
 
 @weights_app.command(epilog=FETCH_EXAMPLES, cls=UnsegCommand)
 def fetch(
-    name: Annotated[str, typer.Argument(help="A known name with a download URL (see `unseg weights list`).")],
+    names: Annotated[
+        list[str],
+        typer.Argument(metavar="NAME", help="Known names with a download URL (see `unseg weights list`)."),
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", show_default="its file in the weights folder (`unseg weights list`)", help="Destination."
+            "--out",
+            "-o",
+            show_default="its file in the weights folder (`unseg weights list`)",
+            help="Destination (one NAME only).",
         ),
     ] = None,
     timeout: Annotated[
@@ -141,31 +149,34 @@ def fetch(
         ),
     ] = 20.0,
 ) -> None:
-    """Download known weights with a progress bar and checksum (needs internet)."""
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+    """Download known weights with a progress bar and checksum (needs internet). Every name is checked before
+    the first download."""
+    from rich.progress import DownloadColumn, Progress, TaskID, TransferSpeedColumn
 
     from ..errors import UsageError
     from ..model.download import download
     from ..model.registry import KNOWN, path_of
     from .console import console
 
-    if name not in KNOWN:
-        raise UsageError(f"unknown weights '{name}'", f"known: {', '.join(KNOWN)}")
-    w = KNOWN[name]
-    if not w.url:
-        raise UsageError(f"'{name}' has no direct download", f"create it with `{w.how}`" if w.how else w.source)
-    dest = out or path_of(name)
-    _check_out(dest)
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console) as prog:
-        task = prog.add_task(dest.name, total=None)
-        download(
-            w.url,
-            dest,
-            sha256=w.sha256,
-            timeout=timeout,
-            on_progress=lambda n, total: prog.update(task, advance=n, total=total),
-        )
-    console.print(f"saved {dest}")
+    if out is not None and len(names) > 1:
+        raise UsageError("--out names one file: give one NAME with it")
+    for name in names:
+        if name not in KNOWN:
+            raise UsageError(f"unknown weights '{name}'", f"known: {', '.join(KNOWN)}")
+        w = KNOWN[name]
+        if not w.url:
+            raise UsageError(f"'{name}' has no direct download", f"create it with `{w.how}`" if w.how else w.source)
+        _check_out(out or path_of(name))
+    for name in dict.fromkeys(names):
+        w, dest = KNOWN[name], out or path_of(name)
+        with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console) as p:
+            task = p.add_task(dest.name, total=None)
+
+            def advance(n: int, total: int | None, bar: Progress = p, task: TaskID = task) -> None:
+                bar.update(task, advance=n, total=total)
+
+            download(str(w.url), dest, sha256=w.sha256, timeout=timeout, on_progress=advance)
+        console.print(f"saved {dest}")
 
 
 @weights_app.command("import-move", epilog=IMPORT_EXAMPLES, cls=UnsegCommand)
