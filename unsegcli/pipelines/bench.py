@@ -361,13 +361,19 @@ def _predict(job: _Job, req: BenchRequest, log: _Log, mine: list[str], shard: Sh
     return summary.written
 
 
+def _refines_itself(job: _Job) -> bool:
+    """Whether the job's method applies the solver itself (``Method.refines``: FOUND's gate), so its "+Bilateral"
+    masks are predicted whole rather than refined from the raw ones."""
+    return job.run.method is not None and REFINE in getattr(METHODS.get(job.run.method), "refines", ())
+
+
 def _refine(job: _Job, req: BenchRequest, log: _Log, mine: list[str], shard: Shard) -> None:
     """Refine the masks of ``mine`` that are not refined yet by `unseg refine --method bilateral`'s call (the
     "+Bilateral" rows), or, for a method that applies the solver itself by its published rule (FOUND's gate,
     ``Method.refines``), predict them with `unseg predict --refine bilateral`'s call; add the time to the
     refined folder's timing."""
     out = _refined_folder(job)
-    if job.run.method is not None and REFINE in getattr(METHODS.get(job.run.method), "refines", ()):
+    if _refines_itself(job):
         _predict(dataclasses.replace(job, masks=out, refine=REFINE), req, log, mine, shard)
         return
     masks = [str(job.masks / mask_path_for(f)) for f in mine]
@@ -495,7 +501,9 @@ def _cell(
     seconds, images = timing.get("seconds"), timing.get("images") or 0
     if refine is not None and seconds is not None:
         refined = _timing(Path(pred))
-        if refined.get("images"):
+        if refined.get("images") and _refines_itself(job):  # predicted whole: its own time is the row's
+            seconds, images = refined["seconds"], refined["images"]
+        elif refined.get("images"):  # the raw mask's share of the prediction, then the refinement
             seconds = seconds / images * refined["images"] + refined["seconds"] if images else None
             images = refined["images"]
     record = {

@@ -327,5 +327,8 @@ def test_bench_runs_found_and_its_bs_row_is_founds_gated_solver(tmp_path, weight
               "--decoder", decoder, "--refine", "bilateral", "--device", "cpu", "-q")  # fmt: skip
     assert res.exit_code == 0, res.stderr
     bench_bs = Path(cells["bilateral"]["predictions"])
+    # predicted whole (not refined from the raw masks): its own time is the row's, not the raw masks' added
+    timing = json.loads(bench_bs.with_name(bench_bs.name + ".timing.json").read_text())
+    assert cells["bilateral"]["seconds_per_image"] == pytest.approx(timing["seconds"] / timing["images"])
     for p in sorted((tmp_path / "bs").glob("*.png")):
         assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(bench_bs / p.name)))
