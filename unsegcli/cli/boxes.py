@@ -16,6 +16,7 @@ from .console import Failures, console, notice, progress_bar
 from .options import (
     ConnectivityOpt,
     LabelFormatOpt,
+    LabelOutOpt,
     MaxPixelsOpt,
     MinAreaOpt,
     NullOpt,
@@ -60,15 +61,7 @@ def boxes(
             "(.tar, as `unseg predict` writes them from shards); paths or fsspec URLs."
         ),
     ],
-    out: Annotated[
-        str,
-        typer.Option(
-            "--out",
-            "-o",
-            metavar="PATH",
-            help="Output file, or '-' for stdout; a folder for --format yolo, yolo-seg and voc.",
-        ),
-    ],
+    out: LabelOutOpt,
     images: Annotated[
         str | None,
         typer.Option(

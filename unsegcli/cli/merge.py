@@ -10,6 +10,7 @@ import typer
 
 from ..labels.formats import LabelFormat, Segmentation
 from .console import Failures, console
+from .options import LabelOutOpt
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -31,15 +32,7 @@ def merge(
             help="COCO files (or JSON-lines files) from `unseg boxes --shard`, or parquet parts of unsegcli.ray.Boxes."
         ),
     ],
-    out: Annotated[
-        str,
-        typer.Option(
-            "--out",
-            "-o",
-            metavar="PATH",
-            help="Output file, or '-' for stdout; a folder for --format yolo, yolo-seg and voc.",
-        ),
-    ],
+    out: LabelOutOpt,
     format: Annotated[
         LabelFormat | None,
         typer.Option(

@@ -33,6 +33,16 @@ from ..labels.formats import LabelFormat
 WorkersOpt = Annotated[
     int, typer.Option("--workers", "-j", min=0, help="Worker processes (0 = do the work in the main process).")
 ]
+# where label files go (`unseg boxes`, `unseg merge`)
+LabelOutOpt = Annotated[
+    str,
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="PATH",
+        help="Output file, or '-' for stdout; a folder for --format yolo, yolo-seg and voc.",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress bar or summary.")]
 JsonOpt = Annotated[
     str | None,
