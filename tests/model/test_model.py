@@ -11,10 +11,11 @@ import torch
 from unsegcli.config import ModelConfig, PreprocessConfig
 from unsegcli.errors import CheckpointError, UnsegError, WeightsNotFoundError
 from unsegcli.methods.loading import load_segmenter
-from unsegcli.model.backbone import dino_pos_embed, timm_pos_embed
+from unsegcli.model.backbone import build_vit, dino_pos_embed, timm_pos_embed, weights_follow
 from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
+from unsegcli.model.dino_keys import load_dino_vit
 
-from ..helpers import tiny_model, write_images
+from ..helpers import save_dino_backbone, tiny_model, write_images
 
 
 def test_features_come_from_the_chosen_block_with_the_new_norm():
@@ -114,6 +115,31 @@ def test_checkpoint_roundtrip_is_strict_and_weights_only(tmp_path):
     torch.save({"model": {}}, tmp_path / "official.pt")
     with pytest.raises(CheckpointError, match="import-move"):
         load_segmenter(tmp_path / "official.pt")
+
+
+def test_loaders_skip_the_random_init_their_strict_load_replaces(tmp_path, monkeypatch):
+    """timm's init runs for a ViT built to train, not for one a checkpoint or a DINO file fills right after."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    calls = []
+    init = VisionTransformer.init_weights
+    monkeypatch.setattr(VisionTransformer, "init_weights", lambda self, *a, **k: calls.append(1) or init(self, *a, **k))
+    model = tiny_model()  # built to train: initialised
+    assert calls == [1]
+    with weights_follow():
+        build_vit(model.backbone.cfg)
+    assert calls == [1]
+    build_vit(model.backbone.cfg)  # the context ends with its block
+    assert calls == [1, 1]
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, checkpoint_dict(model, PreprocessConfig(size=64)))
+    loaded, _, _ = load_segmenter(path)
+    dino = load_dino_vit(save_dino_backbone(tmp_path / "dino.pth"))
+    assert calls == [1, 1, 1]  # save_dino_backbone's ViT only: neither loader initialised
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    saved = torch.load(tmp_path / "dino.pth", weights_only=True)
+    assert all(torch.equal(v, saved[k]) for k, v in dino.state_dict().items())
 
 
 def test_weights_resolution_order(tmp_path, monkeypatch, tiny_ckpt):

@@ -12,6 +12,7 @@ import torch
 
 from ..config import PreprocessConfig
 from ..errors import CheckpointError, UnsegError, UsageError, param
+from ..model.backbone import weights_follow
 from ..model.checkpoint import DEFAULT_FAMILY, read_checkpoint
 from ..model.state_dict import load_strict
 from . import family
@@ -70,7 +71,8 @@ def load_model(path: str | Path) -> LoadedModel:
     try:  # a stored config of another version or a hand edit: one line naming the file and the field
         cfg = fam.config_from_dict(ckpt["model_config"])
         prep = PreprocessConfig.from_dict(ckpt["preprocess"])
-        model = fam.build(cfg)
+        with weights_follow():  # load_strict below replaces every tensor
+            model = fam.build(cfg)
     except (UnsegError, ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: unusable model configuration: {getattr(e, 'message', None) or e}") from None
     if not isinstance(ckpt["state_dict"], dict):

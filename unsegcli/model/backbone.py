@@ -4,8 +4,10 @@ reshaped to (B, C, H/p, W/p)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,21 @@ from ..config import BackboneConfig, PosEmbedRule
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
+
+
+_WEIGHTS_FOLLOW = contextvars.ContextVar("weights_follow", default=False)
+
+
+@contextlib.contextmanager
+def weights_follow() -> Iterator[None]:
+    """ViTs built inside skip timm's random initialisation, for a loader whose strict load replaces every tensor
+    right after: timm's truncated-normal init of a ViT-S/8 takes ~1.5 s of a 2-core CPU, a ViT-B/8's ~4x that,
+    paid at the start of every command (VoteCut loads six). The loaded model is the same either way."""
+    token = _WEIGHTS_FOLLOW.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_FOLLOW.reset(token)
 
 
 def build_vit(cfg: BackboneConfig, layer_scale: bool = False, registers: int = 0) -> VisionTransformer:
@@ -39,6 +56,7 @@ def build_vit(cfg: BackboneConfig, layer_scale: bool = False, registers: int = 0
         qkv_bias=True,
         num_classes=0,
         init_values=1.0 if layer_scale else None,
+        weight_init="skip" if _WEIGHTS_FOLLOW.get() else "",
     )
     if registers:
         vit.register_tokens = nn.Parameter(torch.zeros(1, registers, cfg.embed_dim))

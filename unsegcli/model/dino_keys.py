@@ -30,7 +30,7 @@ import torch
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD, BackboneConfig, PosEmbedRule
 from ..errors import CheckpointError, InputError
-from .backbone import build_vit, embed_patches, register_count
+from .backbone import build_vit, embed_patches, register_count, weights_follow
 
 # every DINO and DINOv2 ViT has 64-d heads: tiny 192/3, small 384/6, base 768/12, large 1024/16
 # (dino vision_transformer.py, dinov2 vision_transformer.py)
@@ -193,7 +193,8 @@ def load_dino_vit(path: str | Path, num_heads: int | None = None, explicit_atten
         raise CheckpointError(f"{path}: {e.message}", e.hint) from None
     registers = sd.get("register_tokens")
     try:
-        vit = build_vit(cfg, "blocks.0.ls1.gamma" in sd, 0 if registers is None else int(registers.shape[1]))
+        with weights_follow():  # load_strict replaces every tensor
+            vit = build_vit(cfg, "blocks.0.ls1.gamma" in sd, 0 if registers is None else int(registers.shape[1]))
     except (AssertionError, ValueError, RuntimeError) as e:  # timm's checks, e.g. a width the heads do not divide
         raise CheckpointError(f"{path}: no ViT of this shape can be built ({e})") from None
     load_strict(vit, {k: v.float() for k, v in sd.items()}, f"backbone weights {path}")

@@ -135,16 +135,23 @@ def _code_identity() -> str:
     return h.hexdigest()
 
 
-def export_key(module: nn.Module, shape: tuple[int, ...]) -> str:
-    """A hash of what an export computes: the module's weights and buffers, its structure (every submodule's
-    class, its repr and whether its attention is fused), the input shape and ``_code_identity``."""
-    h = hashlib.sha256(f"{_code_identity()} {shape}".encode())
+def module_key(module: nn.Module) -> str:
+    """A hash of what ``module`` computes: its weights and buffers, its structure (every submodule's class, its
+    repr and whether its attention is fused) and ``_code_identity``. Hashing a ViT-S's weights takes a fraction
+    of a second: ``OpenVinoForward`` does it once, not once per input shape."""
+    h = hashlib.sha256(_code_identity().encode())
     for name, sub in module.named_modules():
         h.update(f"{name} {type(sub).__qualname__} {sub.extra_repr()} {getattr(sub, 'fused_attn', None)}".encode())
     for name, t in module.state_dict().items():
         h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()[:32]
+    return h.hexdigest()
+
+
+def export_key(module: nn.Module | str, shape: tuple[int, ...]) -> str:
+    """The cache key of ``module``'s export at input ``shape`` (``module`` may be its ``module_key``)."""
+    base = module if isinstance(module, str) else module_key(module)
+    return hashlib.sha256(f"{base} {shape}".encode()).hexdigest()[:32]
 
 
 def _exact_resampling() -> dict[Any, Any]:
@@ -189,6 +196,7 @@ class OpenVinoForward:
         self.module = module.cpu()
         self.hint = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
         self.compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self.key: str | None = None  # module_key, on first use
 
     def compiled_for(self, x: torch.Tensor) -> Any:
         shape = tuple(x.shape)
@@ -196,7 +204,8 @@ class OpenVinoForward:
             self.compiled.move_to_end(shape)
             return self.compiled[shape]
         ov = require_openvino()
-        xml = export_openvino(self.module, x, export_dir() / export_key(self.module, shape))
+        self.key = self.key or module_key(self.module)
+        xml = export_openvino(self.module, x, export_dir() / export_key(self.key, shape))
         self.compiled[shape] = ov.Core().compile_model(str(xml), "CPU", self.hint)
         if len(self.compiled) > MAX_COMPILED:
             self.compiled.popitem(last=False)
