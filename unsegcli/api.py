@@ -36,6 +36,7 @@ from .labels.components import DEFAULT_MIN_AREA, Component, Connectivity, extrac
 from .methods import CHECKPOINT, predict_methods
 
 if TYPE_CHECKING:
+    from .config import Engine, Precision
     from .engine.predict import PredictSummary
     from .engine.predictor import MaskPredictor
     from .evaluation.corloc import CorLocResult
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .labels.formats import LabelFormat, Segmentation
     from .labels.runner import LabelCounts
     from .pipelines.predict import PredictRequest
+    from .refine import RefineMethod, RefineOutput
 
 Image = np.ndarray | str | Path  # an HxWx3 uint8 RGB array, or an image file
 # a soft mask (HxW float in [0, 1]), or an instance map with its objects' scores (HxW uint8, 0 = background)
@@ -69,22 +71,32 @@ class Model:
     def predict(self, images: Iterable[Image], batch_size: int = 1, max_pixels: int | None = None) -> list[Mask]:
         """One mask per image, at its original size (files as displayed: EXIF orientation applied):
         ``writes == "soft"``: HxW float32 in [0, 1]; ``"instances"``: (HxW uint8 label map, scores or None).
-        Images of equal padded shape share a forward pass (``batch_size``), which never changes a mask."""
+        Images of equal padded shape share a forward pass (``batch_size``), which never changes a mask. A model
+        loaded with ``refine`` returns the refined mask (``refine.refine_mask``: float32 in [0, 1] for the
+        ``soft`` output, uint8 {0, 1} for the others), as ``predict_files`` writes it."""
+        from .engine.predict import soft_score
         from .engine.predictor import bucketed
         from .io.images import decode_image
+        from .refine import refine_mask
+
+        refine = self.request.post_refine()
+        arrays: dict[int, np.ndarray] = {}  # the decoded images, while a mask waits for its refinement
 
         def prepared() -> Iterable[Any]:
             for i, image in enumerate(images):
                 array = image if isinstance(image, np.ndarray) else decode_image(str(image), max_pixels)
+                if refine is not None:
+                    arrays[i] = array
                 yield self.predictor.prepare(i, array)
-
-        from .engine.predict import soft_score
 
         masks: dict[int, Mask] = {}
         for batch in bucketed(prepared(), batch_size):
             for item, mask in zip(batch, self.predictor.run(batch), strict=True):
-                # a soft mask's score (TokenCut, LOST) is stored in the files predict_files writes
-                masks[item.index] = soft_score(mask)[0] if self.writes == "soft" else mask
+                if self.writes != "soft":
+                    masks[item.index] = mask
+                    continue
+                soft = soft_score(mask)[0]  # its score (TokenCut, LOST) is stored in the files predict_files writes
+                masks[item.index] = soft if refine is None else refine_mask(soft, arrays.pop(item.index), refine)
         return [masks[i] for i in range(len(masks))]
 
     def predict_files(
@@ -119,6 +131,7 @@ class Model:
                 overwrite=overwrite,
                 batch_size=batch_size,
                 workers=workers,
+                refine=req.post_refine(),
                 tag=plan.tag,
                 on_error=on_error,
                 decode=plan.decode,
@@ -134,6 +147,10 @@ def load(
     backbone: str | None = None,
     device: str = "auto",
     size: int | None = None,
+    engine: Engine = "torch",
+    precision: Precision = "fp32",
+    refine: RefineMethod | None = None,
+    refine_output: RefineOutput | None = None,
     **options: Any,
 ) -> Model:
     """A segmenter by method name, checkpoint path or known weights name, as ``unseg predict`` takes them.
@@ -145,6 +162,11 @@ def load(
     - anything else: a checkpoint file or known name (``"runs/x/last.pt"``, ``"move-dino-vits8"``), of any
       family (MOVE, Sempart); ``size`` overrides its stored input size, ``options`` may hold ``branch``.
 
+    ``engine``, ``precision``, ``refine`` and ``refine_output`` are ``unseg predict``'s ``--engine`` (``"openvino"``:
+    the ``openvino`` extra), ``--precision`` (``"bf16"`` on a CPU with native bf16), ``--refine`` and
+    ``--refine-output``, checked as the command checks them; a method that refines by its own rule (FOUND's
+    bilateral solver, VoteCut's CRF) applies it inside, the others after the mask.
+
     >>> load("tokencut", size=448)
     Traceback (most recent call last):
     ...
@@ -154,9 +176,10 @@ def load(
     from .pipelines.predict import PredictRequest, load_request_predictor
 
     name = None if name_or_path is None else str(name_or_path)
+    how: dict[str, Any] = {"engine": engine, "precision": precision, "refine": refine, "refine_output": refine_output}
     if name is not None and name != CHECKPOINT and name in predict_methods():
         given = {**options, "backbone": backbone} if backbone is not None else options
-        req = PredictRequest(method=name, options=given, size=size, device=device)
+        req = PredictRequest(method=name, options=given, size=size, device=device, **how)
     else:
         weights = None if name == CHECKPOINT else name
         branch = options.pop("branch", None)
@@ -165,7 +188,7 @@ def load(
             from .errors import UsageError
 
             raise UsageError(f"{extra.strip(', ')}: options of the training-free methods, not of a checkpoint")
-        req = PredictRequest(method=CHECKPOINT, weights=weights, size=size, branch=branch, device=device)
+        req = PredictRequest(method=CHECKPOINT, weights=weights, size=size, branch=branch, device=device, **how)
     return Model(req, load_request_predictor(req))
 
 
