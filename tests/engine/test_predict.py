@@ -162,6 +162,12 @@ def test_plan_tags_settings_refuses_other_settings_and_builds_the_predictor(tmp_
     with pytest.raises(UsageError) as e:  # resuming under other settings would mix two settings
         plan_prediction(binary, [str(tmp_path / "imgs")], out)
     assert "pass overwrite" in str(e.value.hint)
+    assert "precision" not in plan.settings and "engine" not in plan.settings  # fp32 torch tags as ever
+    for other in ({"precision": "bf16"}, {"engine": "openvino"}):  # masks that differ slightly: not mixed in
+        with pytest.raises(UsageError, match="other settings"):
+            plan_prediction(
+                PredictRequest(weights=str(tiny_ckpt), device="cpu", **other), [str(tmp_path / "imgs")], out
+            )
     again = PredictRequest(weights=str(tiny_ckpt), device="cpu", binary=True, overwrite=True)
     replanned = plan_prediction(again, [str(tmp_path / "imgs")], out)
     assert replanned.tag != plan.tag and replanned.settings["threshold"] == 0.5

@@ -169,6 +169,9 @@ def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[st
         "refine": req.refine,
         "refine_output": refine.output if (refine := req.refine_options()) else None,
     }
+    # bf16 and OpenVINO change masks slightly (docs/performance.md): a folder of fp32 torch masks is not resumed
+    # with them. The defaults stay out of the record, so fp32 torch tags are those of earlier versions.
+    written |= {k: v for k, v, d in (("precision", req.precision, "fp32"), ("engine", req.engine, "torch")) if v != d}
     if req.method == CHECKPOINT:
         path = resolve_weights(req.weights)
         checkpoint = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
