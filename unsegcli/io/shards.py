@@ -77,10 +77,11 @@ def _member_name(name: str) -> str | None:
 def extract_shard(spec: str, dest: str | os.PathLike, exts: tuple[str, ...]) -> ShardContents:
     """Stream the shard ``spec`` (a path or URL) and write each member whose name ends with one of ``exts``
     to ``dest/<member name>``. A member whose name leaves the folder is named and skipped; a shard that ends
-    early (truncated, not a tar) keeps the members before the damage and says why in ``damaged``. A shard that
-    cannot be opened at all is an InputError."""
+    early (truncated, not a tar) keeps the members before the damage (not the one it cuts) and says why in
+    ``damaged``. A shard that cannot be opened at all is an InputError."""
     contents = ShardContents()
     dest = Path(dest)
+    partial: Path | None = None  # the member being written: removed when the shard ends inside it
     try:
         with open_source(spec) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
@@ -96,10 +97,11 @@ def extract_shard(spec: str, dest: str | os.PathLike, exts: tuple[str, ...]) -> 
                     continue
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has its data
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as f:
+                partial = dest / name
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                with open(partial, "wb") as f:
                     shutil.copyfileobj(source, f)
+                partial = None
                 contents.staged += 1
     except FileNotFoundError:
         raise InputError(f"{spec}: no such shard") from None
@@ -108,6 +110,8 @@ def extract_shard(spec: str, dest: str | os.PathLike, exts: tuple[str, ...]) -> 
             if e.filename is not None and str(e.filename).startswith(str(dest)):  # staging: a full temp disk
                 raise OutputError(f"{e.filename}: cannot stage a member of {spec} ({e.strerror or e})") from None
             raise InputError(f"{spec}: cannot read the shard ({e.strerror or e})") from None
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         done = f" after {contents.staged} members" if contents.staged else ""
         contents.damaged = f"{spec}: truncated or not a tar shard{done} ({type(e).__name__}: {e})"
     return contents
