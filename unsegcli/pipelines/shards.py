@@ -18,9 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..engine.predict import predict_files
-from ..engine.predictor import MaskPredictor
 from ..errors import InputError, UsageError, param
 from ..io.files import check_output_file, dumps_json, remove_stale_temps
 from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE, InputListing, scan_inputs
@@ -33,7 +32,10 @@ from ..parallel import Failed
 from ..refine import RefineOptions
 from ..refine.runner import plan_refine, refine_files
 from ..runtime import Shard, close_shard, init_shard, sum_across
-from .predict import PredictionPlan, PredictRequest, check_prediction, start_prediction
+
+if TYPE_CHECKING:  # torch: imported where a prediction runs, so that `unseg boxes` and `refine` on shards need none
+    from ..engine.predictor import MaskPredictor
+    from .predict import PredictionPlan, PredictRequest
 
 PLACEHOLDERS = ("{shard}", "{name}")
 
@@ -130,6 +132,8 @@ def _same_settings(jobs: Sequence[ShardJob], tag: str) -> None:
 def plan_shards(req: PredictRequest, inputs: Sequence[str], out: str, shard: str | None = None) -> ShardPlan:
     """Check ``req`` and the output shards of the input shards ``inputs`` (paths, URLs, brace lists) before any
     work; refuse to resume when an existing output shard was made with other settings (unless ``overwrite``)."""
+    from .predict import check_prediction, start_prediction
+
     check_prediction(req)
     jobs = _jobs(inputs, out)
     same = functools.partial(_same_settings, jobs)
@@ -171,6 +175,8 @@ def predict_shards(
     are skipped unless ``overwrite``. A member that fails is named (``shard.tar:member: reason``) and left out,
     the rest of its shard is written; a shard that cannot be read to its end is named and gets no output, so a
     re-run retries it. ``on_progress(n, total)`` as ``predict_files`` calls it, ``total`` growing per shard."""
+    from ..engine.predict import predict_files
+
     req = plan.prediction.request
 
     def predict(job: ShardJob, staged: str, out: str, run: _ShardRun) -> tuple[int, int]:
