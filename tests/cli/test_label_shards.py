@@ -77,6 +77,11 @@ def test_label_shards_merge_to_the_labels_of_one_run(data, cli, tmp_path):
     assert first.read_bytes() == before[0]
     assert cli("boxes", shards, "--multi", "--out", out, "-j", "2", "--overwrite", "-q").exit_code == 0
     assert (first.read_bytes(), second.read_bytes()) == before
+    res = cli("boxes", shards, "--out", out, "-j", "0")  # other box options: refused before any work
+    assert res.exit_code == 2 and "was made with other settings (box options" in res.stderr
+    assert (first.read_bytes(), second.read_bytes()) == before
+    assert cli("boxes", shards, "--out", out, "-j", "0", "--overwrite", "-q").exit_code == 0
+    assert first.read_bytes() != before[0]  # the largest box only
 
 
 def test_an_image_shard_per_mask_shard(data, cli, tmp_path):

@@ -152,7 +152,7 @@ def boxes(
     writes a part file for `unseg merge`; under torchrun rank 0 gathers and writes one file. From mask shards, an --out
     ending in .tar, with {shard} (the mask shard's number) or {name} (its name): one label shard per mask shard, its
     member <key>.json that image's label row (docs/scaling.md), for `unseg merge` into any format; a re-run skips the
-    label shards that exist; --shard and torchrun split the shards."""
+    label shards that exist (refusing those of other box options); --shard and torchrun split the shards."""
     from ..errors import UsageError
     from ..io.files import check_output_dir, check_output_file
     from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE

@@ -117,13 +117,15 @@ def _jobs(inputs: Sequence[str], out: str) -> list[ShardJob]:
     return jobs
 
 
-def _same_settings(jobs: Sequence[ShardJob], tag: str) -> None:
-    """Refuse (exit 2) to resume into output shards made with other settings (their first mask's tag)."""
+def _same_settings(
+    jobs: Sequence[ShardJob], tag: str, which: str = "weights, size, binary, threshold or method options"
+) -> None:
+    """Refuse (exit 2) to resume into output shards made with other settings (``io.shards.shard_tag``)."""
     for job in jobs:
         found = shard_tag(job.target) if _exists(job.target) else None
         if found is not None and found != tag:
             raise UsageError(
-                f"{job.target} was made with other settings (weights, size, binary, threshold or method options)",
+                f"{job.target} was made with other settings ({which})",
                 f"pass {param('overwrite')} to recompute every shard with these settings, or choose another "
                 f"{param('out')}",
             )
@@ -251,10 +253,12 @@ def run_shards(
     exts: tuple[str, ...],
     work: Callable[[ShardJob, str, str, _ShardRun], tuple[int, int]],
     on_error: Callable[[str], None],
+    settings: str | None = None,
 ) -> ShardSummary:
     """This process's share of ``jobs``: skip the output shards that exist (unless ``overwrite``), stage each
     input shard's members with one of ``exts``, ``work(job, staged, out, run) -> (inputs, written)`` writes
-    the folder ``out``, which becomes the output shard. Counts summed over torchrun's ranks."""
+    the folder ``out``, which becomes the output shard (``settings``: its settings header, for outputs whose
+    members hold no tag). Counts summed over torchrun's ranks."""
     summary = ShardSummary()
     mine = sh.take(jobs)
     summary.shards = len(mine)
@@ -280,7 +284,7 @@ def run_shards(
             run.before += inputs
             summary.images += inputs
             summary.written += written
-            write_shard(out, job.target)
+            write_shard(out, job.target, settings)
             summary.written_shards += 1
     summary.seconds = time.perf_counter() - start
     counted = [f.name for f in fields(summary) if f.type == "int"]
@@ -339,7 +343,7 @@ def refine_shards(
     image_specs = _image_specs(jobs, images)
     tag = settings_tag(dataclasses.asdict(options))
     if not overwrite:
-        _same_settings(jobs, tag)
+        _same_settings(jobs, tag, "refine method or options")
     sh = init_shard(shard)
     try:
         if on_start is not None:
@@ -379,8 +383,10 @@ def label_shards(
     """`unseg boxes` from mask shards to label shards: one shard per mask shard whose member ``<key>.json`` is that
     mask's row (``labels.rows``; the labels of ``labels.runner`` with their RLEs, the mask's settings tag). An
     image that fails keeps its row, with its ``error``, and is reported. ``images``: as ``refine_shards`` takes
-    them (then file names and sizes come from the images). Returns the shards' counts and the labels' (boxes,
-    images without any), summed over torchrun's ranks."""
+    them (then file names and sizes come from the images). A label shard's settings header names the box options
+    (and whether images were given), so a re-run refuses (exit 2) to resume into shards of other options unless
+    ``overwrite``. Returns the shards' counts and the labels' (boxes, images without any), summed over torchrun's
+    ranks."""
     if not shard_inputs(masks):
         raise UsageError(
             f"{param('out')} {out} names label shards, which are made from shards of masks (.tar)",
@@ -388,6 +394,9 @@ def label_shards(
         )
     jobs = _jobs(masks, out)
     image_specs = _image_specs(jobs, images) if images is not None else {}
+    tag = settings_tag({"boxes": dataclasses.asdict(options), "images": images is not None})
+    if not overwrite:
+        _same_settings(jobs, tag, f"box options, or {param('images')}")
     counts = LabelCounts()
     sh = init_shard(shard)
     try:
@@ -432,7 +441,7 @@ def label_shards(
                     f.write(dumps_json(row))
             return len(rows), sum(not row["error"] for _, row in rows)
 
-        summary = run_shards(jobs, sh, overwrite, (".png",), label, on_error)
+        summary = run_shards(jobs, sh, overwrite, (".png",), label, on_error, settings=tag)
         counts.boxes, counts.empty = sum_across(sh, [counts.boxes, counts.empty])
     finally:
         close_shard(sh)
