@@ -97,6 +97,16 @@ def test_an_image_shard_per_mask_shard(data, cli, tmp_path):
     assert cli("boxes", data / "masks", "--images", data / "d" / "images", "--multi", "--out", one).exit_code == 0
     assert (tmp_path / "merged.json").read_bytes() == one.read_bytes()
 
+    wrong = ["boxes", data / "masks-000000.tar", "--images", data / "images-000001.tar", "--out", tmp_path / "w.tar"]
+    res = cli(*wrong, "-q")  # masks without their images: each keeps its row, named by the shards, not temp paths
+    assert res.exit_code == 1 and "/unseg-" not in res.stderr
+    row = json.loads(members(tmp_path / "w.tar")["synth_0_000000.json"])
+    assert row["error"] == f"{data}/masks-000000.tar:synth_0_000000.png: no image 'synth_0_000000.*' under " + str(
+        data / "images-000001.tar"
+    )
+    written = (tmp_path / "w.tar").read_bytes()
+    assert cli(*wrong, "--overwrite", "-q").exit_code == 1 and (tmp_path / "w.tar").read_bytes() == written
+
 
 def test_a_failed_image_keeps_its_row(data, cli, tmp_path):
     colour = io.BytesIO()

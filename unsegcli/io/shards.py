@@ -192,8 +192,15 @@ class StagedInputs:
     def name(self, message: str) -> str:
         """A message about a staged file, saying ``shard.tar:member`` (or the file's URL) instead of its path."""
         for folder, prefix in self.folders.items():
-            message = message.replace(folder + os.sep, prefix)
+            message = staged_named(message, folder, prefix)
         return message
+
+
+def staged_named(message: str, folder: str, prefix: str) -> str:
+    """``message`` with the files staged under ``folder`` named ``prefix`` + member (``shard.tar:a.png``) and the
+    folder itself named as its source (``shard.tar``), so no temp path reaches a message or a label row."""
+    message = message.replace(folder + os.sep, prefix)
+    return re.sub(re.escape(folder) + r"(?![\w.-])", lambda _: prefix[:-1], message)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,16 @@ from ..io.files import check_output_file, dumps_json, remove_stale_temps
 from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE, InputListing, scan_inputs
 from ..io.masks import read_tag, settings_tag
 from ..io.remote import expand_inputs, is_url, url_exists
-from ..io.shards import extract_shard, is_shard, sample_key, shard_number, shard_stem, shard_tag, write_shard
+from ..io.shards import (
+    extract_shard,
+    is_shard,
+    sample_key,
+    shard_number,
+    shard_stem,
+    shard_tag,
+    staged_named,
+    write_shard,
+)
 from ..labels.rows import ROW_SUFFIX, failed_row, labels_to_row
 from ..labels.runner import BoxOptions, LabelCounts, labelled, plan_tasks
 from ..parallel import Failed
@@ -219,7 +228,7 @@ class _ShardRun:
 
     def name(self, message: str) -> str:
         for folder, spec in self.names.items():
-            message = message.replace(folder + os.sep, f"{spec}:")
+            message = staged_named(message, folder, f"{spec}:")
         return message
 
     def failed(self, message: str) -> None:
