@@ -175,12 +175,12 @@ def test_resume_after_a_stop_mid_shard(data, cli, tiny_ckpt, tmp_path, monkeypat
     stale.write_bytes(b"half a shard")
     real, calls = io_shards.pack_folder, []
 
-    def stops_in_the_second(folder, stream):
+    def stops_in_the_second(folder, stream, settings=None):
         calls.append(folder)
         if len(calls) == 2:
             stream.write(b"half a shard")
             raise KeyboardInterrupt  # as SIGINT / SIGTERM stop a run
-        return real(folder, stream)
+        return real(folder, stream, settings)
 
     monkeypatch.setattr(io_shards, "pack_folder", stops_in_the_second)
     shards = str(data / "shards" / "train-{000000..000001}.tar")

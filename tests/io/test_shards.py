@@ -123,7 +123,7 @@ def test_a_shard_write_that_stops_leaves_the_old_shard_and_no_temp(tmp_path, mon
     target.parent.mkdir()
     target.write_bytes(b"old")
 
-    def stops(folder, stream):
+    def stops(folder, stream, settings=None):
         stream.write(b"half a shard")
         raise KeyboardInterrupt
 

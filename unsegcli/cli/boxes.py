@@ -1,4 +1,5 @@
-"""`unseg boxes`: mask PNGs -> connected components -> boxes -> pseudo-label files."""
+"""`unseg boxes`: mask PNGs -> connected components -> boxes -> pseudo-label files, or label shards from mask
+shards."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from ..labels.runner import BoxOptions, LabelCounts, Plan
 from .console import Failures, console, notice, progress_bar
 from .options import (
     ConnectivityOpt,
-    LabelFormatOpt,
     LabelOutOpt,
     MaxPixelsOpt,
     MinAreaOpt,
     NullOpt,
+    OverwriteOpt,
     QuietOpt,
     RootOpt,
     ShardOpt,
@@ -50,6 +51,10 @@ EXAMPLES = """
   unseg boxes masks/ --images images/ --multi --format jsonl --out - | jq -c '.boxes | length'
 
   unseg boxes masks/ --images /data/imgs --multi --shard 3/16 --out part-03.json   # then: unseg merge part-*.json
+
+  unseg boxes 'masks-{000000..000009}.tar' --multi --out 'labels-{shard}.tar'     # then: unseg merge labels-*.tar
+
+  unseg boxes 'masks-{000000..000009}.tar' --images 'shards/train-{shard}.tar' --multi --out 'labels/{name}.tar'
 """
 
 
@@ -69,10 +74,20 @@ def boxes(
             metavar="DIR",
             help="Image root (a folder, or a shard of images): file_name becomes the image's path relative to it, "
             "and image and mask sizes are checked. Without it, file_name is the mask's relative path (.png), since "
-            "the image's own extension is unknown.",
+            "the image's own extension is unknown. Label shards: also each mask shard's image shard by {shard} or "
+            "{name}: 'shards/train-{shard}.tar'.",
         ),
     ] = None,
-    format: LabelFormatOpt = "coco",
+    format: Annotated[
+        LabelFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            show_default="coco",
+            help="Pseudo-label file format. Label shards hold label rows, turned into any format by `unseg merge "
+            "--format`, so they take no --format.",
+        ),
+    ] = None,
     multi: Annotated[
         bool,
         typer.Option(
@@ -130,10 +145,14 @@ def boxes(
     null: NullOpt = False,
     workers: WorkersOpt = DEFAULT_WORKERS,
     shard: ShardOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Masks -> boxes -> COCO / SelfMask / LOST-CAD / JSONL / YOLO / VOC pseudo-labels. With --shard each process
-    writes a part file for `unseg merge`; under torchrun rank 0 gathers and writes one file."""
+    writes a part file for `unseg merge`; under torchrun rank 0 gathers and writes one file. From mask shards, an --out
+    ending in .tar, with {shard} (the mask shard's number) or {name} (its name): one label shard per mask shard, its
+    member <key>.json that image's label row (docs/scaling.md), for `unseg merge` into any format; a re-run skips the
+    label shards that exist (refusing those of other box options); --shard and torchrun split the shards."""
     from ..errors import UsageError
     from ..io.files import check_output_dir, check_output_file
     from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE
@@ -142,11 +161,37 @@ def boxes(
     from ..labels.components import COLOUR_IMAGE
     from ..labels.formats import writer_class
     from ..labels.runner import plan_tasks
+    from ..pipelines.shards import names_shards
     from ..runtime import close_shard, init_shard
 
+    opts = BoxOptions(
+        threshold,
+        connectivity,
+        min_area,
+        multi,
+        min_score,
+        max_boxes,
+        allow_color=allow_color,
+        max_pixels=max_pixels,
+        split_components=split_components,
+    )
     image_shard = images is not None and is_shard(images) and not os.path.isdir(images)
     if images is not None and not os.path.isdir(images) and not image_shard:
         raise UsageError(f"--images must be a folder or a shard: {images}")
+    if names_shards(out):
+        if not is_shard(out):
+            raise UsageError(f"label shards are tar files: --out {out} must end in .tar ('labels-{{shard}}.tar')")
+        if format is not None or segmentation != "rle":
+            given = f"--format {format}" if format is not None else f"--segmentation {segmentation}"
+            raise UsageError(
+                f"label shards (--out {out}) hold label rows with RLE masks, not {given}",
+                f"choose it when merging: unseg merge labels-*.tar {given} --out ...",
+            )
+        if root is not None or null:
+            raise UsageError("--root and --null apply to lists of files, not to shards")
+        _label_shards(masks, out, images, opts, workers, overwrite, shard, quiet)
+        return
+    format = format or "coco"
     if segmentation != "rle" and format != "coco":
         raise UsageError("--segmentation applies to --format coco only")
     if format in ("yolo", "yolo-seg") and (images is None or image_shard):
@@ -178,17 +223,7 @@ def boxes(
             sh,
             report,
             quiet,
-            BoxOptions(
-                threshold,
-                connectivity,
-                min_area,
-                multi,
-                min_score,
-                max_boxes,
-                allow_color=allow_color,
-                max_pixels=max_pixels,
-                split_components=split_components,
-            ),
+            opts,
         )
         counts.failed += len(staged.problems) + len(imgs.problems)
     if not quiet:
@@ -211,6 +246,55 @@ def boxes(
         notice("images over the pixel limit were refused; raise --max-pixels for trusted files")
     close_shard(sh)
     if counts.failed:
+        raise typer.Exit(1)
+
+
+def _label_shards(
+    masks: list[str],
+    out: str,
+    images: str | None,
+    opts: BoxOptions,
+    workers: int,
+    overwrite: bool,
+    shard: str | None,
+    quiet: bool,
+) -> None:
+    """Mask shards in, label shards out (``pipelines.shards.label_shards``)."""
+    import contextlib
+
+    from ..io.images import TOO_LARGE
+    from ..labels.components import COLOUR_IMAGE
+    from ..pipelines.shards import label_shards
+    from .console import shard_summary
+
+    failed = Failures()
+    with contextlib.ExitStack() as bars:
+        advance: list[Callable[..., None]] = []
+
+        def start(sh: Shard) -> None:  # under torchrun, one progress bar and summary: rank 0's
+            nonlocal quiet
+            quiet = quiet or not sh.shows_progress
+            advance.append(bars.enter_context(progress_bar(None, "boxes", quiet)))
+
+        summary, counts = label_shards(
+            masks,
+            out,
+            opts,
+            images=images,
+            workers=workers,
+            overwrite=overwrite,
+            shard=shard,
+            on_start=start,
+            on_progress=lambda n, total: advance[0](n, total=total),
+            on_error=failed,
+        )
+    if not quiet:
+        console.print(f"{shard_summary(summary, 'masks')} · boxes {counts.boxes} · without any box {counts.empty}")
+    if any(COLOUR_IMAGE in m for m in failed.messages):
+        notice("colour images are refused as masks; --allow-color boxes their luminance")
+    if any(TOO_LARGE in m for m in failed.messages):
+        notice("images over the pixel limit were refused; raise --max-pixels for trusted files")
+    if summary.failed or summary.failed_shards:
         raise typer.Exit(1)
 
 

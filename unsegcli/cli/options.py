@@ -27,7 +27,6 @@ from ..errors import UnsegError, UsageError
 from ..evaluation.inputs import Missing, Pick
 from ..io.datasets import DatasetName
 from ..labels.components import Connectivity
-from ..labels.formats import LabelFormat
 
 # --- common to most commands -----------------------------------------------------------------------
 WorkersOpt = Annotated[
@@ -134,7 +133,6 @@ ConnectivityOpt = Annotated[Connectivity, typer.Option("--connectivity", help="P
 MinAreaOpt = Annotated[
     float, typer.Option("--min-area", min=0.0, max=1.0, help="Drop boxes under this fraction of the image (MOVE: 1%).")
 ]
-LabelFormatOpt = Annotated[LabelFormat, typer.Option("--format", "-f", help="Pseudo-label file format.")]
 
 # --- evaluation ------------------------------------------------------------------------------------
 DatasetArg = Annotated[

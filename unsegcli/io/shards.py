@@ -29,6 +29,9 @@ from .remote import is_url, open_source, upload
 
 SHARD_SUFFIX = ".tar"
 _DIGITS = re.compile(r"(\d+)$")
+# a PAX global header naming the settings a shard was made with, where its members hold none (label shards);
+# tar and WebDataset's reader skip it
+SETTINGS_HEADER = "unseg.settings"
 
 
 def is_shard(spec: str) -> bool:
@@ -77,10 +80,11 @@ def _member_name(name: str) -> str | None:
 def extract_shard(spec: str, dest: str | os.PathLike, exts: tuple[str, ...]) -> ShardContents:
     """Stream the shard ``spec`` (a path or URL) and write each member whose name ends with one of ``exts``
     to ``dest/<member name>``. A member whose name leaves the folder is named and skipped; a shard that ends
-    early (truncated, not a tar) keeps the members before the damage and says why in ``damaged``. A shard that
-    cannot be opened at all is an InputError."""
+    early (truncated, not a tar) keeps the members before the damage (not the one it cuts) and says why in
+    ``damaged``. A shard that cannot be opened at all is an InputError."""
     contents = ShardContents()
     dest = Path(dest)
+    partial: Path | None = None  # the member being written: removed when the shard ends inside it
     try:
         with open_source(spec) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
             for member in tar:
@@ -96,10 +100,11 @@ def extract_shard(spec: str, dest: str | os.PathLike, exts: tuple[str, ...]) -> 
                     continue
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has its data
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as f:
+                partial = dest / name
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                with open(partial, "wb") as f:
                     shutil.copyfileobj(source, f)
+                partial = None
                 contents.staged += 1
     except FileNotFoundError:
         raise InputError(f"{spec}: no such shard") from None
@@ -108,6 +113,8 @@ def extract_shard(spec: str, dest: str | os.PathLike, exts: tuple[str, ...]) -> 
             if e.filename is not None and str(e.filename).startswith(str(dest)):  # staging: a full temp disk
                 raise OutputError(f"{e.filename}: cannot stage a member of {spec} ({e.strerror or e})") from None
             raise InputError(f"{spec}: cannot read the shard ({e.strerror or e})") from None
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         done = f" after {contents.staged} members" if contents.staged else ""
         contents.damaged = f"{spec}: truncated or not a tar shard{done} ({type(e).__name__}: {e})"
     return contents
@@ -123,33 +130,36 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def pack_folder(folder: str | os.PathLike, stream: object) -> int:
+def pack_folder(folder: str | os.PathLike, stream: object, settings: str | None = None) -> int:
     """Write the files under ``folder`` (sorted by their relative POSIX name, hidden ones left out) as a tar
-    to the binary ``stream``; returns how many."""
+    to the binary ``stream``, with ``settings`` in its ``SETTINGS_HEADER`` when given; returns how many."""
     root = Path(folder)
     files = sorted(
         (p.relative_to(root).as_posix(), p)
         for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-    with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+    headers = {SETTINGS_HEADER: settings} if settings else None
+    with tarfile.open(  # type: ignore[call-overload]
+        fileobj=stream, mode="w", format=tarfile.PAX_FORMAT, pax_headers=headers
+    ) as tar:
         for rel, path in files:
             with open(path, "rb") as f:
                 tar.addfile(_tarinfo(rel, path.stat().st_size), f)
     return len(files)
 
 
-def write_shard(folder: str | os.PathLike, target: str) -> int:
-    """Pack ``folder`` into the shard ``target`` so that it appears whole or not at all: a local target
-    through a temp file renamed over it; a URL through a local file, then ``io.remote.upload``. Returns the
-    number of members."""
+def write_shard(folder: str | os.PathLike, target: str, settings: str | None = None) -> int:
+    """Pack ``folder`` into the shard ``target`` (``settings`` as ``pack_folder`` takes it) so that it appears
+    whole or not at all: a local target through a temp file renamed over it; a URL through a local file, then
+    ``io.remote.upload``. Returns the number of members."""
     if not is_url(target):
         with open_output(target) as f:
-            return pack_folder(folder, f)
+            return pack_folder(folder, f, settings)
     fd, local = tempfile.mkstemp(prefix="unseg-shard-", suffix=SHARD_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            n = pack_folder(folder, f)
+            n = pack_folder(folder, f, settings)
         upload(local, target)
     finally:
         os.unlink(local)
@@ -157,10 +167,12 @@ def write_shard(folder: str | os.PathLike, target: str) -> int:
 
 
 def shard_tag(spec: str) -> str | None:
-    """The settings tag of a mask shard: its first PNG member's (``io.masks``); None when it has none or
-    cannot be read."""
+    """The settings tag of an output shard: its ``SETTINGS_HEADER``, else its first PNG member's (``io.masks``);
+    None when it has none or cannot be read."""
     with contextlib.suppress(InputError, tarfile.TarError, OSError, EOFError):
         with open_source(spec) as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+            if SETTINGS_HEADER in tar.pax_headers:  # read with the first member's header
+                return tar.pax_headers[SETTINGS_HEADER]
             for member in tar:
                 if member.isfile() and member.name.lower().endswith(".png"):
                     source = tar.extractfile(member)
@@ -180,8 +192,15 @@ class StagedInputs:
     def name(self, message: str) -> str:
         """A message about a staged file, saying ``shard.tar:member`` (or the file's URL) instead of its path."""
         for folder, prefix in self.folders.items():
-            message = message.replace(folder + os.sep, prefix)
+            message = staged_named(message, folder, prefix)
         return message
+
+
+def staged_named(message: str, folder: str, prefix: str) -> str:
+    """``message`` with the files staged under ``folder`` named ``prefix`` + member (``shard.tar:a.png``) and the
+    folder itself named as its source (``shard.tar``), so no temp path reaches a message or a label row."""
+    message = message.replace(folder + os.sep, prefix)
+    return re.sub(re.escape(folder) + r"(?![\w.-])", lambda _: prefix[:-1], message)
 
 
 @contextlib.contextmanager

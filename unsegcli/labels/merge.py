@@ -1,11 +1,11 @@
-"""Combining pseudo-label part files (from sharded `unseg boxes` runs, or the parquet parts of the Ray Data step)
-into one.
+"""Combining pseudo-label part files (from sharded `unseg boxes` runs, the label shards `unseg boxes` writes from
+mask shards, or the parquet parts of the Ray Data step) into one.
 
 Images are de-duplicated by file_name (the same image in two parts must carry the same size and
 annotations, else it is an error naming both files); ids are renumbered from 1 with images in
 file_name order and annotations in their image's order, so the merge of a complete set of shards
-equals a single-process run. Parquet parts (``labels.rows``) are converted to any label format through the
-writers of ``unseg boxes`` (``labels.runner.write_labels``).
+equals a single-process run. Label rows (``labels.rows``: parquet parts, label shards) are converted to any label
+format through the writers of ``unseg boxes`` (``labels.runner.write_labels``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..errors import InputError, UsageError
 from ..io.files import dumps_json, dumps_jsonl, write_output
 from ..io.labels import CocoFile, DetectorResults, JsonlRows, read_label_file
+from ..io.shards import is_shard
 from .formats import LabelFormat, Segmentation, coco_dataset
 from .rows import is_parquet
 
@@ -29,7 +30,7 @@ class MergeCounts:
     files: int
     images: int
     boxes: int
-    failed: int = 0  # images of parquet parts that failed upstream (their rows carry an error), each named
+    failed: int = 0  # images whose rows carry an error, unreadable label shards and members, each named
 
 
 def _ann_key(a: dict) -> str:
@@ -103,18 +104,19 @@ def merge_files(
     images: str = "",
     segmentation: Segmentation = "rle",
 ) -> MergeCounts:
-    """Merge COCO files or JSON-lines files (not a mix), or parquet parts, and write the result to ``out``
-    ('-' = stdout).
+    """Merge COCO files or JSON-lines files (not a mix), parquet parts, or label shards (.tar, paths or URLs),
+    and write the result to ``out`` ('-' = stdout).
 
     Every part is read before anything is written: each one that cannot be merged (unreadable, not
     one of our formats, detector results, a parquet part without the label columns) goes to ``on_error``,
     and then nothing is written (an InputError says how many). A zero-byte part is an empty JSON-lines
-    part (a shard without masks writes one); beside COCO parts, or alone, it is an error. COCO and JSON-lines
-    parts merge to their own format (``format`` may only repeat it); parquet parts to ``format`` (default
-    coco), ``images`` being the image root the keys are relative to (the yolo and voc formats link or name
-    the images from it), ``segmentation`` the coco format's mask encoding."""
-    if paths and any(p != "-" and is_parquet(p) for p in paths):
-        return _merge_parquet(paths, out, on_error, format or "coco", images, segmentation)
+    part (a shard without masks writes one); beside COCO parts, or alone, it is an error. Label shards are read
+    as `unseg boxes` reads mask shards: a shard or member that cannot be read goes to ``on_error`` and the rest
+    is merged. COCO and JSON-lines parts merge to their own format (``format`` may only repeat it); parquet parts
+    and label shards to ``format`` (default coco), ``images`` being the image root the keys are relative to (the
+    yolo and voc formats link or name the images from it), ``segmentation`` the coco format's mask encoding."""
+    if paths and any(p != "-" and (is_shard(p) or is_parquet(p)) for p in paths):
+        return _merge_rows(paths, out, on_error, format or "coco", images, segmentation)
     loaded: list[CocoFile | JsonlRows] = []
     empty: list[str] = []
     bad = 0
@@ -168,7 +170,7 @@ def merge_files(
     return MergeCounts(len(paths), len(rows), sum(len(r["boxes"]) for r in rows))
 
 
-def _merge_parquet(
+def _merge_rows(
     paths: Sequence[str],
     out: str,
     on_error: Callable[[str], None],
@@ -176,12 +178,18 @@ def _merge_parquet(
     images: str,
     segmentation: Segmentation,
 ) -> MergeCounts:
-    from .rows import merge_rows, read_rows
+    """Parquet parts (a bad one: nothing written) or label shards (a bad shard or member: named, the rest
+    merged) -> their rows -> ``format``."""
+    from .rows import merge_rows, read_rows, read_shard_rows
     from .runner import write_labels
 
-    other = [p for p in paths if p == "-" or not is_parquet(p)]
-    if other:
-        raise UsageError(f"cannot merge parquet parts with other files ({other[0]} is not parquet)")
+    kinds: dict[str, str] = {}  # kind of part -> its first part
+    for p in paths:
+        kind = "label shards" if p != "-" and is_shard(p) else "parquet parts" if is_parquet(p) else "other files"
+        kinds.setdefault(kind, p)
+    if len(kinds) > 1:
+        raise UsageError("cannot merge " + " with ".join(f"{k} ({p})" for k, p in kinds.items()))
+    shards = "label shards" in kinds
     bad = 0
 
     def fail(message: str) -> None:
@@ -189,14 +197,14 @@ def _merge_parquet(
         bad += 1
         on_error(message)
 
-    parts = read_rows(paths, fail)
-    if bad:
+    parts = read_shard_rows(paths, fail) if shards else read_rows(paths, fail)
+    if bad and not shards:
         raise InputError(f"{bad} of {len(paths)} parts cannot be merged; nothing written")
     labels, errors = merge_rows(parts)
     for message in errors:
         on_error(message)
     counts = write_labels(labels, out, format, images, segmentation, on_error)
-    return MergeCounts(len(paths), counts.images, counts.boxes, len(errors) + counts.failed)
+    return MergeCounts(len(paths), counts.images, counts.boxes, bad + len(errors) + counts.failed)
 
 
 def _check_segmentations(part: CocoFile, limit: int = 1000) -> None:

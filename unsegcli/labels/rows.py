@@ -10,17 +10,22 @@ per object, largest first as ``unseg boxes`` orders them:
 - ``settings`` (str): the settings tag of the masks (``io.masks.settings_tag``, as ``unseg predict`` records it);
 - ``error`` (str): why this image has no labels (it failed; its other label columns are then empty), or "".
 
-Parquet (pyarrow) is imported only when a part is read.
+The same rows come as parquet parts (the Ray Data step) or as label shards (`unseg boxes` from mask shards): a
+WebDataset tar per mask shard whose member ``<key>.json`` is one image's row as a JSON object. Parquet (pyarrow) is
+imported only when a part is read.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io.shards import extract_shard
 from .formats import ImageLabels, xyxy_to_xywh
 
 COLUMNS = ("key", "height", "width", "boxes", "areas", "scores", "rles", "settings", "error")
@@ -120,13 +125,68 @@ def read_rows(paths: Sequence[str], fail: Callable[[str], None]) -> RowParts:
     return out
 
 
+ROW_SUFFIX = ".json"  # a label shard's member: one image's row
+
+
+def _not_a_row(row: Any) -> str:
+    """Why a JSON value read from a label shard is not a row (its columns' types, as ``labels_to_row`` writes
+    them), or "" when it is one."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    missing = [c for c in COLUMNS if c not in row]
+    if missing:
+        return "no " + ", ".join(missing)
+    ints = all(isinstance(row[c], int) and row[c] >= 0 for c in ("height", "width"))
+    strs = all(isinstance(row[c], str) for c in ("key", "settings", "error"))
+    lists = [row[c] for c in ("boxes", "areas", "scores", "rles")]
+    if not (ints and strs and all(isinstance(v, list) and len(v) == len(lists[0]) for v in lists)):
+        return "a column of the wrong type, or object lists of different lengths"
+    boxes = all(isinstance(b, list) and len(b) == 4 and all(isinstance(x, int | float) for x in b) for b in lists[0])
+    numbers = all(isinstance(x, int | float) for x in lists[1] + lists[2])
+    if not (boxes and numbers and all(isinstance(r, str) for r in lists[3])):
+        return "a box, area, score or RLE of the wrong type"
+    return ""
+
+
+def read_shard_rows(specs: Sequence[str], fail: Callable[[str], None]) -> RowParts:
+    """Every row of the label shards ``specs`` (paths or URLs), member by member in their sorted order. A shard
+    that cannot be read (to its end), and a member that is not a row (not JSON, not an object with every column of
+    ``COLUMNS``), go to ``fail``, named as ``shard.tar:member``; the other members' rows are kept."""
+    out = RowParts(list(specs), [], [])
+    for i, spec in enumerate(specs):
+        with tempfile.TemporaryDirectory(prefix="unseg-rows-") as tmp:
+            try:
+                contents = extract_shard(spec, tmp, (ROW_SUFFIX,))
+            except InputError as e:
+                fail(e.message)
+                continue
+            for message in contents.problems + ([contents.damaged] if contents.damaged else []):
+                fail(message)
+            for path in sorted(Path(tmp).rglob("*" + ROW_SUFFIX)):
+                name = path.relative_to(tmp).as_posix()
+                try:
+                    row = json.loads(path.read_bytes())
+                except (ValueError, UnicodeDecodeError) as e:
+                    fail(f"{spec}:{name}: not a label row (not JSON: {e})")
+                    continue
+                why = _not_a_row(row)
+                if why:
+                    fail(f"{spec}:{name}: not a label row of `unseg boxes`: {why}")
+                    continue
+                out.rows.append({c: row[c] for c in COLUMNS})
+                out.sources.append(i)
+    return out
+
+
 def merge_rows(parts: RowParts) -> tuple[list[ImageLabels], list[str]]:
     """Rows -> (labels in key order, image ids from 1; the messages of failed images). A key in two rows must
-    carry the same labels, and all rows one settings tag, else an InputError naming both parts."""
+    carry the same labels, and all rows with labels one settings tag, else an InputError naming both parts."""
     seen: dict[str, tuple[int, dict[str, Any]]] = {}
     first_settings: tuple[int, str] | None = None
     for row, src in zip(parts.rows, parts.sources, strict=True):
-        if first_settings is None:
+        if row["error"]:  # no labels to mix (a mask that failed may not even hold its tag)
+            pass
+        elif first_settings is None:
             first_settings = (src, row["settings"])
         elif row["settings"] != first_settings[1]:
             raise InputError(

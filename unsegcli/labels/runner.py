@@ -71,6 +71,7 @@ class MaskTask:
 class Plan(NamedTuple):
     tasks: list[MaskTask]
     errors: list[str]  # masks that cannot be labelled (no image for them), one message each
+    unpaired: list[tuple[str, str]]  # of those, each mask without its image: (relative name, its message)
     ignored: str | None = None  # "ignored N files with other extensions (...)" in the mask folders, or None
 
 
@@ -136,7 +137,7 @@ def plan_tasks(
     index = FileIndex(images_root, IMAGE_EXTENSIONS) if images_root else None
     mine = list(enumerate(items)) if shard is None else shard.take(list(enumerate(items)))
     plan = Plan(
-        [], [] if shard is not None and not shard.is_main else list(listing.problems), listing.ignored_summary()
+        [], [] if shard is not None and not shard.is_main else list(listing.problems), [], listing.ignored_summary()
     )
     for i, it in mine:
         if index is None:
@@ -145,6 +146,7 @@ def plan_tasks(
         found = index.by_key(key_of(it.rel))
         if found.item is None:
             plan.errors.append(found.problem(it.path, "image", index.root))
+            plan.unpaired.append((it.rel, plan.errors[-1]))
         else:
             plan.tasks.append(MaskTask(i, it.path, found.item.rel, found.item.path))
     return plan
@@ -250,6 +252,14 @@ def _mask_path(task: MaskTask) -> str:
     return task.mask_path
 
 
+def labelled(
+    tasks: Sequence[MaskTask], opts: BoxOptions, workers: int, rle: bool = False, union: bool = False
+) -> Iterator[tuple[MaskTask, ImageLabels | Failed]]:
+    """Each task with its labels, or the ``Failed`` that says why it has none, in task order."""
+    work = functools.partial(label_one, opts=opts, rle=rle, union=union)
+    return zip(tasks, parallel_map(work, tasks, workers, describe=_mask_path), strict=True)
+
+
 def run_labelling(
     tasks: Sequence[MaskTask],
     opts: BoxOptions,
@@ -259,8 +269,7 @@ def run_labelling(
     union: bool = False,
 ) -> Iterator[ImageLabels]:
     """Labels in task order; failures go to ``on_error``."""
-    work = functools.partial(label_one, opts=opts, rle=rle, union=union)
-    for r in parallel_map(work, tasks, workers, describe=_mask_path):
+    for _, r in labelled(tasks, opts, workers, rle, union):
         if isinstance(r, Failed):
             on_error(r.message)
         else:

@@ -1,10 +1,11 @@
-"""`unseg predict` and `unseg refine` on WebDataset shards: one output shard of masks per input shard.
+"""`unseg predict`, `unseg refine` and `unseg boxes` on WebDataset shards: one output shard (of masks, of label
+rows) per input shard.
 
 Each input shard is streamed into a local staging folder (``io.shards.extract_shard``), run through the folder
-path itself (``engine.predict.predict_files``, ``refine.runner.refine_files``: the same decoding, naming,
-collision and error rules, the same PNG bytes), and the staged outputs are packed into the output shard
-(``io.shards.write_shard``), which appears whole or not at all. A shard is the unit of resume: a re-run skips
-every output shard that exists.
+path itself (``engine.predict.predict_files``, ``refine.runner.refine_files``, ``labels.runner``: the same
+decoding, naming, collision and error rules, the same PNG bytes and labels), and the staged outputs are packed
+into the output shard (``io.shards.write_shard``), which appears whole or not at all. A shard is the unit of
+resume: a re-run skips every output shard that exists.
 """
 
 from __future__ import annotations
@@ -16,21 +17,41 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..engine.predict import predict_files
-from ..engine.predictor import MaskPredictor
 from ..errors import InputError, UsageError, param
-from ..io.files import check_output_file, remove_stale_temps
+from ..io.files import check_output_file, dumps_json, remove_stale_temps
 from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE, InputListing, scan_inputs
-from ..io.masks import settings_tag
+from ..io.masks import read_tag, settings_tag
 from ..io.remote import expand_inputs, is_url, url_exists
-from ..io.shards import extract_shard, is_shard, sample_key, shard_number, shard_stem, shard_tag, write_shard
+from ..io.shards import (
+    extract_shard,
+    is_shard,
+    sample_key,
+    shard_number,
+    shard_stem,
+    shard_tag,
+    staged_named,
+    write_shard,
+)
+from ..labels.rows import ROW_SUFFIX, failed_row, labels_to_row
+from ..labels.runner import BoxOptions, LabelCounts, labelled, plan_tasks
+from ..parallel import Failed
 from ..refine import RefineOptions
 from ..refine.runner import plan_refine, refine_files
 from ..runtime import Shard, close_shard, init_shard, sum_across
-from .predict import PredictionPlan, PredictRequest, check_prediction, start_prediction
+
+if TYPE_CHECKING:  # torch: imported where a prediction runs, so that `unseg boxes` and `refine` on shards need none
+    from ..engine.predictor import MaskPredictor
+    from .predict import PredictionPlan, PredictRequest
 
 PLACEHOLDERS = ("{shard}", "{name}")
+
+
+def names_shards(out: str) -> bool:
+    """Whether ``out`` names output shards: a name with ``{shard}`` or ``{name}``, or one ending in .tar."""
+    return is_shard(out) or any(p in out for p in PLACEHOLDERS)
 
 
 def shard_inputs(inputs: Sequence[str]) -> bool:
@@ -105,13 +126,15 @@ def _jobs(inputs: Sequence[str], out: str) -> list[ShardJob]:
     return jobs
 
 
-def _same_settings(jobs: Sequence[ShardJob], tag: str) -> None:
-    """Refuse (exit 2) to resume into output shards made with other settings (their first mask's tag)."""
+def _same_settings(
+    jobs: Sequence[ShardJob], tag: str, which: str = "weights, size, binary, threshold or method options"
+) -> None:
+    """Refuse (exit 2) to resume into output shards made with other settings (``io.shards.shard_tag``)."""
     for job in jobs:
         found = shard_tag(job.target) if _exists(job.target) else None
         if found is not None and found != tag:
             raise UsageError(
-                f"{job.target} was made with other settings (weights, size, binary, threshold or method options)",
+                f"{job.target} was made with other settings ({which})",
                 f"pass {param('overwrite')} to recompute every shard with these settings, or choose another "
                 f"{param('out')}",
             )
@@ -120,6 +143,8 @@ def _same_settings(jobs: Sequence[ShardJob], tag: str) -> None:
 def plan_shards(req: PredictRequest, inputs: Sequence[str], out: str, shard: str | None = None) -> ShardPlan:
     """Check ``req`` and the output shards of the input shards ``inputs`` (paths, URLs, brace lists) before any
     work; refuse to resume when an existing output shard was made with other settings (unless ``overwrite``)."""
+    from .predict import check_prediction, start_prediction
+
     check_prediction(req)
     jobs = _jobs(inputs, out)
     same = functools.partial(_same_settings, jobs)
@@ -161,6 +186,8 @@ def predict_shards(
     are skipped unless ``overwrite``. A member that fails is named (``shard.tar:member: reason``) and left out,
     the rest of its shard is written; a shard that cannot be read to its end is named and gets no output, so a
     re-run retries it. ``on_progress(n, total)`` as ``predict_files`` calls it, ``total`` growing per shard."""
+    from ..engine.predict import predict_files
+
     req = plan.prediction.request
 
     def predict(job: ShardJob, staged: str, out: str, run: _ShardRun) -> tuple[int, int]:
@@ -201,7 +228,7 @@ class _ShardRun:
 
     def name(self, message: str) -> str:
         for folder, spec in self.names.items():
-            message = message.replace(folder + os.sep, f"{spec}:")
+            message = staged_named(message, folder, f"{spec}:")
         return message
 
     def failed(self, message: str) -> None:
@@ -235,10 +262,12 @@ def run_shards(
     exts: tuple[str, ...],
     work: Callable[[ShardJob, str, str, _ShardRun], tuple[int, int]],
     on_error: Callable[[str], None],
+    settings: str | None = None,
 ) -> ShardSummary:
     """This process's share of ``jobs``: skip the output shards that exist (unless ``overwrite``), stage each
     input shard's members with one of ``exts``, ``work(job, staged, out, run) -> (inputs, written)`` writes
-    the folder ``out``, which becomes the output shard. Counts summed over torchrun's ranks."""
+    the folder ``out``, which becomes the output shard (``settings``: its settings header, for outputs whose
+    members hold no tag). Counts summed over torchrun's ranks."""
     summary = ShardSummary()
     mine = sh.take(jobs)
     summary.shards = len(mine)
@@ -264,7 +293,7 @@ def run_shards(
             run.before += inputs
             summary.images += inputs
             summary.written += written
-            write_shard(out, job.target)
+            write_shard(out, job.target, settings)
             summary.written_shards += 1
     summary.seconds = time.perf_counter() - start
     counted = [f.name for f in fields(summary) if f.type == "int"]
@@ -276,6 +305,24 @@ def run_shards(
 def _progress(report: Callable[[int, int], None], before: int, n: int, total: int) -> None:
     """One shard's progress as the run's: ``total`` counts the images of the shards done before it too."""
     report(n, before + total)
+
+
+def _image_specs(jobs: Sequence[ShardJob], images: str) -> dict[str, str]:
+    """Each mask shard's images: ``images`` (a folder, a shard) with ``{shard}`` and ``{name}`` filled in from the
+    mask shard's name (``shards/train-{shard}.tar``); one that is not there is a UsageError."""
+    specs = {
+        job.source: images.replace("{shard}", shard_number(job.source)).replace("{name}", shard_stem(job.source))
+        for job in jobs
+    }
+    for spec in specs.values():
+        if not is_url(spec) and not os.path.exists(spec):
+            raise UsageError(f"{param('images')} not found: {spec}")
+    return specs
+
+
+def _images_root(run: _ShardRun, spec: str) -> str:
+    """The local folder of a mask shard's images: a shard staged beside it, a folder as it is."""
+    return run.stage(spec, IMAGE_EXTENSIONS, "images") if is_shard(spec) and not os.path.isdir(spec) else spec
 
 
 def refine_shards(
@@ -302,26 +349,18 @@ def refine_shards(
 
         require_crf()
     jobs = _jobs(masks, out)
-    image_specs = {
-        job.source: images.replace("{shard}", shard_number(job.source)).replace("{name}", shard_stem(job.source))
-        for job in jobs
-    }
-    for spec in image_specs.values():
-        if not is_url(spec) and not os.path.exists(spec):
-            raise UsageError(f"{param('images')} not found: {spec}")
+    image_specs = _image_specs(jobs, images)
     tag = settings_tag(dataclasses.asdict(options))
     if not overwrite:
-        _same_settings(jobs, tag)
+        _same_settings(jobs, tag, "refine method or options")
     sh = init_shard(shard)
     try:
         if on_start is not None:
             on_start(sh)
 
         def refine(job: ShardJob, staged: str, out_dir: str, run: _ShardRun) -> tuple[int, int]:
-            spec = image_specs[job.source]
-            root = run.stage(spec, IMAGE_EXTENSIONS, "images") if is_shard(spec) and not os.path.isdir(spec) else spec
             result = refine_files(
-                plan_refine([staged], root, out_dir, tag=tag),
+                plan_refine([staged], _images_root(run, image_specs[job.source]), out_dir, tag=tag),
                 options,
                 workers=workers,
                 overwrite=True,
@@ -335,3 +374,85 @@ def refine_shards(
         return run_shards(jobs, sh, overwrite, (".png",), refine, on_error)
     finally:
         close_shard(sh)
+
+
+def label_shards(
+    masks: Sequence[str],
+    out: str,
+    options: BoxOptions,
+    *,
+    images: str | None = None,
+    workers: int = 0,
+    overwrite: bool = False,
+    shard: str | None = None,
+    on_start: Callable[[Shard], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_error: Callable[[str], None] = lambda message: None,
+) -> tuple[ShardSummary, LabelCounts]:
+    """`unseg boxes` from mask shards to label shards: one shard per mask shard whose member ``<key>.json`` is that
+    mask's row (``labels.rows``; the labels of ``labels.runner`` with their RLEs, the mask's settings tag). An
+    image that fails keeps its row, with its ``error``, and is reported. ``images``: as ``refine_shards`` takes
+    them (then file names and sizes come from the images). A label shard's settings header names the box options
+    (and whether images were given), so a re-run refuses (exit 2) to resume into shards of other options unless
+    ``overwrite``. Returns the shards' counts and the labels' (boxes, images without any), summed over torchrun's
+    ranks."""
+    if not shard_inputs(masks):
+        raise UsageError(
+            f"{param('out')} {out} names label shards, which are made from shards of masks (.tar)",
+            f"give the mask shards (masks-{{000000..000009}}.tar), or write one label file: {param('out')} pseudo.json",
+        )
+    jobs = _jobs(masks, out)
+    image_specs = _image_specs(jobs, images) if images is not None else {}
+    tag = settings_tag({"boxes": dataclasses.asdict(options), "images": images is not None})
+    if not overwrite:
+        _same_settings(jobs, tag, f"box options, or {param('images')}")
+    counts = LabelCounts()
+    sh = init_shard(shard)
+    try:
+        if on_start is not None:
+            on_start(sh)
+
+        def label(job: ShardJob, staged: str, out_dir: str, run: _ShardRun) -> tuple[int, int]:
+            if not os.listdir(staged):  # a shard without masks: a label shard without rows
+                return 0, 0
+            plan = plan_tasks([staged], _images_root(run, image_specs[job.source]) if images is not None else None)
+            rows = [
+                (rel, failed_row(rel, run.name(message), read_tag(os.path.join(staged, rel)) or ""))
+                for rel, message in plan.unpaired
+            ]
+            for message in plan.errors:
+                run.failed(message)
+            total = run.before + len(plan.unpaired) + len(plan.tasks)
+
+            def tick(n: int) -> None:
+                if on_progress is not None:
+                    on_progress(n, total)
+
+            tick(len(plan.unpaired))
+            for task, result in labelled(plan.tasks, options, workers, rle=True):
+                tag = read_tag(task.mask_path) or ""
+                rel = Path(task.mask_path).relative_to(staged).as_posix()
+                if isinstance(result, Failed):
+                    run.failed(result.message)
+                    rows.append((rel, failed_row(task.file_name, run.name(result.message), tag)))
+                else:
+                    rows.append((rel, labels_to_row(result, tag)))
+                    counts.boxes += len(result.boxes)
+                    counts.empty += not result.boxes
+                tick(1)
+            for rel, row in rows:
+                target = os.path.join(out_dir, sample_key(rel) + ROW_SUFFIX)
+                if os.path.exists(target):
+                    run.failed(f"{os.path.join(staged, rel)}: a second mask of sample {sample_key(rel)}; left out")
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write(dumps_json(row))
+            return len(rows), sum(not row["error"] for _, row in rows)
+
+        summary = run_shards(jobs, sh, overwrite, (".png",), label, on_error, settings=tag)
+        counts.boxes, counts.empty = sum_across(sh, [counts.boxes, counts.empty])
+    finally:
+        close_shard(sh)
+    counts.images, counts.failed = summary.written, summary.failed
+    return summary, counts
