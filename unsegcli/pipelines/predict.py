@@ -163,7 +163,7 @@ def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[st
     Weights enter by identity (size and a hash), so a retrained checkpoint under the same name differs.
     ``identity``: the backbone's, as feature files record it (the CPU stage of a split run, which loads no
     backbone; its weights are then not resolved unless the backbone was given)."""
-    written = {
+    written: dict[str, Any] = {
         "binary": req.binary,
         "threshold": req.threshold if req.binary else None,
         "refine": req.refine,
