@@ -7,12 +7,10 @@ Our own code from the official rules (shahaf-arica/CuVLER ``extract_eig_vecs.py`
 1. every backbone sees the image resized to a square (480, 476 for patch 14) and gives DINO's last-block keys
    or DINOv2's final-LayerNorm patch tokens; the binary cosine graph (tau, eps) gives u, the 2nd eigenvector
    of the symmetric normalised Laplacian;
-2. u is clustered for each K in ``ks``. The official code runs scikit-learn's KMeans (k-means++, n_init 10,
-   random_state 0) on the 1-D values; here the exact 1-D optimum is computed instead (``kmeans_1d``: the
-   clusters of an optimal 1-D k-means are intervals of the sorted values), deterministic and independent of
-   seeds and library versions. Equal values always share a cluster; between two partitions of equal cost the
-   one with the lower split points wins. Clusters are numbered by ascending value (the official numbering is
-   k-means++'s, which only orders the proposals);
+2. u is clustered for each K in ``ks`` by the official scikit-learn ``KMeans(n_clusters=K, random_state=0,
+   n_init=10)``, reproduced in numpy (``kmeans_1d``): the same labels, numbering included, so the proposals come
+   in the official order. It is not the exact 1-D optimum: Lloyd's iterations stop a few patches away from it,
+   and the official masks are made from where they stop (scripts/compare_votecut.py, docs/parity.md);
 3. per cluster: skipped if it holds >= 2 grid corners, or has more than 30 4-connected components; each
    component is a proposal unless its box is under 5 patches both wide and tall;
 4. proposals are resized (nearest) to 60 x 60 and grouped greedily by IoU > ``cluster_iou`` (``vote``), at
@@ -57,6 +55,10 @@ COMMON_GRID = 60  # proposals meet on a 60 x 60 grid (CuVLER iou_clustering patc
 MAX_COMPONENTS = 30  # a cluster split into more components is skipped (instances_from_semantic_labels)
 MIN_BOX = 5  # a component under 5 patches both wide and tall is skipped (min_mask_w = min_mask_h = 5)
 PIVOT_STEPS = 5  # moves of a group's pivot (cluster_mask_by_iou pivot_iter)
+KMEANS_INITS = 10  # CuVLER votecut.py kmeans_labeling: KMeans(n_clusters=k, random_state=0, n_init=10)
+KMEANS_SEED = 0  # ... random_state=0
+KMEANS_MAX_ITER = 300  # scikit-learn KMeans' default max_iter
+KMEANS_TOL = 1e-4  # scikit-learn KMeans' default tol, relative to the data's mean variance (_tolerance)
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -70,40 +72,87 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 
 def kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
-    """(N,) float -> (N,) int labels of the exact k-means optimum (k = 2 or 3), cluster 0 the lowest values.
-    Splits fall only between distinct values; among equal costs the lowest split points win (``argmin``)."""
-    if k not in (2, 3):
-        raise UsageError(f"{param('ks')}: VoteCut's k-means takes K = 2 or 3, not {k}")
-    order = np.argsort(values, kind="stable")
-    x = values[order].astype(np.float64)
+    """(N,) float -> (N,) int labels of CuVLER's ``KMeans(n_clusters=k, random_state=0, n_init=10)`` on the values
+    as one feature (votecut.py kmeans_labeling), reproduced from scikit-learn's documented algorithm with its
+    defaults: the data centred, greedy k-means++ seeding, Lloyd's iterations until the labels repeat or the centres
+    move less than ``KMEANS_TOL`` times the variance, the lowest inertia of ``KMEANS_INITS`` runs. Not the exact
+    1-D optimum: Lloyd stops at a nearby fixed point, and the official masks are made from that. Label numbers are
+    scikit-learn's too (they order the proposals). Equal to scikit-learn up to the last bits of its threaded sums."""
+    x = values.astype(np.float64).reshape(-1, 1)
+    x = x - x.mean(axis=0)
+    tol = float(np.mean(np.var(x, axis=0))) * KMEANS_TOL
+    rng = np.random.RandomState(KMEANS_SEED)  # scikit-learn's random_state=0 is this legacy generator
+    best: tuple[np.ndarray, float] | None = None
+    for _ in range(KMEANS_INITS):
+        labels, inertia = _lloyd(x, _kmeans_pp(x, k, rng), tol)
+        if best is None or (inertia < best[1] and not _same_labels(labels, best[0])):
+            best = (labels, inertia)
+    assert best is not None
+    return best[0]
+
+
+def _sq_dist(c: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(C, 1) centres, (N, 1) points -> (C, N) squared distances as -2 c.x + |c|^2 + |x|^2 (clipped at 0)."""
+    d = -2 * (c @ x.T)
+    d += c * c
+    d += (x * x).T
+    return np.maximum(d, 0)
+
+
+def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
+    """Greedy k-means++ (Arthur & Vassilvitskii; scikit-learn's variant): the first centre uniform, each next
+    one the best of 2 + int(log k) candidates drawn in proportion to the squared distance to the centres so far."""
     n = len(x)
-    s1 = np.concatenate([[0.0], np.cumsum(x)])
-    s2 = np.concatenate([[0.0], np.cumsum(x * x)])
-    cuts = np.flatnonzero(x[1:] > x[:-1]) + 1  # a cluster may start here
+    weight = np.ones(n)
+    first = rng.choice(n, p=weight / weight.sum())
+    centres = [x[first]]
+    closest = _sq_dist(x[[first]], x)
+    potential = closest @ weight
+    for _ in range(1, k):
+        draws = rng.uniform(size=2 + int(np.log(k))) * potential
+        cand = np.minimum(np.searchsorted(np.cumsum(weight * closest), draws), n - 1)
+        dist = np.minimum(closest, _sq_dist(x[cand], x))
+        pots = dist @ weight.reshape(-1, 1)
+        best = int(np.argmin(pots))
+        potential, closest = pots[best], dist[best]
+        centres.append(x[cand[best]])
+    return np.stack(centres)
 
-    def cost(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
-        """Sum of squared deviations of x[a:b] from its mean (a < b)."""
-        cnt = np.asarray(b) - np.asarray(a)
-        return (s2[b] - s2[a]) - (s1[b] - s1[a]) ** 2 / cnt
 
-    labels = np.zeros(n, np.int64)
-    if len(cuts) < k - 1:  # fewer distinct values than clusters: one cluster per value
-        labels[order] = np.concatenate([[0], np.cumsum(x[1:] > x[:-1])])
-        return labels
-    if k == 2:
-        i = cuts[np.argmin(cost(0, cuts) + cost(cuts, n))]
-        labels[order[i:]] = 1
-        return labels
-    best, split = np.inf, (0, 0)
-    for t, i in enumerate(cuts[:-1]):
-        js = cuts[t + 1 :]
-        total = cost(0, int(i)) + cost(int(i), js) + cost(js, n)
-        m = int(np.argmin(total))
-        if total[m] < best:
-            best, split = float(total[m]), (int(i), int(js[m]))
-    labels[order[split[0] : split[1]]] = 1
-    labels[order[split[1] :]] = 2
-    return labels
+def _lloyd(x: np.ndarray, centres: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
+    """Lloyd's k-means from ``centres`` -> (labels, inertia): up to KMEANS_MAX_ITER steps, stopping when the
+    labels repeat or the squared centre shifts sum to <= ``tol``; then the labels of the final centres. An empty
+    cluster takes the points farthest from their centres (the labels stay)."""
+    labels_old = np.full(len(x), -1)
+    strict = False
+    for _ in range(KMEANS_MAX_ITER):
+        labels = np.argmin((centres * centres).T - 2 * (x @ centres.T), axis=1)
+        sums = np.bincount(labels, weights=x[:, 0], minlength=len(centres))[:, None]
+        counts = np.bincount(labels, minlength=len(centres)).astype(np.float64)
+        empty = np.flatnonzero(counts == 0)
+        dist = ((x - centres[labels]) ** 2).sum(1) if len(empty) else np.zeros(1)
+        if dist.max() > 0:  # scikit-learn _relocate_empty_clusters_dense
+            for e, far in zip(empty, np.argsort(-dist, kind="stable"), strict=False):
+                sums[labels[far]] -= x[far]
+                counts[labels[far]] -= 1
+                sums[e], counts[e] = x[far], 1
+        new = sums * (1 / np.maximum(counts, 1))[:, None]
+        shift = ((new - centres) ** 2).sum()
+        centres = new
+        if np.array_equal(labels, labels_old):
+            strict = True
+            break
+        if shift <= tol:
+            break
+        labels_old = labels
+    if not strict:
+        labels = np.argmin((centres * centres).T - 2 * (x @ centres.T), axis=1)
+    return labels, float(((x - centres[labels]) ** 2).sum())
+
+
+def _same_labels(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same partition, whatever the label numbers."""
+    return len(set(zip(a.tolist(), b.tolist(), strict=True))) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
 def proposals(labellings: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -282,8 +331,6 @@ class VoteCutPredictor:
             raise UsageError(f"options for {method} must be VoteCutOptions")
         validate(self.options)
         self.ks = parse_ks(self.options.ks)
-        for k in self.ks:
-            kmeans_1d(np.zeros(3), k)  # K outside 2, 3: a usage error now, not per image
         self.stage = stage
         if stage == "features":
             self.kind = "features"
