@@ -18,13 +18,22 @@ unstable argsort, decide it; ``ours_among_official_orders`` says whether ours is
 (a real difference). A miss whose backbones all have a gap >= --min-gap and that is not an ``order`` tie is a
 defect: the exit code is then 1.
 
-The official code needs scikit-learn, OpenCV and torchvision (and imports pydensecrf, stubbed when missing: the
-CRF is not run). Keep them out of the project's environment, e.g.:
+``--crf`` compares the optional CRF instead (`unseg predict --method votecut --refine crf`): our vote of each
+image (as above) gives the 60 x 60 voted masks, and both sides refine the same masks on the same RGB image: the
+official ``mask_post_processing`` (nearest upsampling, crop, CutLER's ``densecrf`` through the real pydensecrf,
+holes filled, the empty / box-IoU gates) and ours (``votecut.full_masks`` with ``RefineOptions("crf")``). Per
+image it prints how many refined masks are equal, how many pixels differ, how many the official code kept raw
+(``crf_success`` False), and whether the instance maps agree (the official masks painted by our overlap rule);
+any difference is a defect (exit code 1). It needs the ``crf`` extra (pydensecrf2) installed.
+
+The official code needs scikit-learn, OpenCV and torchvision (and imports pydensecrf, stubbed when missing
+without ``--crf``: the CRF is not run). Keep them out of the project's environment, e.g.:
 
     git clone https://github.com/shahaf-arica/CuVLER /tmp/CuVLER
     python -m pip install --target /tmp/cuvler-site --no-deps scikit-learn joblib threadpoolctl narwhals cloudpickle
     PYTHONPATH=.:/tmp/cuvler-site python scripts/compare_votecut.py --official /tmp/CuVLER --features planted
     PYTHONPATH=.:/tmp/cuvler-site python scripts/compare_votecut.py --official /tmp/CuVLER --features vit
+    PYTHONPATH=.:/tmp/cuvler-site python scripts/compare_votecut.py --official /tmp/CuVLER --features vit --crf
 
 (CPU, seconds per image at the default --fixed-size 224 with three tiny random backbones.)
 """
@@ -48,7 +57,16 @@ sys.path.insert(0, str(REPO))
 from unsegcli.io.features import FeatureRecord  # noqa: E402
 from unsegcli.methods import method_options  # noqa: E402
 from unsegcli.methods.spectral.core import binary_cosine_affinity, fiedler  # noqa: E402
-from unsegcli.methods.spectral.votecut import VoteCutPredictor, kmeans_1d, parse_ks, proposals, vote  # noqa: E402
+from unsegcli.methods.spectral.votecut import (  # noqa: E402
+    VoteCutPredictor,
+    full_masks,
+    instance_map,
+    kmeans_1d,
+    parse_ks,
+    proposals,
+    vote,
+)
+from unsegcli.refine import RefineOptions  # noqa: E402
 from unsegcli.synth import generate  # noqa: E402
 
 MIN_GAP = 1e-3  # default --min-gap: below it the 2nd eigenvector is taken as not unique (see docs/parity.md)
@@ -58,12 +76,15 @@ class NoCrf(Exception):
     """Raised in place of the official densecrf: its caller then keeps the raw upsampled vote (crf_success False)."""
 
 
-def import_official(root: Path) -> types.SimpleNamespace:
-    """The official functions, from the checkout at ``root``; pydensecrf is stubbed if absent (never called)."""
+def import_official(root: Path, crf: bool = False) -> types.SimpleNamespace:
+    """The official functions, from the checkout at ``root``. Without ``crf`` its densecrf is switched off (and
+    pydensecrf stubbed if absent); with ``crf`` the real pydensecrf must be installed."""
     try:
         import pydensecrf.densecrf
         import pydensecrf.utils  # noqa: F401
     except ImportError:
+        if crf:
+            sys.exit("--crf needs pydensecrf (pip install 'unseg[crf]')")
         stub = types.ModuleType("pydensecrf")
         stub.densecrf = types.ModuleType("pydensecrf.densecrf")  # type: ignore[attr-defined]
         stub.utils = types.ModuleType("pydensecrf.utils")  # type: ignore[attr-defined]
@@ -75,7 +96,8 @@ def import_official(root: Path) -> types.SimpleNamespace:
     def no_crf(*_: object) -> None:
         raise NoCrf
 
-    vc.densecrf = no_crf
+    if not crf:
+        vc.densecrf = no_crf
     return types.SimpleNamespace(ncut=ncut, votecut=vc.votecut, kmeans=vc.kmeans_labeling, vc=vc)
 
 
@@ -201,6 +223,50 @@ def compare_image(off, feats: list[np.ndarray], grids: list[int], size, args) ->
     return row
 
 
+def compare_crf(off, feats: list[np.ndarray], grids: list[int], image: np.ndarray, args) -> dict:
+    """Our vote's masks refined by the official mask_post_processing and by ours, on the same image."""
+    o = method_options("votecut", tau=args.tau, eigensolver=args.eigensolver)
+    size = image.shape[:2]
+    predictor = VoteCutPredictor("votecut", o, stage="cuts")
+    record = FeatureRecord({f"keys_{b}": f for b, f in enumerate(feats)}, {"grids": grids, "original": list(size)})
+    eig = predictor.eigenvectors([predictor.prepare(0, record)])
+    labellings = [kmeans_1d(u[0].ravel(), k).reshape(u[0].shape) for u in eig for k in predictor.ks]
+    voted = vote(proposals(labellings), o.tau_m, o.cluster_iou, o.max_objects)
+    row: dict = {"masks": len(voted), "equal_masks": 0, "diff_px": [], "official_raw": 0, "ours_raw": 0}
+    if not voted:
+        row["map_equal"] = True
+        return row
+    crf = RefineOptions(method="crf")
+    grid = [m for m, _ in voted]
+    raw = full_masks(grid, size)
+    ours = full_masks(grid, size, image, crf)
+    theirs = []
+    for m, r, mine in zip(grid, raw, ours, strict=True):
+        final, success = off.vc.mask_post_processing(m.astype(np.uint8), Image.fromarray(image))
+        final = np.asarray(final) > 0
+        theirs.append(final)
+        row["official_raw"] += not success
+        row["ours_raw"] += bool(np.array_equal(mine, r))
+        row["diff_px"].append(int(np.count_nonzero(final != mine)))
+        row["equal_masks"] += row["diff_px"][-1] == 0
+    labels, _ = instance_map(voted, size, image, crf)
+    row["map_equal"] = all(np.array_equal(labels == k + 1, t) for k, t in enumerate(paint(theirs, size)))
+    return row
+
+
+def report_crf(rows: list[dict]) -> int:
+    """The --crf summary; 1 when any mask or map differs."""
+    masks = sum(r["masks"] for r in rows)
+    equal = sum(r["equal_masks"] for r in rows)
+    maps = sum(r["map_equal"] for r in rows)
+    print(
+        f"CRF: {equal}/{masks} refined masks equal on {len(rows)} images (official kept raw: "
+        f"{sum(r['official_raw'] for r in rows)}, ours raw: {sum(r['ours_raw'] for r in rows)}); "
+        f"instance maps equal on {maps}/{len(rows)}"
+    )
+    return 0 if equal == masks and maps == len(rows) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--official", type=Path, required=True, help="a CuVLER checkout (github.com/shahaf-arica/CuVLER)")
@@ -216,9 +282,10 @@ def main() -> int:
     ap.add_argument("--tau", type=float, default=0.15)
     ap.add_argument("--eigensolver", choices=("fast", "exact"), default="fast")
     ap.add_argument("--min-gap", type=float, default=MIN_GAP, help="relative eigengap below which a miss is excused")
+    ap.add_argument("--crf", action="store_true", help="compare the optional CRF on our voted masks")
     ap.add_argument("--json", type=Path, help="write the per-image rows here")
     args = ap.parse_args()
-    off = import_official(args.official.resolve())
+    off = import_official(args.official.resolve(), crf=args.crf)
 
     if args.images:
         files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
@@ -246,6 +313,16 @@ def main() -> int:
                     sys.exit("--features planted needs generated images (their masks), not --images")
                 grids = [int(g) for g in args.grids.split(",")]
                 feats = planted_features(mask, grids, args.noise, rng)
+            if args.crf:
+                row = {"image": name, **compare_crf(off, feats, grids, image, args)}
+                rows.append(row)
+                print(
+                    f"{name}: {row['equal_masks']}/{row['masks']} refined masks equal, pixels differing "
+                    f"{row['diff_px']}, official kept raw {row['official_raw']}, ours raw {row['ours_raw']}, "
+                    f"instance map equal {row['map_equal']}",
+                    flush=True,
+                )
+                continue
             row = {"image": name, **compare_image(off, feats, grids, image.shape[:2], args)}
             row["clear"] = min(row["gaps"]) >= args.min_gap
             rows.append(row)
@@ -262,6 +339,10 @@ def main() -> int:
                 f"stage={stage} gaps={gaps} |cos(u)|={cos}",
                 flush=True,
             )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+    if args.crf:
+        return report_crf(rows)
     equal = sum(bool(r.get("equal")) for r in rows)
     bad = [r["image"] for r in rows if not r.get("equal") and r["clear"] and r["stage"] != "order"]
     clear = [r for r in rows if r["clear"]]
@@ -270,8 +351,6 @@ def main() -> int:
         f"{sum(bool(r.get('equal')) for r in clear)}/{len(clear)} of those whose every backbone has a relative "
         f"eigengap >= {args.min_gap:g}; misses at a clear gap that are not tie-order: {bad or 'none'}"
     )
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, default=str))
     return 1 if bad else 0
 
 

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from unsegcli.errors import UsageError
 from unsegcli.refine import RefineOptions, match_size, refine_mask
 from unsegcli.refine.bilateral import bilateral_solve, build_grid, grid_coordinates
-from unsegcli.refine.crf import crf_available
+from unsegcli.refine.crf import crf_available, dense_crf
 from unsegcli.refine.postprocess import iou, object_component
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,6 +256,19 @@ def test_crf_snaps_a_blocky_mask_to_the_object_and_gates():
     wrong[:30, :20] = 1.0
     gated = refine_mask(wrong, img, RefineOptions(method="crf"))
     assert not gated.any()
+
+
+@pytest.mark.skipif(not crf_available(), reason="optional extra unseg[crf] (pydensecrf2) not installed")
+def test_crf_takes_a_read_only_image():
+    # np.asarray of a PIL image and Ray Data's Arrow-backed arrays are read-only; pydensecrf's buffer needs a
+    # writable one (CuVLER mask_post_processing copies the image for it)
+    yy, xx = np.mgrid[:48, :64]
+    obj = (xx - 32) ** 2 / 18**2 + (yy - 24) ** 2 / 13**2 < 1
+    img = np.where(obj[..., None], [220, 40, 40], [30, 90, 160]).astype(np.uint8)
+    img.flags.writeable = False
+    box = np.zeros(obj.shape, np.float32)
+    box[11:38, 14:51] = 1.0  # the object's box: the CRF trims the corners to the ellipse
+    assert np.array_equal(dense_crf(img, box), obj)
 
 
 def _write_pair(root: Path, rel: str, img: np.ndarray, mask: np.ndarray | None) -> None:

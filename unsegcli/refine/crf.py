@@ -63,6 +63,9 @@ def dense_crf(
     crf = dcrf.DenseCRF2D(w, h, 2)
     crf.setUnaryEnergy(unary)
     crf.addPairwiseGaussian(sxy=pos_xy_std, compat=pos_w)
-    crf.addPairwiseBilateral(sxy=bi_xy_std, srgb=bi_rgb_std, rgbim=np.ascontiguousarray(image), compat=bi_w)
+    # pydensecrf takes a writable C-contiguous buffer: a read-only image (np.asarray of a PIL image, Ray Data's
+    # arrays) is copied, as CuVLER's mask_post_processing copies its image
+    rgb = np.require(image, requirements=("C_CONTIGUOUS", "WRITEABLE"))
+    crf.addPairwiseBilateral(sxy=bi_xy_std, srgb=bi_rgb_std, rgbim=rgb, compat=bi_w)
     q = np.asarray(crf.inference(iterations))
     return np.argmax(q, axis=0).reshape(h, w) == 1

@@ -259,7 +259,7 @@ def crf_refine(mask: np.ndarray, image: np.ndarray, options: RefineOptions) -> n
     cx0, cx1, cy0, cy1 = max(x0 - bw // 3, 0), min(x1 + bw // 3, w), max(y0 - bh // 3, 0), min(y1 + bh // 3, h)
     o = options
     crop = dense_crf(
-        np.ascontiguousarray(image[cy0:cy1, cx0:cx1]),
+        image[cy0:cy1, cx0:cx1],
         mask[cy0:cy1, cx0:cx1].astype(np.float32),
         o.crf_iterations,
         o.crf_pos_w,
@@ -275,6 +275,22 @@ def crf_refine(mask: np.ndarray, image: np.ndarray, options: RefineOptions) -> n
     return refined
 
 
+def full_masks(
+    voted: Sequence[np.ndarray],
+    original: tuple[int, int],
+    image: np.ndarray | None = None,
+    refine: RefineOptions | None = None,
+) -> np.ndarray:
+    """Voted 60 x 60 masks (not empty) -> (n, H, W) bool: upsampled nearest to the image (CuVLER
+    mask_post_processing's F.interpolate), each refined by ``crf_refine`` with ``refine`` (and ``image``) if given."""
+    stack = torch.from_numpy(np.stack(voted).astype(np.float32))[None]
+    full = F.interpolate(stack, size=tuple(original), mode="nearest")[0].numpy() > 0
+    if refine is not None:
+        assert image is not None
+        full = np.stack([crf_refine(m, image, refine) for m in full])
+    return full
+
+
 def instance_map(
     voted: Sequence[tuple[np.ndarray, int]],
     original: tuple[int, int],
@@ -282,18 +298,12 @@ def instance_map(
     refine: RefineOptions | None = None,
 ) -> Output:
     """Voted masks (sorted by group size) -> (H, W) uint8 labels, object k = the k-th mask, and its score =
-    group size / the largest group size. Masks are upsampled nearest (CuVLER mask_post_processing), then each
-    refined by ``crf_refine`` with ``refine`` (and ``image``) if given; where they overlap the smaller mask lies
-    on top, so an object inside another keeps its pixels."""
-    h, w = original
-    labels = np.zeros((h, w), np.uint8)
+    group size / the largest group size. Masks at image size (``full_masks``: refined with ``refine``, if given);
+    where they overlap the smaller mask lies on top, so an object inside another keeps its pixels."""
+    labels = np.zeros(original, np.uint8)
     if not voted:
         return labels, {}
-    stack = torch.from_numpy(np.stack([m for m, _ in voted]).astype(np.float32))[None]
-    full = F.interpolate(stack, size=(h, w), mode="nearest")[0].numpy() > 0
-    if refine is not None:
-        assert image is not None
-        full = np.stack([crf_refine(m, image, refine) for m in full])
+    full = full_masks([m for m, _ in voted], original, image, refine)
     for k in sorted(range(len(voted)), key=lambda k: -int(full[k].sum())):  # largest first, smaller on top
         labels[full[k]] = k + 1
     top = max(size for _, size in voted)
