@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ from unsegcli.config import PreprocessConfig
 from unsegcli.model.checkpoint import checkpoint_dict, save_checkpoint
 
 from .helpers import tiny_model
+
+# One intra-op thread, here and in every process a test starts (they inherit the environment): the tiny models
+# gain nothing from a second thread, and on 2 shared cores (CI, other jobs, a test's own subprocesses beside it)
+# OpenMP's spinning threads made steps up to 10x slower (MOVE's resume test: 96 s with 2 threads, 11 s with one,
+# load ~8). A value already set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items):
