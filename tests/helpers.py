@@ -140,6 +140,21 @@ def trainer(tmp_path: Path, objective: str = "move", steps: int = 3, inpainter: 
     return run.trainer
 
 
+class Cli:
+    """``unseg ARGS`` in this process (the `cli` fixture; module-scoped fixtures make their own): no interpreter
+    start-up, for what does not need a real process."""
+
+    def __init__(self) -> None:
+        from typer.testing import CliRunner
+
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str | Path, input: str | bytes | None = None):
+        from unsegcli.cli.app import app
+
+        return self.runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
 def run_unseg(
     *args, cwd: Path | None = None, input: str | bytes | None = None, env: dict | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess:

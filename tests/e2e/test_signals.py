@@ -1,5 +1,6 @@
 """Signals (issue 13): SIGTERM, SIGHUP and SIGKILL of a real `unseg` process leave no temp file behind and a
-re-run completes; a re-run removes the temps of dead processes only."""
+re-run completes; a re-run removes the temps of dead processes only. The signalled runs are real processes; the
+re-runs only read what they left, so they run in this process (one interpreter start-up less each)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..helpers import run_unseg, write_images
+from ..helpers import write_images
 
 pytestmark = pytest.mark.slow  # real processes
 
@@ -36,7 +37,7 @@ def _start_predict(imgs: Path, out: Path, ckpt: Path, **popen: Any) -> subproces
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_predict_signal_cleans_up_and_rerun_completes(tmp_path, tiny_ckpt, sig, code):
+def test_predict_signal_cleans_up_and_rerun_completes(tmp_path, tiny_ckpt, cli, sig, code):
     write_images(tmp_path / "imgs", [(48, 64)] * 60)
     out = tmp_path / "m"
     proc = _start_predict(tmp_path / "imgs", out, tiny_ckpt, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -45,8 +46,8 @@ def test_predict_signal_cleans_up_and_rerun_completes(tmp_path, tiny_ckpt, sig, 
     assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     assert all(not n.startswith(".") for n in os.listdir(out)), os.listdir(out)
-    res = run_unseg("predict", tmp_path / "imgs", "--out", out, "-w", tiny_ckpt, "-j", "0")
-    assert res.returncode == 0
+    res = cli("predict", tmp_path / "imgs", "--out", out, "-w", tiny_ckpt, "-j", "0")
+    assert res.exit_code == 0, res.stderr
     assert len([n for n in os.listdir(out) if n.endswith(".png")]) == 60
 
 
@@ -69,7 +70,7 @@ def test_boxes_sigterm_leaves_no_temp_output(tmp_path):
     assert os.listdir(out) == []
 
 
-def test_rerun_removes_stale_temp_files_after_kill(tmp_path, tiny_ckpt):
+def test_rerun_removes_stale_temp_files_after_kill(tmp_path, tiny_ckpt, cli):
     """Temps are named `.unseg-tmp-<pid>-...`: a re-run removes those whose process is gone (a kill -9),
     never those of a live concurrent run."""
     write_images(tmp_path / "imgs", [(48, 64)] * 40)
@@ -79,18 +80,19 @@ def test_rerun_removes_stale_temp_files_after_kill(tmp_path, tiny_ckpt):
     proc.wait()
     dead = 2**22 + 12345  # above the default pid_max, so no live process has it
     (out / f".unseg-tmp-{dead}-stale").write_bytes(b"half a png")
-    (out / f".unseg-tmp-{os.getpid()}-live").write_bytes(b"a concurrent run's temp")
-    res = run_unseg("predict", tmp_path / "imgs", "--out", out, "-w", tiny_ckpt, "-j", "0")
-    assert res.returncode == 0
+    live = os.getppid()  # another live process: the re-run runs in this one
+    (out / f".unseg-tmp-{live}-live").write_bytes(b"a concurrent run's temp")
+    res = cli("predict", tmp_path / "imgs", "--out", out, "-w", tiny_ckpt, "-j", "0")
+    assert res.exit_code == 0, res.stderr
     leftovers = sorted(n for n in os.listdir(out) if n.startswith("."))
-    assert leftovers == [f".unseg-tmp-{os.getpid()}-live"], leftovers
+    assert leftovers == [f".unseg-tmp-{live}-live"], leftovers
     assert len([n for n in os.listdir(out) if n.endswith(".png")]) == 40
 
 
-def test_train_sigterm_with_data_workers_stops_quietly_and_resumes(tmp_path):
+def test_train_sigterm_with_data_workers_stops_quietly_and_resumes(tmp_path, cli):
     """`unseg train -j 2`: the data workers never see the group's SIGTERM (they would die first and torch would
     report each death), the run stops with 143, no traceback, its last.pt intact, and `--resume` goes on."""
-    assert run_unseg("synth", tmp_path / "d", "--n", "8", "--size", "64", "-q").returncode == 0
+    assert cli("synth", tmp_path / "d", "--n", "8", "--size", "64", "-q").exit_code == 0
     out = tmp_path / "run"
     args = ["train", tmp_path / "d" / "images", "--from-masks", tmp_path / "d" / "masks", "--arch", "tiny",
             "--random-init", "--crop", "64", "--batch-size", "2", "-j", "2", "--infer-size", "64", "-q",
@@ -107,6 +109,6 @@ def test_train_sigterm_with_data_workers_stops_quietly_and_resumes(tmp_path):
 
     step = read_checkpoint(out / "last.pt")["train_state"]["step"]
     assert step >= 2
-    res = run_unseg(*args, "--steps", str(step + 1), "--resume")
-    assert res.returncode == 0, res.stderr
+    res = cli(*args, "--steps", str(step + 1), "--resume")
+    assert res.exit_code == 0, res.stderr
     assert read_checkpoint(out / "last.pt")["train_state"]["step"] == step + 1

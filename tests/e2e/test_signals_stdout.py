@@ -19,7 +19,7 @@ import pytest
 from unsegcli.io.files import TEMP_PREFIX, mkstemp_beside
 from unsegcli.parallel import WORKER_NAME, Failed, parallel_map
 
-from ..helpers import write_images
+from ..helpers import Cli, write_images
 
 BOUND = 10.0  # seconds a run may take to exit after its signal
 
@@ -118,12 +118,13 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_show_with_workers_stops_on_a_group_sigterm_and_resumes(tmp_path):
-    subprocess.run(_unseg("synth", tmp_path / "d", "--n", 150, "--size", 64, "-q"), check=True)
-    show = _unseg("show", tmp_path / "d/masks", "--images", tmp_path / "d/images", "-j", 2, "--out")
+def test_show_with_workers_stops_on_a_group_sigterm_and_resumes(tmp_path, cli):
+    """The stopped run is a real process group; the data, the resume and the whole run for comparison run here."""
+    assert cli("synth", tmp_path / "d", "--n", 150, "--size", 64, "-q").exit_code == 0
+    show = ["show", tmp_path / "d/masks", "--images", tmp_path / "d/images", "-j", 2, "--out"]
     out = tmp_path / "review"
     proc = subprocess.Popen(
-        [*show, out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        _unseg(*show, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     stderr = _group_sigterm_when(proc, lambda: len(list(out.rglob("*.png"))) >= 3)
     assert proc.returncode == 143, stderr
@@ -131,8 +132,8 @@ def test_show_with_workers_stops_on_a_group_sigterm_and_resumes(tmp_path):
     assert "Traceback" not in stderr
     assert _temps(out) == []
     assert _group_gone(proc.pid), "a process of the run outlived it"
-    assert subprocess.run([*show, out], capture_output=True).returncode == 0
-    subprocess.run([*show, tmp_path / "whole"], capture_output=True, check=True)
+    assert cli(*show, out).exit_code == 0
+    assert cli(*show, tmp_path / "whole").exit_code == 0
     resumed, whole = _files(out / "overlays"), _files(tmp_path / "whole/overlays")
     assert len(whole) == 150 and resumed == whole
 
@@ -154,7 +155,7 @@ def test_predict_group_sigterm_is_one_line_without_decode_worker_errors(tmp_path
 @pytest.fixture(scope="module")
 def masks(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("stdout")
-    subprocess.run(_unseg("synth", folder / "d", "--n", 300, "--size", 32, "-q"), check=True)
+    assert Cli()("synth", folder / "d", "--n", 300, "--size", 32, "-q").exit_code == 0
     return folder / "d/masks"
 
 

@@ -22,7 +22,7 @@ from unsegcli.methods.move.predictor import Predictor
 from unsegcli.methods.sempart.config import SempartConfig
 from unsegcli.methods.sempart.model import SempartModel
 from unsegcli.methods.sempart.predictor import SempartPredictor
-from unsegcli.methods.spectral.options import VoteCutOptions
+from unsegcli.methods.spectral.options import MaskCutOptions, VoteCutOptions
 from unsegcli.methods.spectral.predictor import SpectralPredictor
 from unsegcli.methods.spectral.votecut import VoteCutPredictor
 from unsegcli.model import forward
@@ -69,16 +69,19 @@ def test_openvino_fp32_equals_torch_for_move_masks():
 @pytest.mark.slow  # one OpenVINO export each, ~5-15 s on 2 busy cores
 @needs_openvino
 def test_openvino_fp32_keys_and_cuts_equal_torch(dino8):
-    """The spectral methods' keys, and their cuts; one shape, so TokenCut and MaskCut share one export."""
+    """The spectral methods' keys, and their cuts; one shape (one image of 40x60 padded to 40x64, MaskCut padding
+    too instead of its default 480x480 resize), so the keys, TokenCut and MaskCut share one export."""
     sp = SpectralPredictor("tokencut", backbone=dino8)
-    x = torch.stack([sp.prepare(i, im).tensor for i, im in enumerate(IMAGES)])  # 40x60 padded to 40x64
-    ref = sp.keys(x)
-    keys = SpectralPredictor("tokencut", backbone=dino8, engine="openvino").keys(x)
-    assert keys.shape == ref.shape == (2, 5 * 8, 64)
-    assert float((keys - ref).abs().max() / ref.abs().max()) < 1e-5
-    for method in ("tokencut", "maskcut"):
-        a = predict(SpectralPredictor(method, backbone=dino8))
-        b = predict(SpectralPredictor(method, backbone=dino8, engine="openvino"))
+    ov = SpectralPredictor("tokencut", backbone=dino8, engine="openvino")
+    for i, im in enumerate(IMAGES):
+        x = sp.prepare(i, im).tensor[None]
+        ref, keys = sp.keys(x), ov.keys(x)
+        assert keys.shape == ref.shape == (1, 5 * 8, 64)
+        assert float((keys - ref).abs().max() / ref.abs().max()) < 1e-5
+    for method, opts in (("tokencut", None), ("maskcut", MaskCutOptions(geometry="pad"))):
+        a = predict(SpectralPredictor(method, opts, backbone=dino8))
+        b = predict(SpectralPredictor(method, opts, backbone=dino8, engine="openvino"))
+        assert any(int(np.max(x_[0] if isinstance(x_, tuple) else x_)) > 0 for x_ in a)  # something was cut
         for x_, y_ in zip(a, b, strict=True):
             la, lb = (x_[0], y_[0]) if isinstance(x_, tuple) else (x_, y_)
             np.testing.assert_array_equal(la, lb)

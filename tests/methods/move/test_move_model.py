@@ -62,15 +62,23 @@ def _official_release(tmp_path, seed=0):
     return ref.eval(), official
 
 
-def test_import_official_release_predicts_like_the_same_tensors(tmp_path, cli):
-    ref, _ = _official_release(tmp_path)
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """The seed-0 release (a full ViT-S/8, the slow part), written once for the tests that only read it:
+    its folder, the reference model and the official state dict."""
+    folder = tmp_path_factory.mktemp("release")
+    return (folder, *_official_release(folder))
+
+
+def test_import_official_release_predicts_like_the_same_tensors(tmp_path, cli, release):
+    folder, ref, _ = release
     out = tmp_path / "move.pt"
     res = cli(
         "weights",
         "import-move",
-        tmp_path / "checkpoint-80.pth",
+        folder / "checkpoint-80.pth",
         "--backbone",
-        tmp_path / "dino_deitsmall8_pretrain.pth",
+        folder / "dino_deitsmall8_pretrain.pth",
         "--out",
         out,
         "--size",
@@ -107,19 +115,19 @@ def test_import_accepts_timm_safetensors_backbone(tmp_path):
         assert torch.equal(v, model.state_dict()[k]), k
 
 
-def test_import_lists_missing_and_unexpected_keys(tmp_path):
-    _, official = _official_release(tmp_path)
+def test_import_lists_missing_and_unexpected_keys(tmp_path, release):
+    folder, _, official = release
     args = argparse.Namespace(feature_extractor="dino_vits8", segmenter_head="conv_minc128", extractor_block_layer=-2)
     broken = dict(official)
     del broken["segmenter.segmenter_head.model.4.weight"]
     torch.save({"args": args, "model": broken}, tmp_path / "c1.pth")
     with pytest.raises(CheckpointError, match=r"segmenter\.segmenter_head\.model\.4\.weight"):
-        import_official_move(tmp_path / "c1.pth", tmp_path / "dino_deitsmall8_pretrain.pth")
+        import_official_move(tmp_path / "c1.pth", folder / "dino_deitsmall8_pretrain.pth")
     torch.save({"args": args, "model": {**official, "discriminator.x": torch.zeros(1)}}, tmp_path / "c2.pth")
     with pytest.raises(CheckpointError, match=r"unexpected keys.*discriminator\.x"):
-        import_official_move(tmp_path / "c2.pth", tmp_path / "dino_deitsmall8_pretrain.pth")
-    dino = torch.load(tmp_path / "dino_deitsmall8_pretrain.pth", weights_only=True)
+        import_official_move(tmp_path / "c2.pth", folder / "dino_deitsmall8_pretrain.pth")
+    dino = torch.load(folder / "dino_deitsmall8_pretrain.pth", weights_only=True)
     del dino["blocks.3.attn.qkv.weight"]
     torch.save(dino, tmp_path / "dino_bad.pth")
     with pytest.raises(CheckpointError, match=r"backbone weights.*missing keys: blocks\.3\.attn\.qkv\.weight"):
-        import_official_move(tmp_path / "c1.pth".replace("c1", "checkpoint-80"), tmp_path / "dino_bad.pth")
+        import_official_move(folder / "checkpoint-80.pth", tmp_path / "dino_bad.pth")
