@@ -1,9 +1,11 @@
 """The training-free methods per image: unseg (torch fp32, OpenVINO fp32/bf16, torch bf16) against an
 official-style loop on the same images, in interleaved rounds.
 
-The official-style loops are written from the official TokenCut, CutLER and CuVLER code's structure, not
+The official-style loops are written from the official TokenCut, CutLER, CuVLER and LOST code's structure, not
 copied: DINO's explicit attention, a forward hook on the last block's qkv registered per image, the full
-forward; TokenCut/MaskCut: per cut a float64 dense graph and ``scipy.linalg.eigh(D - A, D,
+forward; LOST (``object_discovery.lost``): the float32 ``A = k kᵀ``, degrees by ``torch.argsort``, the
+expansion over the 100 lowest-degree patches and ``scipy.ndimage.label`` (no eigensolver: the forward is
+nearly all of its cost); TokenCut/MaskCut: per cut a float64 dense graph and ``scipy.linalg.eigh(D - A, D,
 subset_by_index=[1, 2])`` (O(N³)), the mean split, the seed/corner rules and ``scipy.ndimage.label``;
 VoteCut: per backbone CuVLER's ncut (``torch.linalg.eigh`` of the dense float64 normalised Laplacian, all
 eigenpairs; ``votecut/ncut.py``), then unseg's own k-means and vote on both sides (a few ms). Random weights of
@@ -11,7 +13,8 @@ the real shapes: the graph size and the ViT's shape, not the weights, set the co
 weights). Deviation columns compare each unseg variant with unseg torch fp32: the keys (max relative
 difference) and the label maps (images whose labels are identical).
 
-    python benchmarks/spectral_speed.py                 # TokenCut S/8 500x375 x3, MaskCut B/8 480² x2, VoteCut x1
+    python benchmarks/spectral_speed.py                 # TokenCut S/8 500x375 x3, MaskCut B/8 480² x2, VoteCut x1,
+                                                        # LOST S/16 500x375 x3
     python benchmarks/spectral_speed.py --n-votecut 0   # without VoteCut (its official loop: ~2 min per image)
 """
 
@@ -97,6 +100,25 @@ def official_cut(feats: torch.Tensor, dims: tuple[int, int], tau: float, corners
         bip = ~bip
     objects, _ = ndimage.label(bip.reshape(dims))
     return objects == objects[np.unravel_index(seed, dims)], t_eig
+
+
+def official_lost(keys: torch.Tensor, dims: tuple[int, int], k_patches: int) -> np.ndarray:
+    """LOST per image (valeoai/LOST object_discovery.py lost, patch_scoring, detect_box) -> the patch mask of the
+    seed's component, uint8."""
+    from scipy import ndimage
+
+    a = keys @ keys.T  # raw dot products, float32
+    positive = a.clone()
+    positive.fill_diagonal_(0)
+    positive[positive < 0] = 0
+    degree = -torch.sum(positive > 0, dim=1).type(torch.float32)
+    order = torch.argsort(degree, descending=True)  # not stable, as the official call: ties are torch's
+    seed = order[0]
+    candidates = order[:k_patches]
+    similar = candidates[a[seed, candidates] > 0]
+    expanded = torch.sum(a[similar, :], dim=0)
+    objects, _ = ndimage.label(expanded.reshape(dims).numpy() > 0)
+    return (objects == objects[np.unravel_index(int(seed), dims)]).astype(np.uint8)
 
 
 def official_maskcut(feats: torch.Tensor, dims: tuple[int, int], tau: float, n: int):
@@ -211,12 +233,15 @@ def run(method: str, shapes: tuple[str, ...], paths: list[Path], folder: Path) -
         else:
             p_off = preds["torch fp32"].prepare(idx, img)  # the same geometry code (pad / LANCZOS 480²)
             keys = official_keys(off_vits[0], p_off.tensor[None])
-            grid = (p_off.tensor.shape[1] // 8, p_off.tensor.shape[2] // 8)
+            p = preds["torch fp32"].patch_size
+            grid = (p_off.tensor.shape[1] // p, p_off.tensor.shape[2] // p)
             if method == "tokencut":
                 lab = official_cut(keys, grid, opts.tau, corners=False)[0].astype(np.uint8)
+            elif method == "lost":
+                lab = official_lost(keys, grid, opts.k_patches)
             else:
                 lab = official_maskcut(keys, grid, opts.tau, opts.max_objects)[0]
-            off = upsample_labels(lab, opts.geometry, 8, p_off.resized, p_off.original)
+            off = upsample_labels(lab, opts.geometry, p, p_off.resized, p_off.original)
         times["official"].append(time.perf_counter() - t0)
         outs = {}
         for name, pred in preds.items():
@@ -247,11 +272,18 @@ def run(method: str, shapes: tuple[str, ...], paths: list[Path], folder: Path) -
     }
 
 
+def voc_landscape(folder: Path, n: int) -> list[Path]:
+    """``n`` generated 500x375 (landscape, VOC's commonest size) images."""
+    paths = generated_images(folder, 3 * n)
+    return [p for p in paths if decode_image(str(p)).shape[1] == 500][:n]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-tokencut", type=int, default=3)
     ap.add_argument("--n-maskcut", type=int, default=2)
     ap.add_argument("--n-votecut", type=int, default=1)
+    ap.add_argument("--n-lost", type=int, default=3)
     args = ap.parse_args()
     print(machine(), f"torch threads {torch.get_num_threads()}", file=sys.stderr)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -259,11 +291,10 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     cases = []
     if args.n_tokencut:
-        paths = generated_images(folder / "voc", 3 * args.n_tokencut)
-        paths = [p for p in paths if decode_image(str(p)).shape[1] == 500]  # landscape 500x375
         cases.append(
-            ("TokenCut, ViT-S/8, 500x375 padded (2961 patches)", "tokencut", ("vits8",), paths[: args.n_tokencut])
-        )
+            ("TokenCut, ViT-S/8, 500x375 padded (2961 patches)", "tokencut", ("vits8",),
+             voc_landscape(folder / "voc", args.n_tokencut))
+        )  # fmt: skip
     if args.n_maskcut:
         paths = generated_images(folder / "mc", args.n_maskcut, seed=1)
         cases.append(("MaskCut, ViT-B/8, 480x480 (3600 patches), 3 objects", "maskcut", ("vitb8",), paths))
@@ -271,6 +302,11 @@ def main() -> None:
         paths = generated_images(folder / "vc", args.n_votecut, seed=2)
         cases.append(("VoteCut, CuVLER's 6 backbones at 480 (2x 3600, 2x 1156, 2x 900 patches)", "votecut",
                       VOTECUT_SHAPES, paths))  # fmt: skip
+    if args.n_lost:
+        cases.append(
+            ("LOST, ViT-S/16, 500x375 padded (768 patches)", "lost", ("vits16",),
+             voc_landscape(folder / "lost", args.n_lost))
+        )  # fmt: skip
     rows = []
     for title, method, shapes, paths in cases:
         r = run(method, shapes, paths, folder)
