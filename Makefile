@@ -42,11 +42,12 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# two pytest-xdist workers, one intra-op thread each (tests/conftest.py): on 2 idle cores 128 s against 190 s in
-# one process (docs/contributing.md); TEST_WORKERS=0 runs them in this process (a debugger, -x, prints)
+# two pytest-xdist workers (work stealing), one intra-op thread each (tests/conftest.py): on 2 idle cores 122 s
+# (128 s with the default distribution) against 190 s in one process (benchmarks/RESULTS.md); TEST_WORKERS=0 runs
+# them in this process (a debugger, -x, prints)
 TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest --durations=10 -n $(TEST_WORKERS)
+	$(PY) -m pytest --durations=10 -n $(TEST_WORKERS) --dist worksteal
 
 # The whole chain on the embedded defaults (CPU, offline). See README "Quick start".
 demo: install
