@@ -308,3 +308,55 @@ def test_option_ranges_are_the_library_ranges(cli, tmp_path, flag, value, ok):
     assert library_ok == ok and options_class("maskcut") is MaskCutOptions
     if not ok:
         assert res.exit_code == 2 and flag in res.output
+
+
+def test_votecut_on_dino_and_dinov2_files_through_boxes_corloc_and_show(data, tmp_path):
+    """Issue 19's chain as a user runs it: random-weight DINO and DINOv2 files, predict -> boxes --min-score ->
+    corloc -> show --sort score. Known answers: each object's stored vote share, read back from its PNG."""
+    from pycocotools.coco import COCO
+
+    from unsegcli.io.instances import decode_instances, instance_scores
+
+    from ..methods.spectral.files import save_dinov2
+
+    v2 = save_dinov2(tmp_path / "dinov2_tiny.pth", seed=2)
+    masks, images = tmp_path / "vc", data / "d" / "images"
+    ok(
+        "predict",
+        images,
+        "--out",
+        masks,
+        "--method",
+        "votecut",
+        "--backbones",
+        f"{data / 'dino_tiny16.pth'},{v2}",
+        "--fixed-size",
+        "160",
+        "-j",
+        "0",
+        "-q",
+    )  # fmt: skip  (10x10 patches: proposals need 5 x 5)
+    shares = {}  # file name -> the shares of the objects the PNG holds
+    for f in pngs(masks):
+        present = set(np.unique(decode_instances(f)).tolist()) - {0}
+        scores = instance_scores(f) if present else {}  # random weights: an image may get no proposal at all
+        assert present <= set(scores) and (not present or max(scores.values()) == 1.0)  # the best-voted group: 1
+        shares[f.name] = sorted(scores[k] for k in present)
+    assert len(shares) == 6 and sum(len(v) for v in shares.values()) > len(shares)
+    threshold = sorted(s for v in shares.values() for s in v)[len(shares)]
+    assert min(s for v in shares.values() for s in v) < threshold  # some objects fall below it
+    pseudo = tmp_path / "vc.json"
+    ok("boxes", masks, "--images", images, "--multi", "--min-score", str(threshold), "--min-area", "0", "--out",
+       pseudo, "-j", "0", "-q")  # fmt: skip
+    coco = COCO(str(pseudo))
+    by_id = {img["id"]: img["file_name"] for img in coco.dataset["images"]}
+    kept: dict[str, list[float]] = {name: [] for name in shares}
+    for a in coco.dataset["annotations"]:
+        kept[Path(by_id[a["image_id"]]).with_suffix(".png").name].append(a["score"])
+    for name, values in shares.items():  # exactly the objects whose share reaches the threshold, with that score
+        assert sorted(kept[name]) == pytest.approx([s for s in values if s >= threshold])
+    result = tmp_path / "corloc.json"
+    ok("corloc", "voc07", "--root", data / "d" / "VOCdevkit" / "VOC2007", "--pred", masks, "--json", result, "-j", "0")
+    assert json.loads(result.read_text())["images"] == 6
+    res = ok("show", pseudo, "--images", images, "--out", tmp_path / "rev", "--sort", "score", "-j", "0")
+    assert f"boxes {len(coco.dataset['annotations'])}" in res.output
