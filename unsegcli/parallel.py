@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from .errors import InputError
+from .io.files import remove_own_temps
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -131,9 +132,9 @@ def held_signals() -> Iterator[None]:
 
 
 def _stop_now(signum: int, frame: object) -> NoReturn:
-    """SIGUSR1 in a worker: the main process is stopping. Delete the temps a write in progress left, exit."""
-    from .io.files import remove_own_temps
-
+    """SIGUSR1 in a worker: the main process is stopping. Delete the temps a write in progress left, exit.
+    Nothing is imported here: the signal can land while the worker is still importing the job's modules,
+    where an import would meet them half initialised (a traceback on stderr, seen under load)."""
     remove_own_temps()
     os._exit(0)
 

@@ -79,6 +79,30 @@ def test_a_worker_killed_by_the_system_fails_its_input_only(tmp_path):
     )
 
 
+_STOP_MID_IMPORT = """
+import os, signal, sys, types
+from pathlib import Path
+from unsegcli.io.files import mkstemp_beside
+from unsegcli.parallel import _stop_now
+fd, _ = mkstemp_beside(Path(sys.argv[1]) / "mask.png")
+os.write(fd, b"half a mask")
+# what a worker meets when the stop signal lands while it is still importing its job's modules
+sys.modules["unsegcli.io.files"] = types.ModuleType("unsegcli.io.files")
+_stop_now(signal.SIGUSR1, None)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_while_importing_exits_quietly_and_removes_its_temp(tmp_path):
+    """The stop handler imported io.files and met it half initialised: a traceback on stderr (seen in CI
+    under `boxes -j 2 --out - | head -1`)."""
+    script = tmp_path / "stop.py"
+    script.write_text(_STOP_MID_IMPORT)
+    res = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stderr) == (0, "")
+    assert _temps(tmp_path) == []
+
+
 def _unseg(*args: object) -> list[str]:
     return [sys.executable, "-m", "unsegcli", *map(str, args)]
 
