@@ -20,6 +20,7 @@ import contextlib
 import functools
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -86,13 +87,34 @@ def parallel_map(
             yield call(job)
 
 
+# how a connection reads when the process at its other end has gone
+_PEER_GONE = (BrokenPipeError, ConnectionResetError, EOFError)
+
+
+def _report_unless_main_is_gone(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """``sys.excepthook`` in a DataLoader worker. The worker hands each batch's tensors to the main process
+    as file descriptors, served by multiprocessing's resource sharer (a thread in the worker) over a
+    socket; a signal that stops the main process mid-handshake leaves that thread a broken connection,
+    which it reports through ``sys.excepthook``: a traceback on stderr although nothing failed (seen under
+    `train -j 2` and a group SIGTERM). The main process reports the stop; anything else is reported."""
+    if not issubclass(kind, _PEER_GONE):
+        sys.__excepthook__(kind, value, tb)
+
+
+def _loader_worker_init(then: Callable[[int], None] | None, worker_id: int) -> None:
+    sys.excepthook = _report_unless_main_is_gone
+    if then is not None:
+        then(worker_id)
+
+
 @contextlib.contextmanager
 def loader_workers(loader: Any) -> Iterator[Iterator[Any]]:
     """Iterate a torch DataLoader whose worker processes start under ``held_signals`` (they never see the
     process group's signals: Slurm, `timeout` and Ctrl-C signal the group, the workers would die first and
     torch would report each death as an error) and are shut down when the block ends: now, not when the
     iterator is collected, which after a signal may be at exit, where multiprocessing would wait for ever for
-    workers that ignore its SIGTERM."""
+    workers that ignore its SIGTERM. A worker says nothing of a main process gone mid-transfer."""
+    loader.worker_init_fn = functools.partial(_loader_worker_init, loader.worker_init_fn)
     with held_signals():
         it = iter(loader)
     try:

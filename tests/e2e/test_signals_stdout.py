@@ -103,6 +103,43 @@ def test_a_worker_stopped_while_importing_exits_quietly_and_removes_its_temp(tmp
     assert _temps(tmp_path) == []
 
 
+_MAIN_GONE_MID_TRANSFER = """
+import os, socket, sys, time
+from multiprocessing import resource_sharer
+import torch
+from unsegcli.parallel import loader_workers
+
+class Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        if i == 0:  # this worker's resource sharer (sending a tensor starts it) meets a main process gone mid-handshake
+            resource_sharer.DupFd(os.pipe()[0])
+            peer = socket.socket(socket.AF_UNIX)
+            peer.connect(resource_sharer._resource_sharer._address)
+            peer.close()
+            time.sleep(0.5)
+        else:
+            sys.excepthook(ValueError, ValueError("a real error"), None)
+        return torch.full((2,), float(i))
+
+with loader_workers(torch.utils.data.DataLoader(Items(), batch_size=None, num_workers=1)) as batches:
+    print([b.tolist() for b in batches])
+"""
+
+
+@pytest.mark.slow
+def test_a_loader_worker_says_nothing_of_a_main_process_gone_mid_transfer(tmp_path):
+    """`train -j 2` under a group SIGTERM: the worker's resource sharer printed a BrokenPipeError traceback
+    (seen in CI); any other error a worker reports still reaches stderr."""
+    script = tmp_path / "gone.py"
+    script.write_text(_MAIN_GONE_MID_TRANSFER)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout) == (0, "[[0.0, 0.0], [1.0, 1.0]]\n"), res.stderr
+    assert res.stderr == "ValueError: a real error\n"
+
+
 def _unseg(*args: object) -> list[str]:
     return [sys.executable, "-m", "unsegcli", *map(str, args)]
 
