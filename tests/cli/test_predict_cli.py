@@ -72,17 +72,23 @@ def test_workers_and_batches_write_the_same_files(tmp_path, cli, tiny_ckpt):
         assert np.abs(read(f).astype(int) - read(tmp_path / "b" / f.name).astype(int)).max() <= 1
 
 
-def test_resume_skips_existing_and_overwrite_recomputes(tmp_path, cli, tiny_ckpt):
+def test_resume_skips_existing_and_overwrite_recomputes(tmp_path, cli, tiny_ckpt, monkeypatch):
+    from unsegcli.pipelines import predict as pipeline
+
     write_images(tmp_path / "imgs", PREDICT_SIZES[:3])
     out = tmp_path / "m"
     assert cli("predict", tmp_path / "imgs", "-o", out, "-w", tiny_ckpt, "-j", "0").exit_code == 0
     good = read(out / "img_01.png").copy()
+    builds, build = [], pipeline._build
+    monkeypatch.setattr(pipeline, "_build", lambda *a, **k: builds.append(a[0].method) or build(*a, **k))
+    res = cli("predict", tmp_path / "imgs", "-o", out, "-w", tiny_ckpt, "-j", "0")
+    assert res.exit_code == 0 and "written 0" in res.stderr and builds == []  # finished: no model loaded
     # an "interrupted" run: one output missing, one a stray temp file, one replaced by a marker
     (out / "img_00.png").unlink()
     (out / ".img_00.png.tmp-abc").write_bytes(b"partial")
     Image.fromarray(np.zeros_like(good)).save(out / "img_01.png")
     res = cli("predict", tmp_path / "imgs", "-o", out, "-w", tiny_ckpt, "-j", "0")
-    assert res.exit_code == 0 and "written 1" in res.stderr and "skipped 2" in res.stderr
+    assert res.exit_code == 0 and "written 1" in res.stderr and "skipped 2" in res.stderr and builds == ["move"]
     assert read(out / "img_01.png").max() == 0  # kept: resume never touches finished outputs
     assert read(out / "img_00.png").shape == PREDICT_SIZES[0]
     res = cli("predict", tmp_path / "imgs", "-o", out, "-w", tiny_ckpt, "-j", "0", "--overwrite")

@@ -62,7 +62,9 @@ def data(tmp_path_factory, tiny_ckpt) -> Path:
     return root
 
 
-def test_shards_in_shards_out_equal_the_folder_path_byte_for_byte(data, cli, tiny_ckpt, tmp_path):
+def test_shards_in_shards_out_equal_the_folder_path_byte_for_byte(data, cli, tiny_ckpt, tmp_path, monkeypatch):
+    from unsegcli.pipelines import predict as pipeline
+
     out = tmp_path / "masks-{shard}.tar"
     shards = str(data / "shards" / "train-{000000..000001}.tar")
     res = cli("predict", shards, "--out", out, "--weights", tiny_ckpt, "-j", "0")
@@ -73,7 +75,9 @@ def test_shards_in_shards_out_equal_the_folder_path_byte_for_byte(data, cli, tin
     assert written == folder_files(data / "masks")
     assert list(members(tmp_path / "masks-000000.tar")) == sorted(folder_files(data / "masks"))[:4]
     first = (tmp_path / "masks-000000.tar").read_bytes()
-    res = cli("predict", shards, "--out", out, "--weights", tiny_ckpt, "-j", "0")  # resumes: nothing to do
+    with monkeypatch.context() as m:  # resumes: nothing to do, no model loaded
+        m.setattr(pipeline, "_build", lambda *a, **k: pytest.fail("a model was loaded for no shard"))
+        res = cli("predict", shards, "--out", out, "--weights", tiny_ckpt, "-j", "0")
     assert res.exit_code == 0 and "written 0 · skipped 2" in res.stderr
     res = cli("predict", shards, "--out", out, "--weights", tiny_ckpt, "-j", "2", "--overwrite")
     assert res.exit_code == 0 and (tmp_path / "masks-000000.tar").read_bytes() == first  # the same bytes

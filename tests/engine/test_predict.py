@@ -13,7 +13,7 @@ from unsegcli.errors import UsageError
 from unsegcli.io.images import decode_image
 from unsegcli.methods.move.predictor import predict_masks, resized_size
 
-from ..helpers import PREDICT_SIZES, random_image, tiny_model, write_images
+from ..helpers import PREDICT_SIZES, random_image, save_dino_backbone, tiny_model, write_images
 
 
 def test_resized_size_follows_torchvision_rule():
@@ -171,3 +171,21 @@ def test_plan_tags_settings_refuses_other_settings_and_builds_the_predictor(tmp_
     again = PredictRequest(weights=str(tiny_ckpt), device="cpu", binary=True, overwrite=True)
     replanned = plan_prediction(again, [str(tmp_path / "imgs")], out)
     assert replanned.tag != plan.tag and replanned.settings["threshold"] == 0.5
+
+
+def test_the_plan_knows_what_its_predictor_writes_before_loading_it(tmp_path, tiny_ckpt):
+    """`predict` loads no model when every output exists, so where outputs go (``plan.kind``) cannot wait for it."""
+    from unsegcli.pipelines.predict import PredictRequest, build_predictor, plan_prediction
+
+    write_images(tmp_path / "imgs", [(40, 60)])
+    dino = str(save_dino_backbone(tmp_path / "dino.pth"))
+    small = {"backbone": dino, "fixed_size": 64}
+    requests = {
+        "soft": [PredictRequest(weights=str(tiny_ckpt)), PredictRequest("tokencut", options={"backbone": dino})],
+        "instances": [PredictRequest("maskcut", options=small), PredictRequest("votecut", options=small)],
+        "features": [PredictRequest("lost", options={"backbone": dino}, stage="features")],
+    }
+    for kind, reqs in requests.items():
+        for i, req in enumerate(reqs):
+            plan = plan_prediction(req, [str(tmp_path / "imgs")], tmp_path / f"{kind}{i}")
+            assert plan.kind == build_predictor(plan).kind == kind, req

@@ -198,7 +198,7 @@ def predict(
     (same relative path, .png)."""
     from ..engine.predict import predict_files
     from ..errors import UsageError
-    from ..pipelines.predict import PredictRequest, build_predictor, plan_prediction
+    from ..pipelines.predict import PredictRequest, deferred_predictor, plan_prediction
     from ..pipelines.shards import shard_inputs
     from ..runtime import close_shard
     from .console import Failures, console, notice, progress_bar
@@ -223,7 +223,7 @@ def predict(
     quiet = quiet or not sh.shows_progress  # under torchrun, one progress bar and summary: rank 0's
     if device == "auto" and dev.type == "cpu" and not quiet:
         notice("no CUDA device found; running on CPU")
-    predictor = build_predictor(plan)
+    predictor = deferred_predictor(plan)  # loaded when an output is missing
     failed = Failures()
     for problem in listing.problems if sh.shows_progress else ():  # every rank lists them; rank 0 reports
         failed(problem)
@@ -274,7 +274,7 @@ def _predict_shards(
     quiet: bool,
 ) -> None:
     """Shards in, shards out (``pipelines.shards``): one output shard per input shard."""
-    from ..pipelines.predict import build_predictor
+    from ..pipelines.predict import deferred_predictor
     from ..pipelines.shards import plan_shards, predict_shards
     from ..runtime import close_shard
     from .console import Failures, console, notice, progress_bar, shard_summary
@@ -284,7 +284,7 @@ def _predict_shards(
     quiet = quiet or not sh.shows_progress
     if request.device == "auto" and dev.type == "cpu" and not quiet:
         notice("no CUDA device found; running on CPU")
-    predictor = build_predictor(plan.prediction)
+    predictor = deferred_predictor(plan.prediction)  # loaded when a shard is to be written
     failed = Failures()
     with progress_bar(None, "predict", quiet) as advance:
         summary = predict_shards(

@@ -25,7 +25,7 @@ from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE, InputItem, InputListing, de
 from ..io.masks import binary_to_uint8, mask_path_for, mask_png, soft_to_uint8, with_tag, write_mask
 from ..parallel import loader_workers
 from ..runtime import Shard, sum_across
-from .predictor import MaskPredictor, Output, Prepared, bucketed
+from .predictor import DeferredPredictor, MaskPredictor, Output, Prepared, bucketed
 
 if TYPE_CHECKING:
     from ..refine import RefineOptions
@@ -165,7 +165,7 @@ def _write_instances(path: str, output: Output, tag: str | None) -> None:
 
 
 def predict_files(
-    predictor: MaskPredictor,
+    predictor: MaskPredictor | DeferredPredictor,
     items: Sequence[InputItem],
     out_dir: str | Path,
     *,
@@ -193,7 +193,8 @@ def predict_files(
     (bilateral solver or dense CRF) before it is written, in the writer threads. ``tag``: the settings tag
     every written PNG carries (``io.masks.settings_tag``). A predictor of kind "features" (the GPU stage of a
     split run) writes feature files instead (``io.features``), recording ``settings`` (what ``tag`` hashes);
-    ``decode`` reads each input (``run_prediction``).
+    ``decode`` reads each input (``run_prediction``). A ``DeferredPredictor`` is loaded only when an output is
+    missing.
     """
     if binary and predictor.kind != "soft":
         raise UsageError("binary applies to soft masks; this predictor writes instance label maps")
@@ -239,17 +240,18 @@ def predict_files(
             else:
                 writer.submit(write_mask, out, encode(mask), tag, score)
 
-        run_prediction(
-            predictor,
-            [mine[i].path for i in todo],
-            on_mask,
-            lambda j, message: failed(message),
-            batch_size=batch_size,
-            workers=workers if len(todo) > 1 else 0,
-            on_progress=(lambda n: on_progress(n, len(todo))) if on_progress is not None else None,
-            max_pixels=max_pixels,
-            decode=decode,
-        )
+        if todo:
+            run_prediction(
+                predictor.get() if isinstance(predictor, DeferredPredictor) else predictor,
+                [mine[i].path for i in todo],
+                on_mask,
+                lambda j, message: failed(message),
+                batch_size=batch_size,
+                workers=workers if len(todo) > 1 else 0,
+                on_progress=(lambda n: on_progress(n, len(todo))) if on_progress is not None else None,
+                max_pixels=max_pixels,
+                decode=decode,
+            )
     written -= len(writer.errors)
     for message in writer.errors:
         failed(message)

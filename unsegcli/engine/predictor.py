@@ -8,7 +8,7 @@ results.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -46,6 +46,22 @@ class MaskPredictor(Protocol):
     def prepare(self, index: int, image: np.ndarray) -> Prepared: ...
 
     def run(self, batch: Sequence[Prepared]) -> Sequence[Output]: ...
+
+
+class DeferredPredictor:
+    """A predictor loaded on first use. ``predict_files`` asks for it only when some output is missing, so a
+    re-run of a finished run (a resubmitted Slurm array, an output folder already complete) loads no model:
+    six ViTs for VoteCut. ``kind`` is known without loading, as where the outputs go depends on it."""
+
+    def __init__(self, kind: Literal["soft", "instances", "features"], build: Callable[[], MaskPredictor]):
+        self.kind = kind
+        self._build = build
+        self._built: MaskPredictor | None = None
+
+    def get(self) -> MaskPredictor:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
 
 
 def bucketed(prepared: Iterable[Prepared], batch_size: int, max_pending: int | None = None) -> Iterator[list[Prepared]]:

@@ -19,7 +19,7 @@ import torch
 
 from ..config import WEIGHTS_METAVAR, Engine, Precision
 from ..engine.predict import list_prediction_inputs, output_path_for
-from ..engine.predictor import MaskPredictor
+from ..engine.predictor import DeferredPredictor, MaskPredictor
 from ..errors import UsageError, param
 from ..io.features import FEATURES_EXT, check_features, differences, read_features
 from ..io.files import check_output_dir
@@ -156,6 +156,14 @@ class PredictionPlan:
     weights: Any  # the checkpoint, or the method's backbone (a file or timm:NAME; a tuple of them for several)
     method_options: Any = None  # the training-free method's options (None for checkpoints)
     decode: Callable[[str, int | None], Any] = decode_image  # reads one input: an image, or a feature file
+
+    @property
+    def kind(self) -> Literal["soft", "instances", "features"]:
+        """What the predictor writes, known before it is loaded: feature files in the GPU stage of a split run;
+        else the method table's ``writes`` (a checkpoint of any family: soft masks)."""
+        if self.request.stage == "features":
+            return "features"
+        return "soft" if self.request.method == CHECKPOINT else predict_method(self.request.method).writes
 
 
 def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[str, Any], Path | str, Any]:
@@ -297,6 +305,11 @@ class _FeatureReader:
 def build_predictor(plan: PredictionPlan) -> MaskPredictor:
     """The plan's predictor on its device: the checkpoint's family, or the training-free method's (method table)."""
     return _build(plan.request, plan.weights, plan.method_options, plan.device, plan.precision)
+
+
+def deferred_predictor(plan: PredictionPlan) -> DeferredPredictor:
+    """``build_predictor(plan)`` when ``predict_files`` first needs it: not at all when every output exists."""
+    return DeferredPredictor(plan.kind, lambda: build_predictor(plan))
 
 
 def load_request_predictor(req: PredictRequest) -> MaskPredictor:

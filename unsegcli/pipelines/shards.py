@@ -43,7 +43,7 @@ from ..refine.runner import plan_refine, refine_files
 from ..runtime import Shard, close_shard, init_shard, sum_across
 
 if TYPE_CHECKING:  # torch: imported where a prediction runs, so that `unseg boxes` and `refine` on shards need none
-    from ..engine.predictor import MaskPredictor
+    from ..engine.predictor import DeferredPredictor, MaskPredictor
     from .predict import PredictionPlan, PredictRequest
 
 PLACEHOLDERS = ("{shard}", "{name}")
@@ -173,7 +173,7 @@ class ShardSummary:
 
 def predict_shards(
     plan: ShardPlan,
-    predictor: MaskPredictor,
+    predictor: MaskPredictor | DeferredPredictor,
     *,
     batch_size: int = 1,
     workers: int = 0,
