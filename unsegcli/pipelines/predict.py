@@ -86,6 +86,7 @@ class PredictRequest:
 
 
 _STAGE_FLAG = {"features": "save_features", "cuts": "from_features"}  # the parameter each stage is asked with
+_FORWARD = (("precision", "fp32"), ("engine", "torch"))  # how the ViT ran, and the default left out of records
 
 
 def check_request(req: PredictRequest) -> None:
@@ -124,6 +125,12 @@ def check_request(req: PredictRequest) -> None:
     if req.stage is not None and not entry.features:
         split = ", ".join(n for n in predict_methods()[1:] if predict_method(n).features)
         raise UsageError(f"{param(_STAGE_FLAG[req.stage])}: {m} {method} runs in one stage; these run in two: {split}")
+    ran = [k for k, default in _FORWARD if getattr(req, k) != default]
+    if req.stage == "cuts" and ran:
+        raise UsageError(
+            f"{names(ran)} applies to the stage that runs the backbone ({param('save_features')}); "
+            f"with {param('from_features')} the feature files say how it ran"
+        )
     if req.stage is not None and (req.binary or req.refine is not None):
         raise UsageError(
             f"{param('binary') if req.binary else param('refine')} applies to masks written in one stage, "
@@ -166,11 +173,12 @@ class PredictionPlan:
         return "soft" if self.request.method == CHECKPOINT else predict_method(self.request.method).writes
 
 
-def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[str, Any], Path | str, Any]:
+def _settings(req: PredictRequest, recorded: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path | str, Any]:
     """The settings record of the outputs' tag, the weights file (or timm:NAME) and the method's options.
     Weights enter by identity (size and a hash), so a retrained checkpoint under the same name differs.
-    ``identity``: the backbone's, as feature files record it (the CPU stage of a split run, which loads no
-    backbone; its weights are then not resolved unless the backbone was given)."""
+    ``recorded``: the settings a feature file records (the CPU stage of a split run, which loads no backbone):
+    the backbone's identity (its weights are then not resolved unless the backbone was given) and how the
+    backbone ran, which the masks then carry."""
     written: dict[str, Any] = {
         "binary": req.binary,
         "threshold": req.threshold if req.binary else None,
@@ -179,7 +187,8 @@ def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[st
     }
     # bf16 and OpenVINO change masks slightly (docs/performance.md): a folder of fp32 torch masks is not resumed
     # with them. The defaults stay out of the record, so fp32 torch tags are those of earlier versions.
-    written |= {k: v for k, v, d in (("precision", req.precision, "fp32"), ("engine", req.engine, "torch")) if v != d}
+    forward = {k: getattr(req, k) for k, _ in _FORWARD} if recorded is None else recorded
+    written |= {k: forward[k] for k, default in _FORWARD if forward.get(k, default) != default}
     if req.method == CHECKPOINT:
         path = resolve_weights(req.weights)
         checkpoint = {"weights": weights_identity(path), "size": req.size, "max_size": req.max_size}
@@ -187,8 +196,8 @@ def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[st
     opts = method_options(req.method, **req.given_options())  # the official defaults, the given ones over them
     settings: dict[str, Any] = {"method": req.method, **asdict(opts), **written}
     resolved: dict[str, list[Any]] = {}
-    if identity is not None and "backbone" not in req.given_options():
-        settings["backbone"] = identity
+    if recorded is not None and "backbone" not in req.given_options():
+        settings["backbone"] = recorded.get("backbone", "")
         resolved["backbone"] = [None]
     for f in fields(opts):  # every weights file (backbone, FOUND's decoder) enters by content, not by name
         if f.metadata.get("metavar") == WEIGHTS_METAVAR and f.name not in resolved:
@@ -205,10 +214,11 @@ def _settings(req: PredictRequest, identity: str | None = None) -> tuple[dict[st
 
 
 def feature_settings(req: PredictRequest, settings: dict[str, Any]) -> dict[str, Any]:
-    """What a split run's features depend on (``io.features``): the method, the backbone's identity and the
-    options the method table names; ``settings`` is the full record (``_settings``)."""
-    names = ("method", "backbone", *predict_method(req.method).features)
-    return {k: settings[k] for k in names}
+    """What a split run's features depend on (``io.features``): the method, the backbone's identity, the options
+    the method table names, and how the backbone ran when not fp32 torch; ``settings`` is the full record
+    (``_settings``)."""
+    names = ("method", "backbone", *predict_method(req.method).features, *(k for k, _ in _FORWARD))
+    return {k: settings[k] for k in names if k in settings}
 
 
 def prediction_settings(req: PredictRequest) -> tuple[dict[str, Any], str]:
@@ -269,7 +279,7 @@ def start_prediction(
     decode: Callable[[str, int | None], Any] = decode_image
     if req.stage == "cuts":  # the backbone is the one the features were made with; the options must agree
         first = read_features(listing.items[0].path) if listing.items else None
-        settings, weights, opts = _settings(req, first.settings.get("backbone", "") if first else "")
+        settings, weights, opts = _settings(req, first.settings if first else {})
         wanted = feature_settings(req, settings)
         if first is not None and differences(first.settings, wanted):
             raise UsageError(

@@ -84,3 +84,28 @@ def test_methods_of_one_stage_refuse_the_split(cli, data, tmp_path, tiny_ckpt):
     assert res.exit_code == 2 and "--save-features applies to the training-free methods" in res.output
     res = cli("predict", data / "imgs", "--out", tmp_path / "x", "--save-features", "--from-features")
     assert res.exit_code == 2 and "two stages" in res.output
+
+
+def test_features_record_how_the_backbone_ran_and_the_masks_carry_it(cli, data, tmp_path, monkeypatch):
+    """`--save-features --engine openvino` (or bf16): the files say so, the CPU stage's masks carry it in their tag
+    (those of the one-stage run), and torch features mixed in are refused per file."""
+    pytest.importorskip("openvino")
+    from unsegcli.io.features import read_features
+
+    monkeypatch.chdir(data)
+    common = ["--method", "tokencut", "--workers", "0", "--quiet"]
+    gpu = ["predict", "imgs", "--backbone", "dino8.pth", *common]
+    assert cli(*gpu, "--out", tmp_path / "one", "--engine", "openvino").exit_code == 0
+    feats = tmp_path / "feats"
+    assert cli(*gpu, "--out", feats, "--engine", "openvino", "--save-features").exit_code == 0
+    assert read_features(str(feats / "img_00.safetensors")).settings["engine"] == "openvino"
+    cpu = ["predict", feats, "--from-features", *common]
+    res = cli(*cpu, "--out", tmp_path / "two")
+    assert res.exit_code == 0, res.output
+    assert _files(tmp_path / "two") == _files(tmp_path / "one")
+    res = cli(*cpu, "--out", tmp_path / "x", "--engine", "openvino")
+    assert res.exit_code == 2 and "--engine applies to the stage that runs the backbone" in res.output
+    assert cli(*gpu, "--out", tmp_path / "torch", "--save-features").exit_code == 0
+    shutil.copy(tmp_path / "torch" / "img_02.safetensors", feats / "img_02.safetensors")
+    res = cli(*cpu, "--out", tmp_path / "three")
+    assert res.exit_code == 1 and "img_02.safetensors: features made with other settings" in res.output
