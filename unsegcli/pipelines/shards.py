@@ -83,7 +83,8 @@ def output_shards(sources: Sequence[str], out: str) -> list[ShardJob]:
         if len(sources) > 1:
             raise UsageError(
                 f"{param('out')} {out} is one shard for {len(sources)} input shards",
-                f"name each output shard after its input: {param('out')} masks-{{shard}}.tar, or give a folder",
+                f"name each output shard after its input: {param('out')} {out[: -len('.tar')]}-{{shard}}.tar, "
+                "or give a folder",
             )
         targets = [out]
     else:
