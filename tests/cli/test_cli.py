@@ -60,3 +60,39 @@ def test_library_errors_are_one_line_with_their_exit_code(cli, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")  # there but unusable: exit 1
     res = cli("weights", "info", tmp_path / "junk.pt")
     assert res.exit_code == 1 and "junk.pt" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_flag_several_methods_declare_differently_shows_each_help_after_its_methods():
+    """`predict --help` showed FOUND's --backbone text for every method (the first declaration won)."""
+    from dataclasses import dataclass
+
+    import typer
+
+    from unsegcli.cli.options import declared_flags
+    from unsegcli.config import option
+
+    @dataclass(frozen=True)
+    class A:
+        side: int = option(8, "Side of the square.")
+        k: int = option(1, "A: seeds.")
+
+    @dataclass(frozen=True)
+    class B:
+        side: int = option(8, "Side of the square.")
+        k: int = option(2, "B: seeds per object.")
+
+    @dataclass(frozen=True)
+    class C:
+        side: int = option(4, "C: the square rounded down.")
+        k: int = option(2, "B: seeds per object.")
+
+    toy = typer.Typer()
+
+    @toy.command()
+    @declared_flags({"a": A, "b": B, "c": C}, panel="toy")
+    def run(**options: object) -> None:
+        pass
+
+    shown = {p.name: p.help for p in typer.main.get_command(toy).params}
+    assert shown["side"] == "a, b: Side of the square. C: the square rounded down."
+    assert shown["k"] == "A: seeds. b, c: B: seeds per object."  # a text naming other methods gets their labels

@@ -221,6 +221,18 @@ def _shown_default(entries: list[tuple[type, Any, Any]], labels: dict[type, str]
     return "; ".join(f"{', '.join(ms)}: {v}" for v, ms in by_value.items())
 
 
+def _shown_help(entries: list[tuple[type, Any, Any]], labels: dict[type, str]) -> str:
+    """One help text, or each text after the methods it is about (a flag several methods declare differently),
+    unless it starts with them already ("MaskCut: ...")."""
+    by_text: dict[str, list[str]] = {}
+    for cls, f, _ in entries:
+        by_text.setdefault(f.metadata["help"], []).append(labels[cls])
+    if len(by_text) == 1:
+        return next(iter(by_text))
+    named = {text: ", ".join(ms) + ": " for text, ms in by_text.items()}
+    return " ".join(text if text.lower().startswith(n.lower()) else n + text for text, n in named.items())
+
+
 def range_callback(name: str, meta: Any) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         try:
@@ -251,7 +263,7 @@ def declared_flags(
             extra: dict[str, Any] = {"metavar": meta["metavar"]} if meta.get("metavar") else {}
             if meta.get("min") is not None or meta.get("max") is not None:
                 extra["callback"] = range_callback(name, meta)
-            help_text = meta["help"] + (f" Range: {interval(meta)}." if "callback" in extra else "")
+            help_text = _shown_help(entries, labels) + (f" Range: {interval(meta)}." if "callback" in extra else "")
             aliases = sorted({a for e in entries for a in e[1].metadata.get("aliases", ())})
             opt = typer.Option(
                 meta.get("flag") or "--" + name.replace("_", "-"),

@@ -23,7 +23,8 @@ _BACKBONE = (
     "DINO or DINOv2 ViT whose features are cut: a known name (dino-vits16, dino-vitb8, dinov2-vits14, "
     "dinov2-vits14-reg, ...; get it with `unseg weights fetch NAME`), the official .pth, a timm file, or timm:NAME. "
     "TokenCut, LOST, MaskCut cut its last-block keys (DINOv2: register tokens dropped); VoteCut takes several, "
-    "comma-separated, and cuts DINO's keys and DINOv2's final-LayerNorm patch tokens, as CuVLER."
+    "comma-separated (--backbones is the same option, the spelling for that list), and cuts DINO's keys and "
+    "DINOv2's final-LayerNorm patch tokens, as CuVLER."
 )
 _TAU = "Cosine threshold of the patch graph: pairs above it get weight 1, the others --eps."
 _EPS = "Weight of the patch graph's dissimilar pairs."
@@ -121,7 +122,7 @@ class MaskCutOptions:
 class VoteCutOptions:
     backbone: str = option(
         "dino-vits16,dinov2-vitb14,dinov2-vits14,dino-vitb16,dino-vits8-300ep,dino-vitb8",
-        _BACKBONE + " --backbones is the same option, the spelling for VoteCut's list.",
+        _BACKBONE,
         cite="CuVLER extract_eig_vecs.py --models dino_s16 dinov2_b14 dinov2_s14 dino_b16 dino_s8 dino_b8",
         metavar=WEIGHTS_METAVAR,
         aliases=("--backbones",),
