@@ -260,22 +260,14 @@ def _label_shards(
     quiet: bool,
 ) -> None:
     """Mask shards in, label shards out (``pipelines.shards.label_shards``)."""
-    import contextlib
 
     from ..io.images import TOO_LARGE
     from ..labels.components import COLOUR_IMAGE
     from ..pipelines.shards import label_shards
-    from .console import shard_summary
+    from .console import ShardProgress, shard_summary
 
     failed = Failures()
-    with contextlib.ExitStack() as bars:
-        advance: list[Callable[..., None]] = []
-
-        def start(sh: Shard) -> None:  # under torchrun, one progress bar and summary: rank 0's
-            nonlocal quiet
-            quiet = quiet or not sh.shows_progress
-            advance.append(bars.enter_context(progress_bar(None, "boxes", quiet)))
-
+    with ShardProgress("boxes", quiet) as bar:
         summary, counts = label_shards(
             masks,
             out,
@@ -284,11 +276,11 @@ def _label_shards(
             workers=workers,
             overwrite=overwrite,
             shard=shard,
-            on_start=start,
-            on_progress=lambda n, total: advance[0](n, total=total),
+            on_start=bar.start,
+            on_progress=bar.advance,
             on_error=failed,
         )
-    if not quiet:
+    if not bar.quiet:
         console.print(f"{shard_summary(summary, 'masks')} · boxes {counts.boxes} · without any box {counts.empty}")
     if any(COLOUR_IMAGE in m for m in failed.messages):
         notice("colour images are refused as masks; --allow-color boxes their luminance")

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -23,6 +23,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from ..runtime import Shard
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # never break paths in messages
 
@@ -127,6 +130,24 @@ def progress_bar(total: int | None, description: str, quiet: bool = False) -> It
                 prog.update(task, info=info)
 
         yield advance
+
+
+class ShardProgress(contextlib.ExitStack):
+    """The progress bar of a run that learns its shard once it starts (``on_start``): under torchrun, one bar and
+    one summary, rank 0's. ``with ShardProgress("refine", quiet) as bar: run(on_start=bar.start,
+    on_progress=bar.advance)``; then ``bar.quiet`` says whether this process prints the summary."""
+
+    def __init__(self, description: str, quiet: bool):
+        super().__init__()
+        self.description, self.quiet = description, quiet
+        self._advance: Advance = lambda n=1, info=None, total=None: None
+
+    def start(self, shard: Shard) -> None:
+        self.quiet = self.quiet or not shard.shows_progress
+        self._advance = self.enter_context(progress_bar(None, self.description, self.quiet))
+
+    def advance(self, n: int, total: int) -> None:
+        self._advance(n, total=total)
 
 
 def report_failure(message: str) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ..config import DEFAULT_WORKERS
 from ..refine import RefineMethod, RefineOptions, RefineOutput
-
-if TYPE_CHECKING:
-    from ..runtime import Shard
 from .options import MaxPixelsOpt, NullOpt, OverwriteOpt, QuietOpt, RootOpt, ShardOpt, WorkersOpt
 
 EXAMPLES = """
@@ -125,7 +121,7 @@ def refine(
     from ..errors import UsageError
     from ..pipelines.refine import refine_masks
     from ..pipelines.shards import shard_inputs
-    from .console import Failures, console, notice, progress_bar
+    from .console import Failures, ShardProgress, console, notice
 
     opts = RefineOptions(
         method=method,
@@ -142,12 +138,7 @@ def refine(
             raise UsageError("--root and --null apply to lists of files, not to shards")
         _refine_shards(masks, images, out, opts, workers, overwrite, max_pixels, shard, quiet, failed)
         return
-    with contextlib.ExitStack() as bars:
-        advance: list[Callable[..., None]] = []
-
-        def start(shard: Shard) -> None:  # under torchrun, one progress bar and summary: rank 0's
-            advance.append(bars.enter_context(progress_bar(None, "refine", quiet or not shard.shows_progress)))
-
+    with ShardProgress("refine", quiet) as bar:
         run = refine_masks(
             masks,
             images,
@@ -159,12 +150,12 @@ def refine(
             shard=shard,
             root=root,
             null=null,
-            on_start=start,
-            on_progress=lambda n, total: advance[0](n, total=total),
+            on_start=bar.start,
+            on_progress=bar.advance,
             on_error=failed,
             on_notice=notice,  # a resized mask is named even when quiet
         )
-    if not (quiet or not run.shard.shows_progress):
+    if not bar.quiet:
         console.print(
             f"masks {run.masks} · written {run.written} · skipped {run.skipped} (existing) · failed {run.failed} · "
             f"resized {len(run.summary.notices)} · {run.rate:.2f} masks/s"
@@ -188,16 +179,9 @@ def _refine_shards(
 ) -> None:
     """Mask shards in, refined shards out (``pipelines.shards.refine_shards``)."""
     from ..pipelines.shards import refine_shards
-    from .console import console, notice, progress_bar, shard_summary
+    from .console import ShardProgress, console, notice, shard_summary
 
-    with contextlib.ExitStack() as bars:
-        advance: list[Callable[..., None]] = []
-
-        def start(sh: Shard) -> None:
-            nonlocal quiet
-            quiet = quiet or not sh.shows_progress
-            advance.append(bars.enter_context(progress_bar(None, "refine", quiet)))
-
+    with ShardProgress("refine", quiet) as bar:
         summary = refine_shards(
             masks,
             images,
@@ -207,12 +191,12 @@ def _refine_shards(
             overwrite=overwrite,
             max_pixels=max_pixels,
             shard=shard,
-            on_start=start,
-            on_progress=lambda n, total: advance[0](n, total=total),
+            on_start=bar.start,
+            on_progress=bar.advance,
             on_error=failed,
             on_notice=notice,
         )
-    if not quiet:
+    if not bar.quiet:
         console.print(shard_summary(summary, "masks"))
     if summary.failed or summary.failed_shards:
         raise typer.Exit(1)
