@@ -18,7 +18,7 @@ import json
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("images", help="folder or URL of images (read_images)")
+    ap.add_argument("images", help="folder or URL of images (read_binary_files, decoded as unseg predict does)")
     ap.add_argument("out", help="folder or URL for the parquet parts")
     ap.add_argument("--method", default="move", help="as `unseg predict --method` (default: the demo checkpoint)")
     ap.add_argument("--options", default="{}", help="JSON of MaskPredictor keywords, e.g. '{\"max_objects\": 3}'")

@@ -4,15 +4,18 @@ Two callable classes for ``Dataset.map_batches``, each a thin layer over what ``
 run, so a row's labels equal theirs on the same image (docs/ray.md)::
 
     import ray, unsegcli.ray as ur
-    (ray.data.read_images("imgs/", include_paths=True, mode="RGB")
+    (ray.data.read_binary_files("imgs/", include_paths=True, file_extensions=ur.IMAGE_EXTENSIONS)  # bytes
         .map_batches(ur.MaskPredictor, fn_constructor_kwargs={"method": "tokencut", "root": "imgs/"},
                      batch_size=16, num_gpus=1, compute=ray.data.ActorPoolStrategy(size=8))
         .map_batches(ur.Boxes(multi=True))    # an instance: it holds no model, so it runs as tasks
         .write_parquet("labels/"))
     # then: unseg merge labels/*.parquet --out pseudo.json   (or --format yolo / voc / jsonl ...)
 
-- ``MaskPredictor``: loads the model once per actor; per batch (``image``, ``path`` columns of
-  ``read_images(include_paths=True)``) it prepares each image, runs images of equal input shape together
+- ``MaskPredictor``: loads the model once per actor; per batch (``bytes`` and ``path`` columns of
+  ``read_binary_files(include_paths=True)``, decoded as ``unseg predict`` decodes: EXIF orientation applied, 16-bit
+  scaled, a corrupt file named in its row; or ``image`` and ``path`` of ``read_images(include_paths=True,
+  mode="RGB")``, decoded by Ray: no EXIF orientation, and a corrupt file fails Ray's read task) it prepares
+  each image, runs images of equal input shape together
   (``engine.predictor.bucketed``, as ``unseg predict --batch-size``) and returns ``key``, ``height``, ``width``,
   ``mask`` (the PNG bytes ``unseg predict`` writes: 8-bit soft mask, or palette instance map with its scores),
   ``settings`` (the settings tag ``unseg predict`` records) and ``error`` ("" when it did not fail).
@@ -33,9 +36,13 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, UnsegError, UsageError
+from .io.images import IMAGE_EXTENSIONS as _EXTS
 from .labels.components import DEFAULT_MIN_AREA, Connectivity
 
-__all__ = ["Boxes", "MaskPredictor", "pseudo_labels"]
+__all__ = ["IMAGE_EXTENSIONS", "Boxes", "MaskPredictor", "pseudo_labels"]
+
+# the files `unseg predict` reads from a folder, as Ray's ``file_extensions`` takes them (it ignores case)
+IMAGE_EXTENSIONS = [e.lstrip(".") for e in _EXTS]
 
 
 def image_key(path: str, root: str | None) -> str:
@@ -80,7 +87,8 @@ class MaskPredictor:
     training-free method with ``backbone`` and its ``options``; "move" with a checkpoint in ``weights``),
     ``device`` ("auto": CUDA where Ray gave the actor a GPU), ``root``: the image root keys are relative to
     (default: the file name), ``batch_size``: images of equal input shape that share a forward pass (it never
-    changes a mask). Call it on a batch with ``image`` and ``path`` columns (module docstring)."""
+    changes a mask), ``max_pixels``: the largest image decoded from ``bytes`` (``unseg predict --max-pixels``).
+    Call it on a batch with ``bytes`` (or ``image``) and ``path`` columns (module docstring)."""
 
     def __init__(
         self,
@@ -91,6 +99,7 @@ class MaskPredictor:
         device: str = "auto",
         root: str | None = None,
         batch_size: int = 8,
+        max_pixels: int | None = None,
         **options: Any,
     ) -> None:
         from . import api
@@ -102,22 +111,25 @@ class MaskPredictor:
         self.tag = prediction_settings(self.model.request)[1]
         self.root = root
         self.batch_size = batch_size
+        self.max_pixels = max_pixels
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
         from .engine.predict import encode_output
         from .engine.predictor import Prepared, bucketed
+        from .io.images import decode_image_bytes
 
         predictor = self.model.predictor
         paths = [str(p) for p in batch["path"]]
+        raw = "bytes" in batch
         keys: list[str] = []
         sizes: list[tuple[int, int]] = []
         errors: list[str] = []
         prepared: list[Prepared] = []
-        for i, (path, image) in enumerate(zip(paths, batch["image"], strict=True)):
+        for i, (path, image) in enumerate(zip(paths, batch["bytes" if raw else "image"], strict=True)):
             key, size, error = path, (0, 0), ""
             try:
                 key = image_key(path, self.root)
-                rgb = _rgb(image)
+                rgb = decode_image_bytes(bytes(image), path, self.max_pixels) if raw else _rgb(image)
                 size = (int(rgb.shape[0]), int(rgb.shape[1]))
                 prepared.append(predictor.prepare(i, rgb))
             except UnsegError as e:
@@ -197,14 +209,14 @@ def pseudo_labels(
     boxes: Mapping[str, Any] | None = None,
     **predictor: Any,
 ) -> None:
-    """The whole pipeline: ``read_images(images)`` -> ``MaskPredictor`` (``method``, ``predictor`` keywords;
+    """The whole pipeline: ``read_binary_files(images)`` -> ``MaskPredictor`` (``method``, ``predictor`` keywords;
     ``concurrency`` actors of ``num_gpus`` GPUs each) -> ``Boxes`` (``boxes`` keywords, as tasks) -> parquet parts in
     ``out`` (a folder or URL), for ``unseg merge OUT/*.parquet``. ``root`` defaults to ``images`` when it is one
     folder, so keys are relative paths as ``unseg predict`` names its masks."""
     ray = _require_ray()
     if root is None and isinstance(images, str):
         root = images
-    ds = ray.data.read_images(images, include_paths=True, mode="RGB")
+    ds = ray.data.read_binary_files(images, include_paths=True, file_extensions=IMAGE_EXTENSIONS)
     ds = ds.map_batches(
         MaskPredictor,
         fn_constructor_kwargs={"method": method, "root": root, "batch_size": batch_size, **predictor},

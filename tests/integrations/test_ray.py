@@ -1,6 +1,7 @@
 """unsegcli.ray: its callables give the masks of `unseg predict` byte for byte and the labels of `unseg boxes`
-record for record, called directly (no Ray needed) and inside a Ray Data pipeline on a local 2-CPU Ray; `unseg
-merge` turns their parquet parts into every format, and refuses a part without the label columns."""
+record for record (an EXIF-rotated JPEG included), called directly (no Ray needed) and inside a Ray Data pipeline
+on a local 2-CPU Ray; `unseg merge` turns their parquet parts into every format, and refuses a part without the
+label columns."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from unsegcli.io.masks import mask_path_for
 from unsegcli.labels.rows import COLUMNS, RowParts, merge_rows
 from unsegcli.labels.runner import write_labels
-from unsegcli.ray import Boxes, MaskPredictor, image_key
+from unsegcli.ray import IMAGE_EXTENSIONS, Boxes, MaskPredictor, image_key
 
-from ..helpers import save_dino_backbone, write_images
+from ..helpers import random_image, save_dino_backbone, write_images
 
 SIZES = [(40, 60), (60, 40), (40, 60), (33, 47), (64, 64)]
 
@@ -24,6 +26,10 @@ SIZES = [(40, 60), (60, 40), (40, 60), (33, 47), (64, 64)]
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("raydata")
     write_images(root / "imgs", SIZES)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40 x 56, shown rotated: 56 x 40, as unseg predict decodes it
+    Image.fromarray(random_image(40, 56, seed=9)).save(root / "imgs" / "rotated.jpg", exif=exif, quality=95)
+    (root / "imgs" / "notes.txt").write_text("not an image: unseg predict and IMAGE_EXTENSIONS leave it out")
     save_dino_backbone(root / "dino.pth", patch_size=8, embed_dim=64, depth=1)
     return root
 
@@ -65,8 +71,18 @@ def _reference(cli, data: Path, name: str, flags: list, tmp: Path) -> tuple[Path
     return masks, ref
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix.lstrip(".") in IMAGE_EXTENSIONS)
+
+
 def _batch(folder: Path, names: list[str]) -> dict:
-    """What read_images(include_paths=True) hands map_batches: decoded images and absolute paths."""
+    """What read_binary_files(include_paths=True) hands map_batches: each file's bytes and its absolute path."""
+    paths = [str((folder / n).resolve()) for n in names]
+    return {"bytes": np.array([Path(p).read_bytes() for p in paths], object), "path": np.array(paths, object)}
+
+
+def _decoded(folder: Path, names: list[str]) -> dict:
+    """What read_images(include_paths=True, mode="RGB") hands map_batches: Ray's decoded images (no EXIF)."""
     paths = [str((folder / n).resolve()) for n in names]
     images = np.empty(len(paths), object)
     images[:] = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
@@ -77,15 +93,20 @@ def _batch(folder: Path, names: list[str]) -> dict:
 def test_callables_equal_predict_and_boxes(cli, data, tiny_ckpt, tmp_path, name):
     method = _methods(data, tiny_ckpt)[name]
     masks, ref = _reference(cli, data, name, method["flags"], tmp_path)
-    names = sorted(p.name for p in (data / "imgs").iterdir())
+    names = _names(data / "imgs")
+    assert "rotated.jpg" in names
     predictor = MaskPredictor(**{"batch_size": 4, **method["kwargs"]}, device="cpu", root=str(data / "imgs"))
     out = predictor(_batch(data / "imgs", names))
     assert list(out["key"]) == names and out["error"].tolist() == [""] * len(names)
     assert [(int(h), int(w)) for h, w in zip(out["height"], out["width"], strict=True)] == [
-        Image.open(data / "imgs" / n).size[::-1] for n in names
+        Image.open(masks / mask_path_for(n)).size[::-1] for n in names
     ]
+    assert (out["height"][names.index("rotated.jpg")], out["width"][names.index("rotated.jpg")]) == (56, 40)
     for key, png in zip(out["key"], out["mask"], strict=True):  # the PNG unseg predict writes, settings tag included
-        assert png == (masks / key).read_bytes(), key
+        assert png == (masks / mask_path_for(key)).read_bytes(), key
+    plain = [n for n in names if n != "rotated.jpg"]  # Ray's own decoding: equal where no EXIF turns the image
+    decoded = predictor(_decoded(data / "imgs", plain))
+    assert list(decoded["mask"]) == [out["mask"][names.index(n)] for n in plain]
     rows = Boxes()(out)
     assert set(rows) == set(COLUMNS) and len(set(rows["settings"])) == 1
     listed = [dict(zip(rows, v, strict=True)) for v in zip(*rows.values(), strict=True)]
@@ -98,13 +119,20 @@ def test_callables_equal_predict_and_boxes(cli, data, tiny_ckpt, tmp_path, name)
 
 
 def test_a_failed_image_keeps_its_row(data, tiny_ckpt):
-    batch = _batch(data / "imgs", ["img_00.png", "img_01.png"])
+    predictor = MaskPredictor(weights=str(tiny_ckpt), device="cpu")
+    batch = _decoded(data / "imgs", ["img_00.png", "img_01.png"])
     batch["image"][1] = np.zeros((4, 4), np.float32)  # not uint8: refused, the other image goes on
-    out = MaskPredictor(weights=str(tiny_ckpt), device="cpu")(batch)
+    out = predictor(batch)
     assert out["mask"][0] is not None and out["mask"][1] is None and "not uint8" in out["error"][1]
     rows = Boxes()(out)
     assert rows["error"][0] == "" and rows["rles"][1] == []
     assert "not uint8" in rows["error"][1]
+    files = _batch(data / "imgs", ["img_00.png", "img_01.png", "img_02.png"])
+    files["bytes"][1], files["bytes"][2] = b"\x89PNG not really", b""  # corrupt, empty: named in their rows
+    out = predictor(files)
+    assert out["mask"][0] is not None and list(out["mask"][1:]) == [None, None]
+    assert out["error"][1] == f"{files['path'][1]}: not a readable image"
+    assert out["error"][2] == f"{files['path'][2]}: empty file"
 
 
 def test_keys():
@@ -166,12 +194,12 @@ def ray_session():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["maskcut"])  # instance maps with scores; soft masks: the callables' test above
 def test_ray_pipeline_equals_predict_and_boxes(cli, ray_session, data, tiny_ckpt, tmp_path, name):
-    """read_images -> MaskPredictor (2 actors) -> Boxes -> write_parquet -> unseg merge: the labels of unseg
-    predict + unseg boxes, in COCO, SelfMask (union RLEs) and JSON lines. (One pipeline: each costs ~20 s of
-    Ray scheduling on 2 CPUs.)"""
+    """read_binary_files -> MaskPredictor (2 actors) -> Boxes -> write_parquet -> unseg merge: the labels of unseg
+    predict + unseg boxes (the EXIF-rotated JPEG as predict turns it; the text file left out), in COCO, SelfMask
+    (union RLEs) and JSON lines. (One pipeline: each costs ~20 s of Ray scheduling on 2 CPUs.)"""
     method = _methods(data, tiny_ckpt)[name]
     masks, ref = _reference(cli, data, name, method["flags"], tmp_path)
-    ds = ray_session.data.read_images(str(data / "imgs"), include_paths=True, mode="RGB")
+    ds = ray_session.data.read_binary_files(str(data / "imgs"), include_paths=True, file_extensions=IMAGE_EXTENSIONS)
     kwargs = {"batch_size": 2, **method["kwargs"], "device": "cpu", "root": str(data / "imgs")}
     # 2 actors of half a CPU each leave one of the 2 CPUs to the read, Boxes (tasks: an instance) and write steps
     pool = ray_session.data.ActorPoolStrategy(size=2)

@@ -349,12 +349,25 @@ def decode_image(path: str, max_pixels: int | None = None) -> np.ndarray:
     """Read one image as HxWx3 uint8 RGB, EXIF orientation applied. Raises InputError with a reason.
 
     ``max_pixels``: largest image accepted (default: Pillow's decompression-bomb limit)."""
+    return _decode(path, max_pixels)
+
+
+def decode_image_bytes(data: bytes, path: str, max_pixels: int | None = None) -> np.ndarray:
+    """``decode_image`` of a file's bytes read elsewhere (Ray Data's ``read_binary_files``); ``path`` names it."""
+    if not data:
+        raise InputError(f"{path}: empty file")
+    return _decode(path, max_pixels, data)
+
+
+def _decode(path: str, max_pixels: int | None, data: bytes | None = None) -> np.ndarray:
+    import io
+
     from PIL import Image, ImageOps
 
     try:
         with pil_errors(path, too_large=RAISE_LIMIT), warnings.catch_warnings(), _pixel_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(_source(path)) as img:
+            with Image.open(_source(path) if data is None else io.BytesIO(data)) as img:
                 img = ImageOps.exif_transpose(img)
                 img.load()
                 arr = to_rgb_array(img)
