@@ -205,3 +205,44 @@ def test_outputs_that_hold_images_or_masks_are_refused_inside_an_input_folder(tm
         assert not (tmp_path / "masks" / "refined").exists()
     # a single label file beside the masks is fine: it is no image or mask
     assert cli("boxes", masks, "--images", images, "--out", masks / "p.json", "-q").exit_code == 0
+
+
+_STAGE_THEN_DIE = """
+import os, signal, sys
+from unsegcli.io.files import staging_file, staging_folder
+stage = staging_folder()
+folder = stage.__enter__()  # a staged shard in progress
+open(os.path.join(folder, "member.png"), "wb").write(b"half a shard")
+staging_file(".tar")  # an upload's local copy
+os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no clean-up runs
+"""
+
+_STAGE_AGAIN = """
+import os, sys
+from unsegcli.io.files import staging_folder
+with staging_folder() as tmp:
+    print(os.path.basename(tmp))
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_9_leaves_staged_data_that_the_next_staging_removes(tmp_path):
+    """Staged shards under $TMPDIR survived a kill -9 for ever (`unseg-shard-*`, documented as a limit)."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    live = tmp / f"unseg-staging-{os.getpid()}-x"  # this process is alive: its staging is kept
+    live.mkdir()
+    (tmp / "unseg-staging-notes.txt").write_text("not ours to remove")
+    died = subprocess.run([sys.executable, "-c", _STAGE_THEN_DIE], env=env, capture_output=True, timeout=60)
+    assert died.returncode == -9, died.stderr
+    left = [p for p in tmp.iterdir() if p != live and "notes" not in p.name]
+    assert sorted((p.is_dir(), p.suffix) for p in left) == [(False, ".tar"), (True, "")]
+    assert all(p.name.startswith("unseg-staging-") for p in left)
+    again = subprocess.run([sys.executable, "-c", _STAGE_AGAIN], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([live.name, "unseg-staging-notes.txt"])
+    assert again.stdout.startswith("unseg-staging-")  # its own folder, removed when its block ended

@@ -6,7 +6,9 @@ they raise ``UsageError`` (exit 2) naming ``what`` (pass the CLI flag, e.g. "--o
 
 A killed run leaves either the old file, the complete new file, or a short temp named
 ``.unseg-tmp-<pid>-<random>`` in the target's folder (short, so a 255-byte target name still fits);
-``remove_stale_temps(folder)`` deletes those of processes that no longer exist, never a live run's.
+``remove_stale_temps(folder)`` deletes those of processes that no longer exist, never a live run's. Local copies
+of remote or packed data (staged shards, uploads) live under ``$TMPDIR`` as ``unseg-staging-<pid>-...``
+(``staging_folder``, ``staging_file``), which the next run's first staging removes when a kill -9 left them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import socket
 import stat
 import sys
@@ -31,6 +34,7 @@ from typing import IO, Any
 from ..errors import OutputError, UsageError
 
 TEMP_PREFIX = ".unseg-tmp-"
+STAGING_PREFIX = "unseg-staging-"
 
 
 @functools.cache
@@ -85,8 +89,8 @@ def _pid_alive(pid: int) -> bool:
 _OTHER_HOST_STALE_SECONDS = 24 * 3600
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> int:
-    """Delete ``.unseg-tmp-<pid>-*`` files in ``folder`` (not below) that no live run owns: this host's
+def remove_stale_temps(folder: str | os.PathLike, prefix: str = TEMP_PREFIX) -> int:
+    """Delete ``<prefix><pid>-*`` files and folders in ``folder`` (not below) that no live run owns: this host's
     whose process is gone (what SIGKILL or a power loss left), other hosts' after a day untouched.
     Returns how many were removed."""
     removed = 0
@@ -95,9 +99,9 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
     except OSError:
         return 0
     for name in names:
-        if not name.startswith(TEMP_PREFIX):
+        if not name.startswith(prefix):
             continue
-        pid_text, _, tail = name[len(TEMP_PREFIX) :].partition("-")
+        pid_text, _, tail = name[len(prefix) :].partition("-")
         if not pid_text.isdigit():
             continue
         path = os.path.join(folder, name)
@@ -111,9 +115,35 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
                 continue
         if stale:
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
                 removed += 1
     return removed
+
+
+def _staging_prefix() -> str:
+    """``unseg-staging-<pid>-<host>-``: the names ``remove_stale_temps`` parses. The first staging of a process
+    removes what dead runs left under ``$TMPDIR`` (a whole staged shard after a kill -9)."""
+    _remove_stale_staging()
+    return f"{STAGING_PREFIX}{os.getpid()}-{_host_tag()}-"
+
+
+@functools.cache
+def _remove_stale_staging() -> None:
+    remove_stale_temps(tempfile.gettempdir(), STAGING_PREFIX)
+
+
+def staging_folder() -> tempfile.TemporaryDirectory[str]:
+    """A temp folder under ``$TMPDIR`` for local copies (a staged shard and its outputs), removed when the block
+    ends (also on Ctrl-C and SIGTERM) or, after a kill -9, by the next run."""
+    return tempfile.TemporaryDirectory(prefix=_staging_prefix())
+
+
+def staging_file(suffix: str = "") -> tuple[int, str]:
+    """``tempfile.mkstemp`` under ``$TMPDIR`` named as ``staging_folder``'s folders; the caller deletes it."""
+    return tempfile.mkstemp(prefix=_staging_prefix(), suffix=suffix)
 
 
 def remove_own_temps() -> None:

@@ -17,13 +17,12 @@ import posixpath
 import re
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, OutputError, UsageError
-from .files import open_output
+from .files import open_output, staging_file, staging_folder
 from .masks import TAG_HEAD, tag_of_head
 from .remote import is_url, open_source, upload
 
@@ -156,7 +155,7 @@ def write_shard(folder: str | os.PathLike, target: str, settings: str | None = N
     if not is_url(target):
         with open_output(target) as f:
             return pack_folder(folder, f, settings)
-    fd, local = tempfile.mkstemp(prefix="unseg-shard-", suffix=SHARD_SUFFIX)
+    fd, local = staging_file(SHARD_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             n = pack_folder(folder, f, settings)
@@ -210,7 +209,7 @@ def staged_inputs(specs: list[str], exts: tuple[str, ...]) -> Iterator[StagedInp
     are. For readers that open local files (masks for `unseg boxes`)."""
     from .remote import expand_inputs, list_url_folder, read_url
 
-    with tempfile.TemporaryDirectory(prefix="unseg-shards-") as tmp:
+    with staging_folder() as tmp:
         staged = StagedInputs([], [], {}, {})
         for i, spec in enumerate(expand_inputs(specs)):
             folder = os.path.join(tmp, str(i))

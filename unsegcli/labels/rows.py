@@ -18,13 +18,13 @@ imported only when a part is read.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io.files import staging_folder
 from ..io.shards import extract_shard
 from .formats import ImageLabels, xyxy_to_xywh
 
@@ -154,7 +154,7 @@ def read_shard_rows(specs: Sequence[str], fail: Callable[[str], None]) -> RowPar
     ``COLUMNS``), go to ``fail``, named as ``shard.tar:member``; the other members' rows are kept."""
     out = RowParts(list(specs), [], [])
     for i, spec in enumerate(specs):
-        with tempfile.TemporaryDirectory(prefix="unseg-rows-") as tmp:
+        with staging_folder() as tmp:
             try:
                 contents = extract_shard(spec, tmp, (ROW_SUFFIX,))
             except InputError as e:

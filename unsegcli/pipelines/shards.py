@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, UsageError, param
-from ..io.files import check_output_file, dumps_json, remove_stale_temps
+from ..io.files import check_output_file, dumps_json, remove_stale_temps, staging_folder
 from ..io.images import IMAGE_EXTENSIONS, TOO_LARGE, InputListing, scan_inputs
 from ..io.masks import read_tag, settings_tag
 from ..io.remote import expand_inputs, is_url, url_exists
@@ -280,7 +279,7 @@ def run_shards(
         if not overwrite and _exists(job.target):
             summary.skipped_shards += 1
             continue
-        with tempfile.TemporaryDirectory(prefix="unseg-shard-") as tmp:
+        with staging_folder() as tmp:
             run.tmp, run.names = tmp, {}
             out = os.path.join(tmp, "out")
             os.mkdir(out)
