@@ -183,28 +183,41 @@ def test_the_pipeline_without_ray_is_a_usage_error(monkeypatch, tmp_path):
     assert "unseg[ray]" in str(e.value)
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
+# the pipeline runs in its own interpreter, as a user's driver does: `ray.init` in a test worker leaves Ray's
+# runtime and its SIGTERM handler there after `ray.shutdown`, for every later test of that worker to run with
+_PIPELINE = """
+import json, sys
+import ray
+import unsegcli.ray as ur
+
+images, kwargs, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+ds = ray.data.read_binary_files(images, include_paths=True, file_extensions=ur.IMAGE_EXTENSIONS)
+# 2 actors of half a CPU each leave one of the 2 CPUs to the read, Boxes (tasks: an instance) and write steps
+pool = ray.data.ActorPoolStrategy(size=2)
+ds = ds.map_batches(ur.MaskPredictor, fn_constructor_kwargs=kwargs, batch_size=2, compute=pool, num_cpus=0.5)
+ds.map_batches(ur.Boxes(), batch_size=2).write_parquet(out)
+"""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["maskcut"])  # instance maps with scores; soft masks: the callables' test above
-def test_ray_pipeline_equals_predict_and_boxes(cli, ray_session, data, tiny_ckpt, tmp_path, name):
+def test_ray_pipeline_equals_predict_and_boxes(cli, data, tiny_ckpt, tmp_path, name):
     """read_binary_files -> MaskPredictor (2 actors) -> Boxes -> write_parquet -> unseg merge: the labels of unseg
     predict + unseg boxes (the EXIF-rotated JPEG as predict turns it; the text file left out), in COCO, SelfMask
     (union RLEs) and JSON lines. (One pipeline: each costs ~20 s of Ray scheduling on 2 CPUs.)"""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
     method = _methods(data, tiny_ckpt)[name]
     masks, ref = _reference(cli, data, name, method["flags"], tmp_path)
-    ds = ray_session.data.read_binary_files(str(data / "imgs"), include_paths=True, file_extensions=IMAGE_EXTENSIONS)
     kwargs = {"batch_size": 2, **method["kwargs"], "device": "cpu", "root": str(data / "imgs")}
-    # 2 actors of half a CPU each leave one of the 2 CPUs to the read, Boxes (tasks: an instance) and write steps
-    pool = ray_session.data.ActorPoolStrategy(size=2)
-    ds = ds.map_batches(MaskPredictor, fn_constructor_kwargs=kwargs, batch_size=2, compute=pool, num_cpus=0.5)
-    ds.map_batches(Boxes(), batch_size=2).write_parquet(str(tmp_path / "labels"))
+    script = tmp_path / "pipeline.py"
+    script.write_text(_PIPELINE)
+    args = [sys.executable, str(script), str(data / "imgs"), json.dumps(kwargs), str(tmp_path / "labels")]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
     parts = sorted((tmp_path / "labels").glob("*.parquet"))
     assert parts
     for fmt in ("coco", "selfmask", "jsonl"):
