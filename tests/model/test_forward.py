@@ -130,6 +130,27 @@ def test_export_is_cached_by_weights_and_shape(monkeypatch, cache):
     assert not [p for p in export_dir().iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
+@pytest.mark.slow  # one more export
+@needs_openvino
+def test_every_compile_goes_through_one_core(monkeypatch):
+    """A Core per compile (per shape) crashed a test worker with SIGSEGV after a few dozen compiles."""
+    import openvino
+
+    made: list[int] = []
+    real = openvino.Core
+    monkeypatch.setattr(openvino, "Core", lambda: made.append(1) or real())
+    forward.openvino_core.cache_clear()
+    try:
+        model = tiny_model().eval()
+        run = inference_forward(model, CPU, engine="openvino")
+        for shape in ((1, 3, 64, 96), (1, 3, 64, 64)):  # two shapes: two compiles
+            assert run(torch.randn(*shape)).shape == (1, 1, *shape[2:])
+        inference_forward(copy.deepcopy(model), CPU, engine="openvino")(torch.randn(1, 3, 64, 96))  # another run
+    finally:
+        forward.openvino_core.cache_clear()
+    assert made == [1]
+
+
 def test_missing_openvino_is_a_usage_error_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if not installed
     with pytest.raises(UsageError) as e:

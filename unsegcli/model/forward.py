@@ -53,6 +53,14 @@ def require_openvino() -> Any:
     return openvino
 
 
+@functools.cache
+def openvino_core() -> Any:
+    """This process's one ``openvino.Core``, which every compile goes through. A Core per compile (per input shape)
+    crashed the process with SIGSEGV after a few dozen compiles (seen in our test workers on OpenVINO 2026.4;
+    ultralytics/ultralytics#25864 and openvinotoolkit/openvino#35338 report the same with several Cores)."""
+    return require_openvino().Core()
+
+
 def openvino_installed() -> bool:
     """Whether the openvino extra is importable (without importing it)."""
     import importlib.util
@@ -203,10 +211,9 @@ class OpenVinoForward:
         if shape in self.compiled:
             self.compiled.move_to_end(shape)
             return self.compiled[shape]
-        ov = require_openvino()
         self.key = self.key or module_key(self.module)
         xml = export_openvino(self.module, x, export_dir() / export_key(self.key, shape))
-        self.compiled[shape] = ov.Core().compile_model(str(xml), "CPU", self.hint)
+        self.compiled[shape] = openvino_core().compile_model(str(xml), "CPU", self.hint)
         if len(self.compiled) > MAX_COMPILED:
             self.compiled.popitem(last=False)
         return self.compiled[shape]

@@ -92,6 +92,7 @@ def test_features_record_how_the_backbone_ran_and_the_masks_carry_it(cli, data, 
     pytest.importorskip("openvino")
     from unsegcli.io.features import read_features
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the exports: not in the user's own cache
     monkeypatch.chdir(data)
     common = ["--method", "tokencut", "--workers", "0", "--quiet"]
     gpu = ["predict", "imgs", "--backbone", "dino8.pth", *common]
