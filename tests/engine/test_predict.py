@@ -100,6 +100,22 @@ def test_predict_files_writes_instance_maps_as_palette_pngs(tmp_path):
         predict_files(_Instances(), items, tmp_path / "out", binary=True)
 
 
+def test_a_deferred_predictor_loads_before_the_progress_starts_and_only_when_an_output_is_missing(tmp_path):
+    from unsegcli.engine.predict import list_prediction_inputs, predict_files
+    from unsegcli.engine.predictor import DeferredPredictor
+
+    write_images(tmp_path / "imgs", [(20, 30), (12, 9)])
+    items = list_prediction_inputs([str(tmp_path / "imgs")], tmp_path / "out").items
+    events: list = []
+    deferred = DeferredPredictor("instances", lambda: events.append("load") or _Instances())
+    predict_files(deferred, items, tmp_path / "out", on_progress=lambda n, t: events.append((n, t)))
+    assert events[:2] == ["load", (0, 2)] and events.count("load") == 1
+    events.clear()
+    again = DeferredPredictor("instances", lambda: events.append("load") or _Instances())
+    assert predict_files(again, items, tmp_path / "out", on_progress=lambda n, t: events.append((n, t))).skipped == 2
+    assert events == [(0, 0)]  # every output exists: nothing loaded
+
+
 def test_bucketed_emits_early_when_too_many_items_wait():
     from unsegcli.engine.predictor import Prepared, bucketed
 

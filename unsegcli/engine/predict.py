@@ -216,6 +216,8 @@ def predict_files(
     def encode(mask: np.ndarray) -> np.ndarray:
         return binary_to_uint8(mask, threshold) if binary else soft_to_uint8(mask)
 
+    if todo and isinstance(predictor, DeferredPredictor):
+        predictor.get()  # now, as an eager predictor was: before the progress starts and outside the timed run
     if on_progress is not None:
         on_progress(0, len(todo))
     written = 0
